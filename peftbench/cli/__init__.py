@@ -1,0 +1,54 @@
+"""`peftbench` command line: parses arguments and dispatches to the module that owns each noun.
+
+Each command lives in its own module exposing `register(subparsers)`, which adds a sub-parser whose
+`func(args) -> int` does the work. Imports of heavy libraries stay inside those functions so that
+`peftbench --help` and quick commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from peftbench.errors import UserError
+
+# Module names under peftbench.cli, in the order `--help` lists them.
+COMMANDS = ("run", "info", "results", "estimate", "recommend", "report")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        sys.stderr.write(f"peftbench: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="peftbench", description="Benchmark, predict and recommend PEFT methods.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"peftbench.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"peftbench.cli.{name}":
+                raise
+            continue  # command not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"peftbench: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("peftbench: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

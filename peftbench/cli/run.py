@@ -1,0 +1,58 @@
+"""`peftbench run suite=NAME [key=value ...] [--force]`"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run a suite: every task x method x seed, one process per run",
+        description="Run a benchmark suite. Overrides: suite=NAME methods=[lora,ia3] seeds=[0,1] model=NAME|PATH|HUB_ID "
+                    "tasks=[a,b] scale=default|full timeout=SECONDS device=cpu|cuda train.KEY=V methods.NAME.KEY=V")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    parser.add_argument("--results", type=Path, default=None, help="results root (default: ./results)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from peftbench.overrides import parse_overrides
+    from peftbench.results import RESULTS_DIR
+    from peftbench.runs.plan import build_plan
+    from peftbench.runs.runner import run_plan
+
+    plan = build_plan(parse_overrides(args.overrides))
+    summary = run_plan(plan, args.results or RESULTS_DIR, force=args.force, show_progress=not args.no_progress)
+    print(_summary_table(summary))
+    return 0
+
+
+def _summary_table(summary) -> str:
+    import pandas as pd
+
+    lines = []
+    if summary.records:
+        rows = [{"task": r["task"], "method": r["method"], "seed": r["seed"], "status": r["status"],
+                 "score": _primary(r), "train_s": r.get("train_seconds"), "peak_MiB": _peak_mib(r),
+                 "note": (r.get("error") or "")[:60]} for r in summary.records]
+        lines.append(pd.DataFrame(rows).to_string(index=False))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.status_counts().items())) or "nothing new"
+    lines.append(f"\n{counts}; {summary.skipped_existing} already recorded. Results: {summary.results_file}")
+    return "\n".join(lines)
+
+
+def _primary(record: dict) -> str:
+    metrics = record.get("metrics") or {}
+    for key in ("accuracy", "rougeL", "chrf"):
+        if key in metrics:
+            return f"{key}={metrics[key]:.1f}"
+    return ""
+
+
+def _peak_mib(record: dict) -> float | None:
+    memory = record.get("memory") or {}
+    peak = memory.get("cuda_max_reserved_bytes") or memory.get("peak_rss_train_bytes")
+    return round(peak / 2**20) if peak else None

@@ -1,0 +1,162 @@
+"""Trace one training step (forward, backward, optimizer step) of a fake-tensor model.
+
+The step mirrors what a training loop does: one optimizer step has already run (Adam's states exist),
+the loss is taken from the model's output and the output object is dropped before backward (as
+`transformers.Trainer.compute_loss` does), gradients are clipped, the optimizer steps and gradients are
+freed with `zero_grad(set_to_none=True)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from peftbench.estimate.build import DTYPES, build_meta, materialise_fake
+from peftbench.estimate.tracer import Tracker
+
+PHASES = ("forward", "backward", "optimizer")
+
+
+@dataclass
+class Shape:
+    """Everything that changes the traced memory besides the model and method."""
+
+    batch_size: int
+    seq_len: int
+    dtype: str = "bf16"
+    mixed_precision: str | None = None
+    optimizer: str = "adamw"
+    gradient_checkpointing: bool = False
+    device: str = "cuda"  # which device's optimizer implementation to emulate (cuda: foreach, cpu: single)
+    num_labels: int = 2
+
+
+@dataclass
+class TraceResult:
+    trainable_params: int
+    total_params: int
+    phases: dict[str, dict[str, int]]  # phase -> {category: bytes, "peak": bytes}
+    flops: dict[str, float]
+    matmul_bytes: float
+    other_bytes: float
+    kernels: int
+    notes: list[str] = field(default_factory=list)
+
+
+def make_inputs(model, config, task_kind: str, shape: Shape) -> dict[str, torch.Tensor]:
+    from peftbench.models.catalogue import architecture_family
+
+    b, length = shape.batch_size, shape.seq_len
+    # No attention mask: an unpadded batch has none, and transformers would build a full 4-D mask for
+    # fake tensors (it takes them for tracing) that a real run never allocates.
+    inputs: dict[str, torch.Tensor] = {"input_ids": torch.zeros((b, length), dtype=torch.long)}
+    if task_kind == "classification":
+        inputs["labels"] = torch.zeros((b,), dtype=torch.long)
+    else:
+        inputs["labels"] = torch.zeros((b, length), dtype=torch.long)
+    if architecture_family(config) == "encoder-decoder" and task_kind == "classification":
+        inputs["decoder_input_ids"] = torch.zeros((b, length), dtype=torch.long)
+    return inputs
+
+
+def make_optimizer(params: list[torch.Tensor], shape: Shape) -> torch.optim.Optimizer:
+    foreach = shape.device.startswith("cuda")  # torch's default: foreach on CUDA, per-tensor on CPU
+    if shape.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=1e-3, foreach=foreach)
+    if shape.optimizer == "adamw8bit":
+        # bitsandbytes' 8-bit states are added analytically (see `eight_bit_states`); the update itself
+        # is one fused kernel with no weight-sized temporaries, like a stateless SGD step.
+        return torch.optim.SGD(params, lr=1e-3, foreach=foreach)
+    return torch.optim.AdamW(params, lr=1e-3, foreach=foreach)
+
+
+def eight_bit_states(params: list[torch.Tensor]) -> int:
+    """bitsandbytes AdamW8bit: two 8-bit states with one fp32 absmax per 256 values; tensors under 4096
+    values keep 32-bit states (bitsandbytes' `min_8bit_size`)."""
+    total = 0
+    for p in params:
+        n = p.numel()
+        total += 2 * (n + 4 * -(-n // 256)) if n >= 4096 else 8 * n
+    return total
+
+
+def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, shape: Shape) -> TraceResult:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from peftbench.methods import count_parameters
+
+    model = build_meta(config, method, hyperparameters, task_kind,
+                       "fp32" if shape.mixed_precision else shape.dtype, shape.num_labels)
+    trainable, total = count_parameters(model)
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    materialise_fake(model, fake_mode)
+    model.train()
+    if shape.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    params = [p for p in model.parameters() if p.requires_grad]
+    tracker = Tracker()
+    notes: list[str] = []
+    with fake_mode, tracker:
+        tracker.mark(list(model.parameters()) + list(model.buffers()), "weights")
+        optimizer = make_optimizer(params, shape)
+        _warm_optimizer(optimizer, params, tracker)
+        tracker.peaks.clear()
+        inputs = make_inputs(model, config, task_kind, shape)
+        _forward_backward(model, inputs, shape, tracker)
+        tracker.phase = "optimizer"
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=shape.device.startswith("cuda"))
+        optimizer.step()
+        if method.step_hook is not None:
+            notes.extend(_step_hook(method, model))
+        optimizer.zero_grad(set_to_none=True)
+    phases = {p: {**tracker.breakdown(p), "peak": tracker.peaks[p].bytes} for p in PHASES if p in tracker.peaks}
+    if shape.optimizer == "adamw8bit":
+        extra = eight_bit_states(params)
+        for b in phases.values():
+            b["optimizer_states"] += extra
+            b["peak"] += extra
+    cost = tracker.cost
+    return TraceResult(trainable, total, phases, dict(cost.flops), cost.matmul_bytes, cost.other_bytes,
+                       cost.kernels, notes)
+
+
+def _warm_optimizer(optimizer, params, tracker: Tracker) -> None:
+    """One step on zero gradients so that the optimizer's states exist, as after the first real step."""
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    states = [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+    tracker.mark(states, "optimizer_states")
+
+
+def _forward_backward(model, inputs, shape: Shape, tracker: Tracker) -> None:
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        tracker.mark([t], "activations")
+        return t
+
+    autocast = (torch.autocast("cpu", dtype=DTYPES[shape.mixed_precision]) if shape.mixed_precision
+                else contextlib.nullcontext())
+    tracker.phase = "forward"
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
+        loss = model(**inputs).loss  # the output object (logits…) is dropped here, as in Trainer
+    gc.collect()  # module hooks and reference cycles must not keep temporaries alive past their use
+    tracker.phase = "backward"
+    loss.backward()
+    del loss
+    tracker.mark([p.grad for p in model.parameters() if p.grad is not None], "gradients")
+    gc.collect()
+
+
+def _step_hook(method, model) -> list[str]:
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+
+    try:
+        method.step_hook(model, 1)
+    except (DataDependentOutputException, RuntimeError) as exc:
+        return [f"{method.name}'s per-step hook could not be traced ({type(exc).__name__}); its memory is omitted"]
+    return []

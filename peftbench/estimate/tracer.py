@@ -1,0 +1,145 @@
+"""Memory, FLOP and byte accounting of a fake-tensor training step.
+
+`Tracker` is a dispatch mode that sits above `FakeTensorMode`: every op's outputs are fake tensors whose
+storages it follows with weak references, so it knows the live bytes after every op (rounded like the
+CUDA caching allocator, whose blocks are multiples of 512 bytes) and keeps the set of live storages at
+each phase's peak. Storages are classified only at the end, because a tensor's role is known late: a
+tensor becomes an activation when autograd saves it, a gradient when it lands in `.grad`.
+
+Written here rather than using `torch.distributed._tools.mem_tracker.MemTracker`: that tool crashed on
+frozen base weights and its per-module bookkeeping made an 8B trace take minutes (estimator-notes.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+
+ALIGN = 512  # CUDA caching allocator block granularity
+CATEGORIES = ("weights", "gradients", "optimizer_states", "activations", "temporaries")
+_MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_scaled_dot_product_flash_attention_for_cpu",
+               "_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_mm", "convolution_backward"}
+# Ops that only re-label memory: no kernel launch, no traffic.
+_FREE_OPS = {"view", "_unsafe_view", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "slice",
+             "select", "as_strided", "alias", "detach", "split", "split_with_sizes", "unbind", "reshape",
+             "_reshape_alias", "empty", "empty_strided", "new_empty", "new_empty_strided", "lift_fresh",
+             "chunk", "narrow", "diagonal", "view_as_real", "view_as_complex", "unflatten", "flatten", "sym_size"}
+
+
+def _rounded(nbytes: int) -> int:
+    return -(-nbytes // ALIGN) * ALIGN if nbytes else 0
+
+
+@dataclass
+class PhasePeak:
+    bytes: int = 0
+    live: dict[int, int] = field(default_factory=dict)  # uid -> rounded bytes at the peak
+
+
+@dataclass
+class OpCost:
+    """Work of the traced ops, summarised for roofline timing: matmul-class FLOPs per dtype, bytes moved."""
+
+    flops: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    matmul_bytes: float = 0.0
+    other_bytes: float = 0.0
+    kernels: int = 0
+
+
+class Tracker(TorchDispatchMode):
+    """Follows storage lifetimes and op costs; `phase` is set by the caller (forward/backward/optimizer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._uids = itertools.count()
+        self._refs: dict[int, Any] = {}  # uid -> weakref to the storage
+        self._by_storage: dict[int, int] = {}  # id(storage) -> uid, valid while the storage lives
+        self.size: dict[int, int] = {}  # every uid ever seen
+        self.live = 0
+        self.phase = "setup"
+        self.peaks: dict[str, PhasePeak] = {}
+        self.cost = OpCost()
+        self.category: dict[int, str] = {}
+
+    # ---- storage bookkeeping -------------------------------------------------------------------------
+    def uid_of(self, tensor: torch.Tensor) -> int:
+        storage = tensor.untyped_storage()
+        uid = self._by_storage.get(id(storage))
+        ref = self._refs.get(uid) if uid is not None else None
+        if ref is not None and ref() is storage:
+            return uid
+        uid = next(self._uids)
+        nbytes = _rounded(storage.nbytes())
+        self.size[uid] = nbytes
+        self._by_storage[id(storage)] = uid
+        self._refs[uid] = weakref.ref(storage, lambda _r, u=uid: self._free(u))
+        self.live += nbytes
+        return uid
+
+    def _free(self, uid: int) -> None:
+        self.live -= self.size[uid]
+        del self._refs[uid]
+
+    def mark(self, tensors, category: str) -> None:
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                uid = self.uid_of(t)
+                # first role wins: a weight that autograd also saves stays a weight
+                self.category.setdefault(uid, category)
+
+    def _note_peak(self) -> None:
+        peak = self.peaks.setdefault(self.phase, PhasePeak())
+        if self.live > peak.bytes:
+            peak.bytes = self.live
+            peak.live = {u: self.size[u] for u in self._refs}
+
+    def breakdown(self, phase: str) -> dict[str, int]:
+        out = dict.fromkeys(CATEGORIES, 0)
+        for uid, nbytes in self.peaks[phase].live.items():
+            out[self.category.get(uid, "temporaries")] += nbytes
+        return out
+
+    # ---- dispatch ------------------------------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.__name__.split(".")[0]
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        for t in outputs:
+            self.uid_of(t)
+        self._note_peak()
+        if name not in _FREE_OPS:
+            self._count(func, name, args, kwargs, out, outputs)
+        return out
+
+    def _count(self, func, name: str, args, kwargs, out, outputs) -> None:
+        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        moved = sum(t.numel() * t.element_size() for t in itertools.chain(inputs, outputs))
+        self.cost.kernels += 1
+        flops = _flops(func, name, args, kwargs, out) if name in _MATMUL_OPS else 0
+        if flops:
+            self.cost.flops[str(inputs[0].dtype).replace("torch.", "")] += flops
+            self.cost.matmul_bytes += moved
+        else:
+            self.cost.other_bytes += moved
+
+
+def _flops(func, name: str, args, kwargs, out) -> int:
+    """FLOPs of a matmul-class op. The CPU attention kernels have no formula in torch's flop counter
+    (they would count as zero), so they reuse the CUDA flash-attention formulas: same maths."""
+    if name == "_scaled_dot_product_flash_attention_for_cpu":
+        return sdpa_flop_count(args[0].shape, args[1].shape, args[2].shape)
+    if name == "_scaled_dot_product_flash_attention_for_cpu_backward":
+        return sdpa_backward_flop_count(args[0].shape, args[1].shape, args[2].shape, args[3].shape)
+    formula = flop_registry.get(func._overloadpacket)
+    if formula is None:
+        return 0
+    return int(formula(*args, **kwargs, out_val=out))  # registered formulas take tensors, read shapes

@@ -1,0 +1,137 @@
+"""The method abstraction: one `Method` per fine-tuning technique, all held in one registry.
+
+A method knows its family, which architectures it supports, its default hyper-parameters and how to
+wrap a model. The harness (real weights) and the estimator (meta / fake tensors) call the same
+`Method.apply`, so trainable-parameter counts agree by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from peftbench.errors import MethodNotApplicable, UserError
+
+FAMILIES = ("full", "reparameterization", "adapter", "selective", "soft_prompt")
+ARCHITECTURES = ("encoder", "decoder", "encoder-decoder")
+
+# Keys that configure training rather than the peft config; every method accepts them.
+TRAINING_KEYS = ("learning_rate",)
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method needs to know about the model and task it wraps."""
+
+    architecture: str  # encoder | decoder | encoder-decoder
+    model_type: str  # transformers `config.model_type`, e.g. "bert", "llama"
+    task_kind: str  # classification | generation | multiple_choice
+    device: str = "cpu"
+
+    @property
+    def peft_task_type(self) -> str:
+        if self.task_kind == "classification":
+            return "SEQ_CLS"
+        if self.architecture == "encoder-decoder":
+            return "SEQ_2_SEQ_LM"
+        return "CAUSAL_LM"
+
+
+Applier = Callable[[nn.Module, dict[str, Any], MethodContext], nn.Module]
+Checker = Callable[[MethodContext], "str | None"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fine-tuning method. `apply` returns the wrapped model with only the method's parameters trainable."""
+
+    name: str
+    family: str
+    description: str
+    defaults: Mapping[str, Any]
+    applier: Applier
+    architectures: tuple[str, ...] = ARCHITECTURES
+    uses_peft: bool = True
+    check: Checker | None = None
+    citation: str = ""
+    extra_keys: tuple[str, ...] = field(default=())
+    peft_config: str | None = None  # name of the peft config class whose fields are valid overrides
+    quantize_4bit: bool = False  # the base model is loaded in 4-bit (QLoRA)
+    step_hook: Callable[[nn.Module, int], None] | None = None  # called after each optimizer step (AdaLoRA)
+
+    def hyperparameters(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults merged with user overrides; unknown keys are rejected with the valid ones named."""
+        merged = dict(self.defaults)
+        for key, value in (overrides or {}).items():
+            if key not in merged and key not in self.extra_keys and not self._accepts_peft_key(key):
+                valid = ", ".join(sorted(set(merged) | set(self.extra_keys)))
+                raise UserError(f"method '{self.name}' has no hyper-parameter '{key}' (valid: {valid})")
+            merged[key] = value
+        return merged
+
+    def _accepts_peft_key(self, key: str) -> bool:
+        if self.peft_config is None:
+            return False
+        import peft
+
+        return key in getattr(peft, self.peft_config).__dataclass_fields__
+
+    def not_applicable_reason(self, ctx: MethodContext) -> str | None:
+        if ctx.architecture not in self.architectures:
+            supported = ", ".join(self.architectures)
+            return f"{self.name} supports {supported} models, not {ctx.architecture}"
+        return self.check(ctx) if self.check else None
+
+    def apply(self, model: nn.Module, hyperparameters: Mapping[str, Any], ctx: MethodContext) -> nn.Module:
+        reason = self.not_applicable_reason(ctx)
+        if reason:
+            raise MethodNotApplicable(reason)
+        peft_kwargs = {k: v for k, v in hyperparameters.items() if k not in TRAINING_KEYS}
+        return self.applier(model, peft_kwargs, ctx)
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.family not in FAMILIES:
+        raise ValueError(f"unknown family {method.family!r}")
+    if method.name in _REGISTRY:
+        raise ValueError(f"method {method.name!r} registered twice")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def registry() -> dict[str, Method]:
+    return dict(_REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UserError(f"unknown method '{name}' (valid: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters, counting tied weights once."""
+    seen: set[int] = set()
+    trainable = total = 0
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        n = param.numel()
+        if hasattr(param, "quant_state"):  # bitsandbytes 4-bit packs two values per byte
+            n *= 2
+        total += n
+        trainable += n if param.requires_grad else 0
+    return trainable, total
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

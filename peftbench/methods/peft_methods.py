@@ -1,0 +1,119 @@
+"""Every method that peft implements, registered with peftbench's defaults.
+
+Learning rates: PEFT methods train few parameters from a small or zero init and need step sizes one to
+three orders of magnitude above full fine-tuning (LoRA paper App. D; "LoRA Without Regret", 2025: ~10x;
+prompt tuning 0.3 with Adafactor in Lester et al. 2021). The defaults below suit the short budgets of
+peftbench's CPU suites; override any of them with `methods.NAME.KEY=VALUE`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from peftbench.methods.base import Method, MethodContext, register
+
+
+def _peft_applier(config_name: str, **fixed: Any):
+    """Build `get_peft_model(model, <config_name>(task_type=..., **fixed, **user))`."""
+
+    def apply(model: nn.Module, kwargs: dict[str, Any], ctx: MethodContext) -> nn.Module:
+        import peft
+
+        config_cls = getattr(peft, config_name)
+        merged = {**fixed, **kwargs}
+        if "target_modules" in config_cls.__dataclass_fields__ and merged.get("target_modules") is None:
+            merged["target_modules"] = default_target_modules(config_name, model, ctx)
+        config = config_cls(task_type=ctx.peft_task_type, **merged)
+        return peft.get_peft_model(model, config)
+
+    return apply
+
+
+def default_target_modules(config_name: str, model: nn.Module, ctx: MethodContext) -> list[str] | str | None:
+    """peft's own per-architecture defaults, with fallbacks for architectures its tables omit."""
+    if config_name == "LNTuningConfig":
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING as table
+
+        return table.get(ctx.model_type) or norm_module_suffixes(model)
+    return None  # peft resolves q/v-style defaults itself and raises for unknown architectures
+
+
+def norm_module_suffixes(model: nn.Module) -> list[str]:
+    """Leaf names of every normalisation layer (LayerNorm, RMSNorm…), for models peft has no table for."""
+    return sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if "Norm" in type(mod).__name__})
+
+
+def _adalora_step(model: nn.Module, step: int) -> None:
+    # AdaLoRA reallocates rank budget during training; without this call it degenerates to plain LoRA.
+    model.base_model.update_and_allocate(step)
+
+
+def _needs_kv_cache(ctx: MethodContext) -> str | None:
+    if ctx.architecture == "encoder":
+        return "prefix tuning injects past key/values, which encoder-only models do not accept"
+    return None
+
+
+def _needs_cuda_bnb(ctx: MethodContext) -> str | None:
+    if not ctx.device.startswith("cuda"):
+        return "QLoRA's 4-bit base layers (bitsandbytes NF4) need a CUDA device; this run is on " + ctx.device
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        return "QLoRA needs bitsandbytes: pip install bitsandbytes"
+    return None
+
+
+_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": None, "learning_rate": 5e-4}
+
+for name, extra, description in [
+    ("lora", {}, "Low-rank update B·A on attention projections (Hu et al. 2021)"),
+    ("dora", {"use_dora": True}, "LoRA with a learned magnitude vector (Liu et al. 2024)"),
+    ("rslora", {"use_rslora": True}, "LoRA scaled by alpha/sqrt(r), stable at high rank (Kalajdzievski 2023)"),
+]:
+    register(Method(name, "reparameterization", description, {**_LORA, **extra},
+                    _peft_applier("LoraConfig"), peft_config="LoraConfig"))
+
+register(Method(
+    "qlora", "reparameterization", "LoRA on a 4-bit NF4-quantised frozen base (Dettmers et al. 2023)",
+    {**_LORA, "learning_rate": 2e-4}, _peft_applier("LoraConfig"), peft_config="LoraConfig",
+    quantize_4bit=True, check=_needs_cuda_bnb,
+))
+register(Method(
+    "adalora", "reparameterization", "LoRA with SVD-based adaptive rank allocation (Zhang et al. 2023)",
+    {"init_r": 12, "target_r": 8, "lora_alpha": 16, "target_modules": None, "total_step": None,
+     "learning_rate": 5e-4},
+    _peft_applier("AdaLoraConfig"), peft_config="AdaLoraConfig", step_hook=_adalora_step,
+))
+register(Method("loha", "reparameterization", "Low-rank Hadamard product update (Hyeon-Woo et al. 2022)",
+                {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4},
+                _peft_applier("LoHaConfig"), peft_config="LoHaConfig"))
+register(Method("lokr", "reparameterization", "Low-rank Kronecker product update (LyCORIS)",
+                {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4},
+                _peft_applier("LoKrConfig"), peft_config="LoKrConfig"))
+register(Method("vera", "reparameterization", "Shared frozen random low-rank pair, trained scaling vectors "
+                "(Kopiczko et al. 2024)", {"r": 256, "target_modules": None, "learning_rate": 5e-3},
+                _peft_applier("VeraConfig"), peft_config="VeraConfig"))
+register(Method("oft", "reparameterization", "Orthogonal fine-tuning: block-diagonal rotation of weights "
+                "(Qiu et al. 2023)", {"r": 0, "oft_block_size": 32, "target_modules": None, "learning_rate": 5e-4},
+                _peft_applier("OFTConfig"), peft_config="OFTConfig"))
+register(Method("boft", "reparameterization", "Butterfly-factorised orthogonal fine-tuning (Liu et al. 2024)",
+                {"boft_block_size": 4, "boft_n_butterfly_factor": 1, "target_modules": None, "learning_rate": 5e-4},
+                _peft_applier("BOFTConfig"), peft_config="BOFTConfig"))
+register(Method("ia3", "adapter", "Learned rescaling of keys, values and FFN activations (Liu et al. 2022)",
+                {"target_modules": None, "feedforward_modules": None, "learning_rate": 3e-3},
+                _peft_applier("IA3Config"), peft_config="IA3Config"))
+register(Method("ln_tuning", "selective", "Tune only the LayerNorm/RMSNorm parameters (Zhao et al. 2023)",
+                {"target_modules": None, "learning_rate": 1e-3},
+                _peft_applier("LNTuningConfig"), peft_config="LNTuningConfig"))
+register(Method("prompt_tuning", "soft_prompt", "Learned virtual tokens prepended to the input embeddings "
+                "(Lester et al. 2021)", {"num_virtual_tokens": 20, "learning_rate": 3e-2},
+                _peft_applier("PromptTuningConfig"), peft_config="PromptTuningConfig"))
+register(Method("prefix_tuning", "soft_prompt", "Learned key/value prefixes at every layer (Li & Liang 2021)",
+                {"num_virtual_tokens": 20, "learning_rate": 5e-3},
+                _peft_applier("PrefixTuningConfig"), peft_config="PrefixTuningConfig", check=_needs_kv_cache))
+register(Method("p_tuning", "soft_prompt", "Virtual tokens produced by a small MLP prompt encoder "
+                "(Liu et al. 2021)", {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 5e-3},
+                _peft_applier("PromptEncoderConfig"), peft_config="PromptEncoderConfig"))

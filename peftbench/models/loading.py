@@ -1,0 +1,71 @@
+"""Load a model and tokenizer for a task kind, from the catalogue, a local directory or the hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from peftbench.errors import MethodNotApplicable, UserError
+from peftbench.models.catalogue import architecture_family, resolve_model
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    family: str
+    model_type: str
+    source: str  # packaged | local | hub
+    path: str
+
+
+def load_config(name: str, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    path, source = resolve_model(name)
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), path, source
+    except OSError as exc:
+        raise UserError(f"cannot load model '{name}' ({source}): {str(exc).splitlines()[0]}") from None
+
+
+def load_tokenizer(path: str, family: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if family == "decoder":
+        tokenizer.padding_side = "left"  # generation continues from the last real token
+    return tokenizer
+
+
+def load_for_task(name: str, task_kind: str, num_labels: int | None = None, dtype: str = "fp32",
+                  quantize_4bit: bool = False, trust_remote_code: bool = False) -> LoadedModel:
+    """Model with the head the task kind needs; raises MethodNotApplicable for impossible pairings."""
+    import torch
+    import transformers as tf
+
+    config, path, source = load_config(name, trust_remote_code)
+    family = architecture_family(config)
+    if task_kind in ("generation", "multiple_choice") and family == "encoder":
+        raise MethodNotApplicable(f"{task_kind} needs a decoder or encoder-decoder model; {name} is an encoder")
+    kwargs: dict[str, Any] = {"dtype": {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype],
+                              "trust_remote_code": trust_remote_code}
+    if quantize_4bit:
+        kwargs["quantization_config"] = tf.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+    tokenizer = load_tokenizer(path, family, trust_remote_code)
+    if task_kind == "classification":
+        model = tf.AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **kwargs)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    elif family == "encoder-decoder":
+        model = tf.AutoModelForSeq2SeqLM.from_pretrained(path, **kwargs)
+    else:
+        model = tf.AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantize_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return LoadedModel(model, tokenizer, family, config.model_type, source, path)

@@ -1,0 +1,50 @@
+"""`key=value` command-line overrides, Hydra style: `methods=[lora,ia3]`, `train.max_steps=20`,
+`methods.lora.r=16`. Values are parsed as YAML flow scalars/lists (what OmegaConf's dotlist does too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from peftbench.errors import UserError
+
+TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code")
+
+
+@dataclass
+class Overrides:
+    values: dict[str, Any] = field(default_factory=dict)  # top-level keys
+    train: dict[str, Any] = field(default_factory=dict)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def parse_overrides(tokens: list[str]) -> Overrides:
+    parsed = Overrides()
+    for token in tokens:
+        key, sep, raw = token.partition("=")
+        if not sep or not key:
+            raise UserError(f"override '{token}' must look like key=value (e.g. train.max_steps=20)")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            raise UserError(f"override '{token}': cannot parse value '{raw}'") from None
+        parts = key.split(".")
+        if parts[0] == "train" and len(parts) == 2:
+            parsed.train[parts[1]] = value
+        elif parts[0] == "methods" and len(parts) == 3:
+            parsed.method_params.setdefault(parts[1], {})[parts[2]] = value
+        elif len(parts) == 1 and key in TOP_LEVEL:
+            parsed.values[key] = value
+        else:
+            raise UserError(f"unknown override key '{key}' (valid: {', '.join(TOP_LEVEL)}, train.KEY, "
+                            "methods.NAME.KEY)")
+    return parsed
+
+
+def as_list(value: Any, key: str, item_type: type) -> list[Any]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(i, item_type) and not isinstance(i, bool) for i in items):
+        raise UserError(f"{key} must be a {item_type.__name__} or a list of them, e.g. {key}=[a,b]; got {value!r}")
+    return items

@@ -1,0 +1,101 @@
+"""Executors run RunSpecs and hand back records. The suite runner only talks to this interface.
+
+`LocalExecutor` runs one spec at a time, each in a fresh Python process: a crash, OOM or segfault in a
+run cannot take the suite down, and the process's peak memory belongs to that run alone. A distributed
+executor (e.g. Ray) implements the same `execute` and may call `on_record` from many runs at once; the
+parent process stays the only writer of the results file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from peftbench.runs.spec import RunSpec, base_record
+
+OnRecord = Callable[[RunSpec, dict[str, Any]], None]
+OnEvent = Callable[[RunSpec, dict[str, Any]], None]
+
+
+class Executor(ABC):
+    @abstractmethod
+    def execute(self, specs: Iterable[RunSpec], artifacts_dir: Path, on_record: OnRecord,
+                on_event: OnEvent | None = None) -> None:
+        """Run every spec; call `on_record(spec, record)` once per spec, whatever happened to it."""
+
+
+class LocalExecutor(Executor):
+    def __init__(self, timeout_seconds: float | None = None) -> None:
+        self.timeout_seconds = timeout_seconds
+
+    def execute(self, specs: Iterable[RunSpec], artifacts_dir: Path, on_record: OnRecord,
+                on_event: OnEvent | None = None) -> None:
+        for spec in specs:
+            on_record(spec, self._run_one(spec, artifacts_dir / spec.run_id, on_event))
+
+    def _run_one(self, spec: RunSpec, artifacts: Path, on_event: OnEvent | None) -> dict[str, Any]:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="peftbench-run-") as tmp:
+            spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+            spec_file.write_text(spec.to_json())
+            log_path = artifacts / "run.log"
+            started = time.monotonic()
+            with open(log_path, "w") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "peftbench.runs.worker", str(spec_file), str(result_file), str(artifacts)],
+                    stdout=subprocess.PIPE, stderr=log, text=True, env=_worker_env(spec))
+                timed_out = self._pump_events(process, spec, started, on_event)
+            if timed_out:
+                return _crash_record(spec, "timeout", f"run exceeded the {self.timeout_seconds:g} s timeout", started)
+            if result_file.is_file():
+                return json.loads(result_file.read_text())
+            tail = log_path.read_text()[-600:].strip().splitlines()[-3:]
+            return _crash_record(spec, "oom" if process.returncode == -9 else "failed",
+                                 f"worker exited with code {process.returncode}: {' | '.join(tail)}", started)
+
+    def _pump_events(self, process: subprocess.Popen, spec: RunSpec, started: float,
+                     on_event: OnEvent | None) -> bool:
+        """Forward the worker's JSON events until it exits; kill it at the timeout. True if timed out."""
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = None if self.timeout_seconds is None else self.timeout_seconds - (time.monotonic() - started)
+            if remaining is not None and remaining <= 0:
+                process.kill()
+                process.wait()
+                return True
+            if selector.select(timeout=min(remaining, 1.0) if remaining is not None else 1.0):
+                line = process.stdout.readline()
+                if not line:
+                    process.wait()
+                    return False
+                if on_event is not None and line.startswith("{"):
+                    try:
+                        on_event(spec, json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+
+
+def _worker_env(spec: RunSpec) -> dict[str, str]:
+    env = dict(os.environ)
+    threads = str(spec.train.get("threads", 1))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="false",
+               HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _crash_record(spec: RunSpec, status: str, error: str, started: float) -> dict[str, Any]:
+    record = base_record(spec)
+    record.update(status=status, error=error, wall_seconds=round(time.monotonic() - started, 3),
+                  finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return record

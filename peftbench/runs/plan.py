@@ -1,0 +1,83 @@
+"""Turn a suite and command-line overrides into the list of RunSpecs, validating everything first.
+
+Every check that can fail on bad input happens here, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from peftbench.errors import UserError
+from peftbench.overrides import Overrides, as_list
+from peftbench.runs.spec import RunSpec
+from peftbench.suites import Suite, TrainConfig, load_suite
+
+
+@dataclass
+class Plan:
+    suite: Suite
+    specs: list[RunSpec]
+    timeout: float | None
+
+
+def build_plan(overrides: Overrides) -> Plan:
+    from peftbench.data import load_task_data
+    from peftbench.methods import get_method
+    from peftbench.models.catalogue import resolve_model
+
+    values = overrides.values
+    if "suite" not in values:
+        raise UserError("no suite given: peftbench run suite=NAME [key=value ...]")
+    suite = load_suite(str(values["suite"]))
+    methods = as_list(values.get("methods", list(suite.methods)), "methods", str)
+    method_objs = [get_method(name) for name in methods]
+    unknown = set(overrides.method_params) - set(methods)
+    if unknown:
+        raise UserError(f"overrides for methods not in this run: {sorted(unknown)} (running: {methods})")
+    seeds = as_list(values.get("seeds", list(suite.seeds)), "seeds", int)
+    tasks = [suite.task(name) for name in as_list(values["tasks"], "tasks", str)] if "tasks" in values \
+        else list(suite.tasks)
+    scale = values.get("scale", "default")
+    if scale not in ("default", "full"):
+        raise UserError(f"scale must be default or full, got {scale!r}")
+    device = str(values.get("device", "cpu"))
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UserError(f"device must be cpu or cuda, got {device!r}")
+    timeout = _timeout(values.get("timeout", 3600))
+
+    specs = []
+    for task in tasks:
+        model = str(values.get("model", task.model))
+        resolve_model(model)
+        data = load_task_data(task, scale)
+        train = TrainConfig.build(suite.train, task.train, overrides.train)
+        for method in method_objs:
+            hyperparameters = method.hyperparameters(overrides.method_params.get(method.name))
+            if "total_step" in hyperparameters and hyperparameters["total_step"] is None:
+                hyperparameters["total_step"] = train.max_steps
+            lr = train.learning_rate or hyperparameters.get("learning_rate")
+            train_dict = dataclasses.asdict(train) | {"learning_rate": lr}
+            hyperparameters["learning_rate"] = lr
+            for seed in seeds:
+                specs.append(RunSpec(suite=suite.name, task=_task_dict(task), model=model, method=method.name,
+                                     hyperparameters=hyperparameters, train=train_dict, seed=seed, scale=scale,
+                                     data_fingerprint=data.fingerprint, device=device,
+                                     trust_remote_code=bool(values.get("trust_remote_code", False))))
+    return Plan(suite, specs, timeout)
+
+
+def _task_dict(task: Any) -> dict[str, Any]:
+    out = task.to_dict()
+    out["labels"] = list(out["labels"]) if out["labels"] else None
+    out["metrics"] = list(out["metrics"])
+    return out
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise UserError(f"timeout must be a positive number of seconds, got {value!r}")
+    return float(value)

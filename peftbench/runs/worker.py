@@ -1,0 +1,153 @@
+"""Execute one run inside its own process: load, wrap, train, evaluate, save, measure.
+
+Invoked by the executor as `python -m peftbench.runs.worker SPEC.json RESULT.json ARTIFACTS_DIR`.
+Progress goes to stdout as one JSON event per line; the result record goes to RESULT.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import MethodNotApplicable
+from peftbench.runs.spec import RunSpec, base_record
+
+
+def emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def execute(spec: RunSpec, artifacts: Path) -> dict[str, Any]:
+    """Run and return the full record; errors become a record with status and message."""
+    from peftbench import telemetry
+
+    record = base_record(spec)
+    record["memory"] = {"rss_at_start_bytes": telemetry.current_rss()}
+    started = time.time()
+    try:
+        record.update(_train_and_evaluate(spec, artifacts, record))
+        record["status"] = "ok"
+    except MethodNotApplicable as exc:
+        record.update(status="skipped", error=str(exc))
+    except Exception as exc:
+        record.update(status=_failure_status(exc), error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=8))
+    record["memory"]["peak_rss_bytes"] = telemetry.peak_rss()
+    record["wall_seconds"] = round(time.time() - started, 3)
+    record["device"] = telemetry.device_info(spec.device, spec.train["threads"])
+    record["versions"] = telemetry.library_versions()
+    record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return record
+
+
+def _failure_status(exc: BaseException) -> str:
+    import torch
+
+    return "oom" if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) else "failed"
+
+
+def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from peftbench import telemetry, training
+    from peftbench.data import load_task_data
+    from peftbench.methods import MethodContext, count_parameters, get_method
+    from peftbench.methods.artifacts import save_trained
+    from peftbench.models import load_for_task
+    from peftbench.models.loading import load_config
+    from peftbench.suites import TaskSpec
+    from peftbench.tasks import TASK_KINDS
+
+    torch.set_num_threads(spec.train["threads"])
+    training.seed_everything(spec.seed)
+    task = TaskSpec(**{**spec.task, "labels": tuple(spec.task["labels"]) if spec.task["labels"] else None,
+                       "metrics": tuple(spec.task["metrics"])})
+    kind = TASK_KINDS[task.kind]
+    method = get_method(spec.method)
+
+    config, _, _ = load_config(spec.model, spec.trust_remote_code)
+    from peftbench.models.catalogue import architecture_family
+
+    ctx = MethodContext(architecture_family(config), config.model_type, task.kind, spec.device)
+    record.update(architecture=ctx.architecture, model_type=ctx.model_type, family=method.family)
+    reason = method.not_applicable_reason(ctx)
+    if reason:
+        raise MethodNotApplicable(reason)
+
+    emit("phase", name="load")
+    data = load_task_data(task, spec.scale)
+    loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train["dtype"],
+                           method.quantize_4bit, spec.trust_remote_code)
+    model = method.apply(loaded.model, spec.hyperparameters, ctx).to(spec.device)
+    trainable, total = count_parameters(model)
+    prepared = kind.prepare(task, loaded.tokenizer, data.train, data.eval)
+    out: dict[str, Any] = {"model_source": loaded.source, "trainable_params": trainable, "total_params": total,
+                           "trainable_percent": round(100.0 * trainable / total, 4),
+                           "train_examples": len(data.train), "eval_examples": len(data.eval),
+                           "mean_input_tokens": round(prepared.mean_input_tokens, 2),
+                           "mean_target_tokens": round(prepared.mean_target_tokens, 2)}
+    out["prediction"] = _predict(config, spec, task, prepared)
+
+    record["memory"]["rss_before_train_bytes"] = telemetry.current_rss()
+    record["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()
+    cuda = telemetry.CudaMemory() if spec.device.startswith("cuda") else None
+    optimizer, scheduler = training.make_optimizer(model, spec.train["learning_rate"], spec.train["weight_decay"],
+                                                   spec.train["max_steps"], spec.train["warmup_ratio"])
+    batches = training.shuffled_batches(prepared.train_features, spec.train["batch_size"], prepared.collate,
+                                        spec.seed)
+    emit("phase", name="train", total=spec.train["max_steps"])
+
+    def on_step(step: int, loss: float) -> None:
+        if cuda is not None:
+            cuda.sample()
+        emit("step", step=step + 1, total=spec.train["max_steps"], loss=round(loss, 4))
+
+    result = training.train(model, batches, optimizer, scheduler, spec.train["max_steps"],
+                            spec.train["max_grad_norm"], spec.device, method.step_hook, on_step)
+    record["memory"]["peak_rss_train_bytes"] = telemetry.peak_rss()
+    if cuda is not None:
+        record["memory"].update(cuda.report())
+    out.update(train_seconds=round(result.seconds, 3), steps=result.steps, train_tokens=result.tokens,
+               tokens_per_second=round(result.tokens_per_second, 2), seconds_per_step=round(result.seconds / result.steps, 4),
+               train_loss_curve=result.loss_curve, final_train_loss=result.loss_curve[-1][1])
+
+    emit("phase", name="eval")
+    eval_start = time.perf_counter()
+    out["metrics"] = kind.evaluate(model, loaded.tokenizer, task, prepared, spec.train["eval_batch_size"])
+    out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
+    out["adapter_bytes"] = save_trained(method, model, artifacts, spec.hyperparameters, ctx.model_type)
+    out["adapter_path"] = str(artifacts)
+    return out
+
+
+def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, Any] | None:
+    """The estimator's prediction for this exact run, recorded beside the measurement."""
+    try:
+        from peftbench.estimate import predict_run_peak
+    except ImportError:
+        return None
+    seq_len = max(len(f["input_ids"]) for f in prepared.train_features)
+    try:
+        return predict_run_peak(config, spec.method, spec.hyperparameters, task.kind, spec.train["batch_size"],
+                                seq_len, dtype=spec.train["dtype"], device=spec.device,
+                                num_labels=prepared.num_labels or 2)
+    except Exception as exc:  # a prediction failure must not fail the measured run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path, artifacts = argv
+    spec = RunSpec.from_json(Path(spec_path).read_text())
+    record = execute(spec, Path(artifacts))
+    tmp = Path(result_path + ".tmp")
+    tmp.write_text(json.dumps(record, default=str))
+    tmp.replace(result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,62 @@
+"""What every task kind provides to the run worker: tokenised training batches and an evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass
+class PreparedTask:
+    """Tokenised data ready for the training loop and the evaluation."""
+
+    train_features: list[dict[str, list[int]]]
+    eval_rows: list[dict[str, Any]]
+    collate: Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]
+    num_labels: int | None = None
+    label_names: list[str] = field(default_factory=list)
+    mean_input_tokens: float = 0.0
+    mean_target_tokens: float = 0.0
+
+
+class TaskKind(Protocol):
+    name: str
+
+    def num_labels(self, task: Any, train: Any) -> int | None: ...
+
+    def prepare(self, task: Any, tokenizer: Any, train: Any, eval_: Any) -> PreparedTask: ...
+
+    def evaluate(self, model: Any, tokenizer: Any, task: Any, prepared: PreparedTask,
+                 batch_size: int) -> dict[str, float]: ...
+
+
+def pad_collate(tokenizer: Any) -> Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]:
+    """Pad input ids and attention masks with the tokenizer; pad `labels` lists with -100 on the same side."""
+
+    def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        labels = [f["labels"] for f in features] if "labels" in features[0] else None
+        inputs = [{k: v for k, v in f.items() if k != "labels"} for f in features]
+        batch = tokenizer.pad(inputs, return_tensors="pt")
+        if labels is not None:
+            if isinstance(labels[0], list):
+                width = batch["input_ids"].shape[1]
+                left = tokenizer.padding_side == "left"
+                batch["labels"] = torch.tensor([([-100] * (width - len(lab)) + lab) if left
+                                                else (lab + [-100] * (width - len(lab))) for lab in labels])
+            else:
+                batch["labels"] = torch.tensor(labels)
+        return batch
+
+    return collate
+
+
+def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def count_tokens(batch: dict[str, torch.Tensor]) -> int:
+    return int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["input_ids"].numel())

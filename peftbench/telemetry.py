@@ -1,0 +1,106 @@
+"""What a run measures about the machine: peak memory, the device, library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+_PROC_STATUS = Path("/proc/self/status")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        match = re.search(rf"^{field}:\s+(\d+) kB", _PROC_STATUS.read_text(), re.M)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def current_rss() -> int | None:
+    return _status_kib("VmRSS")
+
+
+def peak_rss() -> int | None:
+    """The process's high-water RSS (VmHWM); falls back to getrusage where /proc is missing."""
+    value = _status_kib("VmHWM")
+    if value is None:
+        import resource
+
+        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return value
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux `clear_refs` 5), so a later peak covers training only."""
+    try:
+        Path(f"/proc/{os.getpid()}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class CudaMemory:
+    """Peak CUDA memory through torch and device-wide use through NVML (pynvml), sampled per step."""
+
+    def __init__(self, device_index: int = 0) -> None:
+        import torch
+
+        self.torch = torch
+        torch.cuda.reset_peak_memory_stats(device_index)
+        self.device_index = device_index
+        self.nvml_peak: int | None = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+            self._nvml = pynvml
+        except Exception:  # NVML missing or unusable: torch's own counters still stand
+            self._nvml = None
+
+    def sample(self) -> None:
+        if self._nvml is not None:
+            used = int(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
+            self.nvml_peak = max(self.nvml_peak or 0, used)
+
+    def report(self) -> dict[str, int | None]:
+        self.sample()
+        return {"cuda_max_allocated_bytes": int(self.torch.cuda.max_memory_allocated(self.device_index)),
+                "cuda_max_reserved_bytes": int(self.torch.cuda.max_memory_reserved(self.device_index)),
+                "nvml_peak_used_bytes": self.nvml_peak}
+
+
+def device_info(device: str, threads: int) -> dict[str, Any]:
+    import torch
+
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(0)
+        return {"type": "cuda", "name": props.name, "memory_bytes": int(props.total_memory), "threads": threads}
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"type": "cpu", "name": _cpu_name(), "memory_bytes": int(memory), "cores": os.cpu_count(),
+            "threads": threads}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "peft", "datasets", "bitsandbytes", "peftbench"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
