@@ -65,9 +65,11 @@ def _load_file(path: Path, task: TaskSpec) -> Any:
         raise UserError(f"task '{task.name}': {path} must be one of {', '.join(FORMATS)}")
     if not path.is_file():
         raise UserError(f"task '{task.name}': data file {path} does not exist")
+    if not path.read_text(errors="replace").strip():
+        raise UserError(f"task '{task.name}': data file {path} is empty")
     try:
         return datasets.load_dataset(fmt, data_files=str(path), split="train")
-    except datasets.exceptions.DatasetGenerationError as exc:
+    except (datasets.exceptions.DatasetGenerationError, StopIteration) as exc:
         raise UserError(f"task '{task.name}': cannot parse {path}: {exc.__cause__ or exc}") from None
 
 

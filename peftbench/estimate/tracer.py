@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
+LOW_INTENSITY = 16  # FLOPs per byte below which a matmul is timed as memory-bound
 ALIGN = 512  # CUDA caching allocator block granularity
 CATEGORIES = ("weights", "gradients", "optimizer_states", "activations", "temporaries")
 _MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_scaled_dot_product_flash_attention_for_cpu",
@@ -125,7 +126,8 @@ class Tracker(TorchDispatchMode):
         moved = sum(t.numel() * t.element_size() for t in itertools.chain(inputs, outputs))
         self.cost.kernels += 1
         flops = _flops(func, name, args, kwargs, out) if name in _MATMUL_OPS else 0
-        if flops:
+        # Low-rank matmuls (LoRA's x·A) do a few FLOPs per byte: they run at memory speed, not MMA speed.
+        if flops and flops >= LOW_INTENSITY * moved:
             self.cost.flops[str(inputs[0].dtype).replace("torch.", "")] += flops
             self.cost.matmul_bytes += moved
         else:

@@ -1,0 +1,150 @@
+"""`peftbench estimate` (memory and step time from the config alone) and `peftbench hardware`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from peftbench.errors import UserError
+
+GiB = 2**30
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("estimate", help="predict peak memory and step time of fine-tuning a model",
+                              description="Predict one training step's peak memory, FLOPs and step time per "
+                                          "hardware profile, without weights or a GPU.")
+    p.add_argument("--model", required=True, help="preset, packaged model, local dir / config.json, or hub id")
+    p.add_argument("--method", required=True, help="method name, or 'all' for every method")
+    p.add_argument("overrides", nargs="*", metavar="methods.NAME.KEY=VALUE", help="method hyper-parameters")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"),
+                   help="dtype the model is loaded and trained in")
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16"), default=None,
+                   help="autocast with fp32 master weights")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw8bit", "sgd"))
+    p.add_argument("--task-kind", default="generation", choices=("generation", "classification", "multiple_choice"))
+    p.add_argument("--num-labels", type=int, default=2)
+    hw = p.add_mutually_exclusive_group()
+    hw.add_argument("--gpu", action="append", help="memory class, e.g. 16GB (picks the conservative card)")
+    hw.add_argument("--hardware", action="append", help="profile name(s), comma-separated: t4,a100-80gb,cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_estimate)
+
+    h = subparsers.add_parser("hardware", help="list the hardware profiles the estimator knows")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=run_hardware)
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`methods.lora.r=16` → {"lora": {"r": 16}}; values parsed as YAML (lists, numbers, booleans)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        parts = key.split(".")
+        if not sep or len(parts) != 3 or parts[0] != "methods" or not all(parts):
+            raise UserError(f"override '{item}' must look like methods.NAME.KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UserError(f"cannot parse the value of '{item}'") from None
+        out.setdefault(parts[1], {})[parts[2]] = value
+    return out
+
+
+def _hardware(args) -> list[str] | None:
+    names = args.gpu or args.hardware
+    return [n.strip() for item in names for n in item.split(",") if n.strip()] if names else None
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.overrides)
+    if args.method == "all":  # the registry imports torch: only needed to list every method
+        from peftbench.methods import registry
+
+        methods = sorted(registry())
+        unknown = set(overrides) - set(methods)
+        if unknown:
+            raise UserError(f"override for unknown method '{sorted(unknown)[0]}' (valid: {', '.join(methods)})")
+    else:
+        methods = [args.method]
+    if args.method != "all" and set(overrides) - {args.method}:
+        raise UserError(f"overrides name methods other than '{args.method}': {', '.join(sorted(overrides))}")
+    results = []
+    for name in methods:
+        results.append(_one(name, args, overrides.get(name)))
+    if args.json:
+        print(json.dumps(results[0] if args.method != "all" else results, indent=1))
+    else:
+        _print_table(results)
+    return 0
+
+
+def _one(method: str, args, overrides: dict | None) -> dict[str, Any]:
+    from peftbench.errors import MethodNotApplicable
+    from peftbench.estimate import estimate
+
+    try:
+        return estimate(args.model, method, overrides=overrides, task_kind=args.task_kind,
+                        batch_size=args.batch_size, seq_len=args.seq_len, dtype=args.dtype,
+                        mixed_precision=args.mixed_precision, optimizer=args.optimizer,
+                        gradient_checkpointing=args.gradient_checkpointing, hardware=_hardware(args),
+                        num_labels=args.num_labels).to_dict()
+    except MethodNotApplicable as exc:
+        if args.method != "all":
+            raise UserError(f"{method} cannot be applied: {exc}") from None
+        return {"model": args.model, "method": method, "skipped": str(exc)}
+
+
+def _print_table(results: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        if "skipped" in r:
+            rows.append({"method": r["method"], "note": "not applicable: " + r["skipped"]})
+            continue
+        b = r["breakdown"]
+        row = {"method": r["method"], "trainable": f"{r['trainable_params']:,}", "peak GiB": r["peak_bytes"] / GiB}
+        for key in ("weights", "gradients", "optimizer_states", "activations", "temporaries", "overhead"):
+            row[key.split("_")[0][:6]] = b[key] / GiB
+        row["TFLOP"] = r["flops_per_step"] / 1e12
+        for name, p in r["profiles"].items():
+            row[name] = f"{'ok' if p['fits'] else 'OOM'} {p['step_seconds']:.3g}s b≤{p['max_batch_size']}"
+        rows.append(row)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 40)
+    print(pd.DataFrame(rows).fillna("").to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    first = next((r for r in results if "skipped" not in r), None)
+    if first:
+        s = first["settings"]
+        print(f"\n{first['model']}: batch {s['batch_size']} × {s['seq_len']} tokens, {s['dtype']}"
+              f"{', autocast ' + s['mixed_precision'] if s['mixed_precision'] else ''}, {s['optimizer']}"
+              f"{', gradient checkpointing' if s['gradient_checkpointing'] else ''}. Peak = CUDA reserved memory "
+              "(add the CUDA context, ~0.4-0.5 GiB, for nvidia-smi); cell = fits, step time, largest batch.")
+        for note in {n for r in results for n in r.get("notes", [])}:
+            print("note:", note)
+
+
+def run_hardware(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from peftbench.hardware import catalogue
+
+    profiles = catalogue()
+    if args.json:
+        print(json.dumps({n: p.__dict__ for n, p in profiles.items()}, indent=1, default=str))
+        return 0
+    rows = [{"name": p.name, "title": p.title, "memory GiB": p.memory_bytes / GiB, "bandwidth GB/s": p.bandwidth_gbs,
+             "bf16 TFLOPS": p.tflops.get("bf16") or "-", "fp16 TFLOPS": p.tflops.get("fp16") or "-",
+             "fp32 TFLOPS": p.tflops["fp32"], "bf16": "yes" if p.bf16_supported else "no (fp16 AMP)"}
+            for p in profiles.values()]
+    pd.set_option("display.width", 250)
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print("\nSources: peftbench/hardware/profiles.json (per-card vendor documents); cpu: measured on this machine.")
+    return 0

@@ -1,0 +1,81 @@
+"""`peftbench report suite=NAME [results=PATH] [-o FILE]` and `peftbench report all [-o DIR]`: HTML reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from peftbench.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="self-contained HTML comparison report per suite")
+    parser.add_argument("selectors", nargs="+", metavar="suite=NAME|all [results=PATH]",
+                        help="suite=NAME for one suite, or all for every suite with results (plus an index)")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="output file for one suite (default reports/NAME.html), or folder for all (reports/)")
+    parser.add_argument("--results", type=Path, default=None, help="results root (default: ./results)")
+    parser.add_argument("--no-estimates", action="store_true",
+                        help="leave out the hardware matrix and recommender pick (faster, no estimator needed)")
+    parser.set_defaults(func=main)
+
+
+def parse_selectors(selectors: list[str]) -> tuple[str, Path | None]:
+    """`suite=NAME` or `all`, with an optional `results=PATH`."""
+    suite, results = None, None
+    for item in selectors:
+        key, eq, value = item.partition("=")
+        if item == "all":
+            suite = "all"
+        elif key == "suite" and eq and value:
+            suite = value
+        elif key == "results" and eq and value:
+            results = Path(value)
+        else:
+            raise UserError(f"expected suite=NAME, all or results=PATH, got '{item}'")
+    if suite is None:
+        raise UserError("say which suite: suite=NAME, or all")
+    return suite, results
+
+
+def suite_files(suite: str, results: Path) -> list[Path]:
+    """The runs file of one suite; `results` may be the root, a suite folder or the runs.jsonl itself."""
+    from peftbench.results import RUNS_FILE
+
+    for candidate in (results, results / RUNS_FILE, results / suite / RUNS_FILE):
+        if candidate.is_file():
+            return [candidate]
+    raise UserError(f"no results for suite '{suite}' under {results}")
+
+
+def main(args: argparse.Namespace) -> int:
+    from peftbench.report import write_index, write_suite_report
+    from peftbench.results import RESULTS_DIR, suite_result_files
+
+    suite, results = parse_selectors(args.selectors)
+    results = results or args.results or RESULTS_DIR
+    default_dir = RESULTS_DIR.parent / "reports"
+    estimates = not args.no_estimates
+    if suite != "all":
+        output = args.output or default_dir / f"{suite}.html"
+        written = write_suite_report(suite, suite_files(suite, results), output, estimates)
+        _say(written)
+        return 0
+    files = suite_result_files(results)
+    if not files:
+        raise UserError(f"no results under {results} (expected {results}/<suite>/runs.jsonl)")
+    folder = args.output or default_dir
+    if folder.suffix == ".html":
+        raise UserError("with 'all', -o names a folder (one page per suite plus index.html)")
+    done = [write_suite_report(path.parent.name, [path], folder / f"{path.parent.name}.html", estimates)
+            for path in files]
+    for written in done:
+        _say(written)
+    print(f"index: {write_index(done, folder / 'index.html')}")
+    return 0
+
+
+def _say(written) -> None:
+    sys.stdout.write(f"{written.suite}: {written.path} ({written.bytes / 1024:.0f} KiB, {written.runs} runs, "
+                     f"{written.seconds:.1f} s)\n")

@@ -1,0 +1,166 @@
+"""Public entry points: `estimate` (CLI, recommender) and `predict_run_peak` (harness worker)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from peftbench.errors import UserError
+
+DTYPE_CHOICES = ("bf16", "fp16", "fp32")
+OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
+QLORA_NOTE = ("QLoRA's 4-bit base is emulated (bitsandbytes needs CUDA): packed NF4 weights with double-quantised "
+              "scales, dequantised temporaries in forward and backward, fp32 upcast of non-quantised parameters")
+
+
+@dataclass
+class Estimate:
+    model: str
+    method: str
+    trainable_params: int
+    total_params: int
+    peak_bytes: int  # CUDA max_memory_reserved-like; add a profile's cuda_context_bytes for nvidia-smi
+    breakdown: dict[str, int]
+    flops_per_step: float
+    profiles: dict[str, dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    peak_phase: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _validate(method: str, task_kind: str, batch_size: int, seq_len: int, dtype: str,
+              mixed_precision: str | None, optimizer: str) -> None:
+    if dtype not in DTYPE_CHOICES:
+        raise UserError(f"unknown dtype '{dtype}' (valid: {', '.join(DTYPE_CHOICES)})")
+    if mixed_precision not in (None, "bf16", "fp16"):
+        raise UserError(f"unknown mixed precision '{mixed_precision}' (valid: bf16, fp16)")
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer '{optimizer}' (valid: {', '.join(OPTIMIZERS)})")
+    if batch_size < 1 or seq_len < 1:
+        raise UserError("batch size and sequence length must be positive")
+    if task_kind not in ("generation", "classification", "multiple_choice"):
+        raise UserError(f"unknown task kind '{task_kind}' (valid: classification, generation, multiple_choice)")
+
+
+def estimate(model: str, method: str, *, overrides: dict | None = None, task_kind: str = "generation",
+             batch_size: int = 8, seq_len: int = 512, dtype: str = "bf16", mixed_precision: str | None = None,
+             optimizer: str = "adamw", gradient_checkpointing: bool = False, hardware: list[str] | None = None,
+             num_labels: int = 2) -> Estimate:
+    """Predict memory and step time of one training step, from the model's config alone.
+
+    Raises `UserError` for bad input and `MethodNotApplicable` when the method cannot wrap this model.
+    """
+    from peftbench.estimate.configs import load_any_config
+    from peftbench.estimate.front_cache import front_load, front_store
+
+    _validate(method, task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer)
+    kwargs = dict(overrides=overrides, task_kind=task_kind, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
+                  mixed_precision=mixed_precision, optimizer=optimizer,
+                  gradient_checkpointing=gradient_checkpointing, hardware=hardware, num_labels=num_labels)
+    cached = front_load(model, method, kwargs)
+    if cached is not None:
+        return Estimate(**cached)
+    result = estimate_config(load_any_config(model), model, method, **kwargs)
+    front_store(model, method, kwargs, result.to_dict())
+    return result
+
+
+def estimate_config(config, label: str, method: str, *, overrides: dict | None = None, task_kind: str = "generation",
+                    batch_size: int = 8, seq_len: int = 512, dtype: str = "bf16", mixed_precision: str | None = None,
+                    optimizer: str = "adamw", gradient_checkpointing: bool = False,
+                    hardware: list[str] | None = None, num_labels: int = 2) -> Estimate:
+    """`estimate` for a config object already in hand (benchmarks use it to adjust a preset)."""
+    from peftbench.estimate.core import device_memory, traced
+    from peftbench.estimate.trace import Shape
+    from peftbench.hardware import resolve
+    from peftbench.methods import get_method
+
+    m = get_method(method)
+    hp = m.hyperparameters(overrides)
+    profiles = resolve(hardware)
+    traces: dict[str, dict] = {}
+    for kind in sorted({p.kind for p in profiles.values()}, reverse=True):  # cuda first: the headline
+        shape = Shape(batch_size, seq_len, dtype, mixed_precision, optimizer, gradient_checkpointing,
+                      device=kind, num_labels=num_labels)
+        traces[kind] = traced(config, m, hp, task_kind, shape)
+    main_kind = "cuda" if "cuda" in traces else "cpu"
+    trace = traces[main_kind]
+    memory = device_memory(trace, main_kind)
+    notes = list(trace.get("notes", []))
+    if m.quantize_4bit:
+        notes.append(QLORA_NOTE)
+    return Estimate(
+        model=label, method=method, trainable_params=trace["trainable_params"],
+        total_params=trace["total_params"], peak_bytes=memory["peak_bytes"], breakdown=memory["breakdown"],
+        flops_per_step=float(sum(trace["flops"].values())),
+        profiles={name: _profile_answer(traces[p.kind], p, batch_size, seq_len,
+                                        mixed_precision or dtype) for name, p in profiles.items()},
+        settings={"task_kind": task_kind, "batch_size": batch_size, "seq_len": seq_len, "dtype": dtype,
+                  "mixed_precision": mixed_precision, "optimizer": optimizer,
+                  "gradient_checkpointing": gradient_checkpointing, "hyperparameters": hp,
+                  "layers": trace["depth"]["layers"], "traced_layers": trace["depth"]["traced"]},
+        peak_phase=memory["peak_phase"], notes=notes,
+    )
+
+
+def _profile_answer(trace: dict, profile, batch_size: int, seq_len: int, compute_dtype: str) -> dict[str, Any]:
+    from peftbench.estimate.core import device_memory, max_scale, step_seconds
+
+    memory = device_memory(trace, profile.kind)
+    budget = profile.memory_bytes - profile.cuda_context_bytes
+    scale = max_scale(trace, profile.kind, budget)
+    answer = {
+        "fits": memory["peak_bytes"] <= budget,
+        "step_seconds": round(step_seconds(trace, profile), 6),
+        "max_batch_size": int(batch_size * scale) if scale != float("inf") else None,
+        "max_seq_len": int(seq_len * scale) if scale != float("inf") else None,
+        "device_bytes": memory["peak_bytes"] + profile.cuda_context_bytes,
+        "memory_bytes": profile.memory_bytes,
+        "precision": profile.precision(compute_dtype),
+    }
+    if answer["precision"] != compute_dtype:
+        answer["note"] = f"{profile.title} has no bf16: fp16 mixed precision (with loss scaling) is used"
+    return answer
+
+
+def predict_run_peak(config, method, hyperparameters: dict[str, Any], task_kind: str, batch_size: int,
+                     seq_len: int, dtype: str = "fp32", device: str = "cpu", num_labels: int = 2) -> dict[str, Any]:
+    """Predicted peak of one harness training step on `device`, for recording beside the measurement.
+
+    CPU: increase of process RSS over the RSS before the model was loaded (the worker should call
+    `peftbench.estimate.measure.pin_malloc_threshold()` at start, or glibc's free-list growth adds up to
+    +50%). CUDA: max_memory_reserved-like. Cached by shape on disk; < 5 s for the packaged models.
+    """
+    from peftbench.estimate.core import device_memory, traced
+    from peftbench.estimate.trace import Shape
+    from peftbench.methods import get_method
+
+    m = get_method(method) if isinstance(method, str) else method
+    hp = dict(hyperparameters)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    shape = Shape(batch_size, seq_len, dtype, None, "adamw", False, device=kind, num_labels=num_labels)
+    trace = traced(config, m, hp, task_kind, shape)
+    memory = device_memory(trace, kind)
+    return {**memory, "flops_per_step": float(sum(trace["flops"].values())),
+            "step_seconds": _step_on(trace, kind), "trainable_params": trace["trainable_params"],
+            "total_params": trace["total_params"], "device": kind}
+
+
+def _step_on(trace: dict, kind: str) -> float | None:
+    from peftbench.estimate.core import step_seconds
+    from peftbench.hardware import gpu_profiles
+
+    if kind == "cpu":
+        from peftbench.hardware.cpu import cpu_profile
+
+        return round(step_seconds(trace, cpu_profile()), 4)
+    import torch
+
+    name = torch.cuda.get_device_name().lower() if torch.cuda.is_available() else ""
+    for profile in gpu_profiles().values():
+        if profile.name.split("-")[0] in name.replace(" ", ""):
+            return round(step_seconds(trace, profile), 4)
+    return None

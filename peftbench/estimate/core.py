@@ -1,0 +1,139 @@
+"""Depth-extrapolated, cached traces, turned into per-device memory and per-profile step time.
+
+Deep models are traced at 1 and 2 layers (2 and 4 where layer types alternate, as in Gemma-2) and
+extrapolated linearly in depth, per phase and per memory category: everything a layer adds (weights,
+states, saved tensors, FLOPs) is the same for every layer, and what is not per-layer (embeddings, head,
+logits) is the intercept. Tests and benchmarks/estimator_accuracy.py check this against exact traces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the trace module imports torch; this module must stay cheap to import
+    from peftbench.estimate.trace import Shape
+
+TRACE_VERSION = 3  # bump when the traced step or the accounting changes: invalidates cached traces
+EXACT_UP_TO = 6  # layers: shallower models are traced whole
+CPU_OVERHEAD_BYTES = 0  # RSS the step adds beyond tensors; calibrated in benchmarks/estimator_accuracy.md
+
+
+def _cache_key(config, method_name: str, hp: dict[str, Any], task_kind: str, shape: Shape) -> str:
+    import peft
+    import torch
+    import transformers
+
+    blob = json.dumps([TRACE_VERSION, torch.__version__, transformers.__version__, peft.__version__,
+                       config.to_json_string(use_diff=False), method_name, hp, task_kind, asdict(shape)],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def traced(config, method, hp: dict[str, Any], task_kind: str, shape: Shape, use_cache: bool = True) -> dict:
+    """The (extrapolated) trace of one step as a JSON-able dict, from the disk cache when possible."""
+    from peftbench.models.catalogue import cache_dir
+
+    path = cache_dir() / "estimates" / f"{_cache_key(config, method.name, hp, task_kind, shape)}.json"
+    if use_cache and path.is_file():
+        return json.loads(path.read_text())
+    result = _trace_extrapolated(config, method, hp, task_kind, shape)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(path)
+    return result
+
+
+def _trace_extrapolated(config, method, hp, task_kind: str, shape: Shape, exact: bool = False) -> dict:
+    from peftbench.estimate.build import depth_of, depth_uniform, with_depth
+    from peftbench.estimate.trace import trace_step
+
+    depth = depth_of(config)
+    if exact or depth <= EXACT_UP_TO or not depth_uniform(config):
+        result = asdict(trace_step(config, method, hp, task_kind, shape))
+        result["depth"] = {"layers": depth, "traced": [depth]}
+        return result
+    period = layer_period(config)
+    lo, hi = (asdict(trace_step(with_depth(config, d), method, hp, task_kind, shape)) for d in (period, 2 * period))
+    result = _linear(lo, hi, (depth - period) / period)
+    result["notes"] = sorted(set(lo["notes"]) | set(hi["notes"]))
+    result["depth"] = {"layers": depth, "traced": [period, 2 * period]}
+    return result
+
+
+def layer_period(config) -> int:
+    """Smallest repeat of the per-layer pattern (`layer_types`), so that traced stacks are whole periods."""
+    types = getattr(config, "layer_types", None)
+    if not isinstance(types, list) or not types:
+        return 1
+    return next(p for p in range(1, len(types) + 1) if all(types[i] == types[i % p] for i in range(len(types))))
+
+
+def _linear(lo: Any, hi: Any, steps: float) -> Any:
+    """lo + (hi - lo) * steps, through nested dicts; ints stay ints."""
+    if isinstance(lo, dict):
+        return {k: _linear(lo.get(k, 0), hi.get(k, 0), steps) for k in set(lo) | set(hi)}
+    if isinstance(lo, (int, float)) and not isinstance(lo, bool):
+        value = lo + (hi - lo) * steps
+        return round(value) if isinstance(lo, int) and isinstance(hi, int) else float(value)
+    return hi
+
+
+# ---- memory per device -------------------------------------------------------------------------------
+def device_memory(trace: dict, kind: str) -> dict[str, Any]:
+    """Peak bytes as the device's allocator sees it, the phase where it happens and its breakdown.
+
+    CUDA: max_memory_reserved-like: the traced allocations at the peak phase, plus the caching
+    allocator's fragmentation and cuBLAS workspace (the CUDA context is not in the allocator and is added
+    by `fits`). CPU: the resident-set increase, traced tensors plus a calibrated runtime overhead.
+    """
+    from peftbench.hardware import allocator
+
+    phase, numbers = max(trace["phases"].items(), key=lambda kv: kv[1]["peak"])
+    breakdown = {k: int(v) for k, v in numbers.items() if k != "peak"}
+    if kind == "cuda":
+        alloc = allocator()
+        breakdown["overhead"] = int(numbers["peak"] * alloc["fragmentation"] + alloc["cublas_workspace_bytes"])
+    else:
+        breakdown["overhead"] = CPU_OVERHEAD_BYTES
+    return {"peak_bytes": sum(breakdown.values()), "peak_phase": phase, "breakdown": breakdown}
+
+
+def max_scale(trace: dict, kind: str, budget: int) -> float:
+    """Largest factor on the batch (or, linearly, the sequence) that keeps the peak within `budget`.
+
+    Saved activations and forward/backward temporaries scale with the number of tokens; weights,
+    gradients, optimizer states and the optimizer step's temporaries do not.
+    """
+    from peftbench.hardware import allocator
+
+    frag = allocator()["fragmentation"] if kind == "cuda" else 0.0
+    fixed_extra = allocator()["cublas_workspace_bytes"] if kind == "cuda" else CPU_OVERHEAD_BYTES
+    best = float("inf")
+    for phase, n in trace["phases"].items():
+        variable = n["activations"] + n["temporaries"] if phase != "optimizer" else 0
+        fixed = n["peak"] - variable
+        room = budget / (1 + frag) - fixed_extra - fixed
+        if room < 0:
+            return 0.0
+        if variable > 0:
+            best = min(best, room / variable)
+    return best
+
+
+# ---- step time --------------------------------------------------------------------------------------
+_DTYPE_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def step_seconds(trace: dict, profile) -> float:
+    """Roofline: matmul FLOPs at the profile's peak for their dtype, other traffic at its bandwidth,
+    plus a per-kernel gap; each scaled by an efficiency factor (see hardware/profiles.json)."""
+    eff = profile.efficiency
+    compute = sum(flops / (profile.peak_flops(_DTYPE_NAMES.get(dt, "fp32")) * eff["matmul"])
+                  for dt, flops in trace["flops"].items())
+    memory = trace["other_bytes"] / (profile.bandwidth_gbs * 1e9 * eff["bandwidth"])
+    return compute + memory + trace["kernels"] * eff["kernel_seconds"]

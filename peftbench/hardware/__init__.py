@@ -1,0 +1,97 @@
+"""Hardware profiles: the GPU catalogue (profiles.json, sources cited per card) and this machine's CPU.
+
+`resolve(["16GB"])` understands memory classes: "any 16 GB card" means the most conservative profile of
+that class (least usable memory, then least throughput), so a "fits" answer holds for every such card.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import UserError
+
+DATA = Path(__file__).with_name("profiles.json")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    title: str
+    kind: str  # cuda | cpu
+    memory_bytes: int
+    bandwidth_gbs: float
+    tflops: dict[str, float | None]
+    bf16_supported: bool
+    nominal_gb: float = 0
+    cuda_context_bytes: int = 0
+    source: str = ""
+    note: str = ""
+    efficiency: dict[str, float] = field(default_factory=dict)
+
+    def precision(self, dtype: str) -> str:
+        """The 16-bit format actually used: bf16 falls back to fp16 mixed precision where unsupported."""
+        return "fp16" if dtype == "bf16" and not self.bf16_supported else dtype
+
+    def peak_flops(self, dtype: str) -> float:
+        value = self.tflops.get(self.precision(dtype)) or self.tflops["fp32"]
+        return float(value) * 1e12
+
+
+@cache
+def _data() -> dict[str, Any]:
+    return json.loads(DATA.read_text())
+
+
+def allocator() -> dict[str, float]:
+    """CUDA caching-allocator overheads (fragmentation share, cuBLAS workspace)."""
+    return {k: v for k, v in _data()["allocator"].items() if not k.startswith("_")}
+
+
+def gpu_profiles() -> dict[str, Profile]:
+    eff = {k: v for k, v in _data()["efficiency"].items() if not k.startswith("_")}
+    return {p["name"]: Profile(**p, efficiency=eff) for p in _data()["profiles"]}
+
+
+def catalogue(include_cpu: bool = True) -> dict[str, Profile]:
+    profiles = gpu_profiles()
+    if include_cpu:
+        from peftbench.hardware.cpu import cpu_profile
+
+        profiles["cpu"] = cpu_profile()
+    return profiles
+
+
+def match_memory_class(text: str) -> Profile:
+    """`16GB`, `24 GB`, `80g` → the conservative profile among cards of that nominal size."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:gb|g|gib)?\s*", text.lower())
+    if not m:
+        raise UserError(f"--gpu expects a memory size like 16GB, not '{text}'")
+    size = float(m.group(1))
+    matches = [p for p in gpu_profiles().values() if p.nominal_gb == size]
+    if not matches:
+        sizes = sorted({int(p.nominal_gb) for p in gpu_profiles().values()})
+        raise UserError(f"no GPU profile with {text} (known sizes: {', '.join(f'{s}GB' for s in sizes)})")
+    return min(matches, key=lambda p: (p.memory_bytes, p.peak_flops("bf16"), p.bandwidth_gbs))
+
+
+def resolve(names: list[str] | None) -> dict[str, Profile]:
+    """Profiles by name (`t4`, `a100-80gb`, `cpu`) or memory class (`16GB`); None → every GPU profile."""
+    if not names:
+        return gpu_profiles()
+    known = catalogue(include_cpu="cpu" in names)
+    out: dict[str, Profile] = {}
+    for name in names:
+        key = name.lower()
+        if key in known:
+            out[key] = known[key]
+        elif re.search(r"\d", key) and re.fullmatch(r"[\d.]+\s*(gb|g|gib)?", key):
+            profile = match_memory_class(key)
+            out[profile.name] = profile
+        else:
+            raise UserError(f"unknown hardware '{name}' (valid: {', '.join(known)}, or a size like 16GB)")
+    return out

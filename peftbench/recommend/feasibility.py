@@ -1,0 +1,168 @@
+"""Feasibility and cost, always from `peftbench.estimate`, never from the quality model.
+
+For each method the search tries what a practitioner would, cheapest change first: as configured; the
+largest batch that fits (with gradient accumulation to keep the effective batch); gradient checkpointing;
+both. Estimates are cached as JSON keyed by the estimator's source hash, for every hardware profile at
+once, so a later query on another GPU reuses them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from peftbench.recommend.store import key_of, read_json, source_hash, write_json
+
+LORA_FAMILY = ("lora", "dora", "rslora")  # methods QLoRA's 4-bit base can stand in for
+
+
+@dataclass
+class Gpu:
+    profile: str  # the estimator's hardware profile name
+    memory_bytes: int
+    label: str
+    custom: bool = False  # memory stated by the user, not a catalogue card's
+    context_bytes: int = 0
+
+
+@dataclass
+class Cost:
+    method: str
+    fits: bool
+    peak_bytes: int
+    step_seconds: float | None
+    trainable_params: int
+    total_params: int
+    batch_size: int
+    accumulation: int
+    gradient_checkpointing: bool
+    notes: list[str] = field(default_factory=list)
+    not_applicable: str | None = None
+    would_fit_with: list[str] = field(default_factory=list)
+
+
+def resolve_gpu(gpu: str | None, hardware: str | None) -> Gpu:
+    """`--gpu 16GB` or `--hardware NAME` to the estimator's profile.
+
+    A memory size with no card in the catalogue (8GB) keeps the stated memory as the limit and borrows
+    the speed of the catalogue card nearest in size, which the notes say.
+    """
+    import re
+
+    from peftbench import hardware as hw
+    from peftbench.errors import UserError
+
+    if gpu and hardware:
+        raise UserError("give --gpu or --hardware, not both")
+    if hardware or not gpu:
+        name = (hardware or "cpu").lower()
+        profile = next(iter(hw.resolve([name]).values()))
+        return Gpu(profile.name, int(profile.memory_bytes), f"{profile.title}" if name != "cpu" else "this CPU")
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:gb|g|gib)?\s*", gpu.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"--gpu expects a memory size like 16GB, not '{gpu}'")
+    size = float(match.group(1))
+    cards = hw.gpu_profiles().values()
+    if any(p.nominal_gb == size for p in cards):
+        profile = hw.match_memory_class(gpu)
+        return Gpu(profile.name, int(profile.memory_bytes), f"{gpu} ({profile.title}, the most conservative card)")
+    nearest = min(cards, key=lambda p: (abs(p.nominal_gb - size), p.nominal_gb))
+    return Gpu(nearest.name, int(size * 2**30), f"{gpu} (no such card in the catalogue: its memory, "
+               f"{nearest.title}'s speed)", custom=True, context_bytes=int(nearest.cuda_context_bytes))
+
+
+def all_profiles() -> list[str]:
+    from peftbench import hardware as hw
+
+    return sorted(hw.gpu_profiles())
+
+
+class CostModel:
+    """Memoised estimator calls for one query shape (task kind, sequence length, labels)."""
+
+    def __init__(self, gpu: Gpu, task_kind: str, seq_len: int, num_labels: int = 2) -> None:
+        self.gpu, self.task_kind, self.seq_len, self.num_labels = gpu, task_kind, seq_len, num_labels
+        self.fingerprint = source_hash("estimate", "hardware", "methods", "models")
+        self.cache = read_json("estimates.json")
+        self.new: dict[str, Any] = {}
+
+    def raw(self, model: str, method: str, overrides: dict[str, Any], batch: int, checkpointing: bool) -> dict:
+        key = key_of(self.fingerprint, model, method, overrides, self.task_kind, batch, self.seq_len,
+                     checkpointing, self.num_labels)
+        entry = self.cache.get(key) or self.new.get(key)
+        if entry is None or (entry.get("profiles") is not None and self.gpu.profile not in entry["profiles"]):
+            entry = self._compute(model, method, overrides, batch, checkpointing)
+            self.new[key] = entry
+        return entry
+
+    def _compute(self, model: str, method: str, overrides: dict[str, Any], batch: int, ckpt: bool) -> dict:
+        from peftbench.errors import MethodNotApplicable
+        from peftbench.estimate import estimate
+
+        try:
+            est = estimate(model, method, overrides=overrides, task_kind=self.task_kind, batch_size=batch,
+                           seq_len=self.seq_len, gradient_checkpointing=ckpt,
+                           hardware=sorted(set(all_profiles()) | {self.gpu.profile}), num_labels=self.num_labels)
+        except MethodNotApplicable as exc:
+            return {"not_applicable": str(exc)}
+        return est.to_dict()
+
+    def flush(self) -> None:
+        if self.new:
+            write_json("estimates.json", self.new)
+            self.cache.update(self.new)
+            self.new = {}
+
+    def _cost(self, model: str, method: str, hps: dict[str, Any], batch: int, ckpt: bool, accum: int) -> Cost:
+        entry = self.raw(model, method, hps, batch, ckpt)
+        if "not_applicable" in entry:
+            return Cost(method, False, 0, None, 0, 0, batch, accum, ckpt, not_applicable=entry["not_applicable"])
+        prof = entry["profiles"][self.gpu.profile]
+        # Both the estimator's verdict and the stated memory: nothing recommended may exceed the GPU.
+        if self.gpu.custom:
+            fits = entry["peak_bytes"] + self.gpu.context_bytes <= self.gpu.memory_bytes
+        else:
+            fits = bool(prof["fits"]) and entry["peak_bytes"] <= self.gpu.memory_bytes
+        return Cost(method, fits, int(entry["peak_bytes"]), prof.get("step_seconds"), int(entry["trainable_params"]),
+                    int(entry["total_params"]), batch, accum, ckpt)
+
+    def search(self, model: str, method: str, hps: dict[str, Any], batch: int) -> Cost:
+        """The first configuration that fits, cheapest change first; the last one tried otherwise."""
+        tried: list[Cost] = []
+        for ckpt in (False, True):
+            cost = self._cost(model, method, hps, batch, ckpt, 1)
+            if cost.not_applicable or cost.fits:
+                return self._explain(cost, batch)
+            tried.append(cost)
+            for micro in self._smaller_batches(model, method, hps, batch, ckpt):
+                smaller = self._cost(model, method, hps, micro, ckpt, math.ceil(batch / micro))
+                if smaller.fits:
+                    return self._explain(smaller, batch)
+        last = tried[-1]
+        last.would_fit_with = self._remedies(method, tried)
+        return last
+
+    def _smaller_batches(self, model: str, method: str, hps: dict[str, Any], batch: int, ckpt: bool) -> list[int]:
+        if self.gpu.custom:  # the borrowed card's max batch is for its memory, not the stated one: halve
+            return sorted({b for b in (batch // 2, 1) if 1 <= b < batch}, reverse=True)
+        prof = self.raw(model, method, hps, batch, ckpt)["profiles"][self.gpu.profile]
+        max_batch = int(prof.get("max_batch_size") or 0)
+        return [max_batch] if 1 <= max_batch < batch else []
+
+    def _explain(self, cost: Cost, batch: int) -> Cost:
+        if cost.gradient_checkpointing:
+            cost.notes.append("needs gradient checkpointing (~30% slower steps, recomputes activations)")
+        if cost.batch_size < batch:
+            cost.notes.append(f"micro-batch {cost.batch_size} x {cost.accumulation} gradient-accumulation steps "
+                              f"(effective batch {cost.batch_size * cost.accumulation})")
+        return cost
+
+    def _remedies(self, method: str, tried: list[Cost]) -> list[str]:
+        best = min(c.peak_bytes for c in tried)
+        remedies = []
+        if method in LORA_FAMILY:
+            remedies.append("QLoRA (the same adapters on a 4-bit base model; see the qlora row)")
+        remedies.append(f"a GPU with more than {best / 2**30:.1f} GiB (peak with gradient checkpointing "
+                        f"at this batch; the stated GPU has {self.gpu.memory_bytes / 2**30:.0f} GiB)")
+        return remedies

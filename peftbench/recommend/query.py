@@ -1,0 +1,146 @@
+"""What the user asked about, as the same descriptor numbers the benchmarked tasks have."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import UserError
+from peftbench.recommend.evidence import Run
+
+KIND_ALIASES = {"classification": "classification", "summarization": "generation", "translation": "generation",
+                "generation": "generation", "multiple-choice": "multiple_choice", "multiple_choice": "multiple_choice"}
+DEFAULT_SEQ_LEN = 512  # the estimator's default, used when nothing says how long the inputs are
+
+
+@dataclass
+class TaskQuery:
+    label: str
+    kind: str
+    train_examples: float | None = None
+    mean_input_tokens: float | None = None
+    mean_target_tokens: float | None = None
+    p90_input_tokens: float | None = None
+    num_labels: int = 2
+    task_name: str | None = None  # set when the query is a benchmarked task
+    notes: list[str] = field(default_factory=list)
+
+    def seq_len(self, override: int | None) -> int:
+        if override:
+            return override
+        if self.p90_input_tokens or self.mean_input_tokens:
+            tokens = (self.p90_input_tokens or self.mean_input_tokens or 0) + (self.mean_target_tokens or 0)
+            return max(64, 64 * math.ceil(tokens / 64))  # padded batches: round up as the collator would
+        self.notes.append(f"input length unknown: costs assume {DEFAULT_SEQ_LEN} tokens (set --seq-len)")
+        return DEFAULT_SEQ_LEN
+
+
+def resolve_task(task: str, runs: list[Run], data: Path | None = None, model: str | None = None) -> TaskQuery:
+    if "/" in task and task.lower() not in KIND_ALIASES:
+        query = _benchmarked(task, runs)
+    elif task.lower() in KIND_ALIASES:
+        query = _kind(task.lower(), runs)
+    else:
+        raise UserError(f"unknown task '{task}': give a kind ({', '.join(KIND_ALIASES)}) or SUITE/TASK")
+    if data is not None:
+        _profile_data(query, data, model)
+    return query
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _kind(alias: str, runs: list[Run]) -> TaskQuery:
+    kind = KIND_ALIASES[alias]
+    # A summarization query is described by the summarization suite's tasks when they have run.
+    pool = [r for r in runs if r.kind == kind and r.suite == alias] or [r for r in runs if r.kind == kind]
+    per_task = {r.task_key: r for r in pool}.values()
+    query = TaskQuery(label=alias, kind=kind,
+                      train_examples=_median([r.train_examples for r in per_task]),
+                      mean_input_tokens=_median([r.mean_input_tokens for r in per_task]),
+                      mean_target_tokens=_median([r.mean_target_tokens for r in per_task]))
+    if per_task:
+        query.notes.append(f"no data given: '{alias}' is described by the median of {len(per_task)} benchmarked "
+                           f"{kind} task(s) (~{query.train_examples:.0f} examples, ~{query.mean_input_tokens:.0f} "
+                           "input tokens); pass --data or --train-examples/--seq-len for your own")
+    else:
+        query.notes.append(f"no benchmarked {kind} tasks yet: task size unknown (pass --data or --train-examples)")
+    return query
+
+
+def _benchmarked(name: str, runs: list[Run]) -> TaskQuery:
+    from peftbench.suites import load_suite
+
+    suite_name, _, task_name = name.partition("/")
+    spec = load_suite(suite_name).task(task_name)
+    mine = [r for r in runs if r.suite == suite_name and r.task == task_name]
+    query = TaskQuery(label=name, kind=spec.kind, task_name=task_name, num_labels=len(spec.labels or ()) or 2)
+    if mine:
+        query.train_examples = mine[0].train_examples
+        query.mean_input_tokens = mine[0].mean_input_tokens
+        query.mean_target_tokens = mine[0].mean_target_tokens
+    else:
+        query.train_examples = spec.sizes.get("train")
+        query.p90_input_tokens = spec.max_length
+        query.notes.append(f"{name} has no runs yet: size from the suite file, length from its max_length")
+    return query
+
+
+def apply_overrides(query: TaskQuery, train_examples: int | None, seq_len: int | None) -> None:
+    if train_examples is not None:
+        if train_examples < 1:
+            raise UserError(f"--train-examples must be positive, got {train_examples}")
+        query.train_examples = train_examples
+    if seq_len is not None and seq_len < 1:
+        raise UserError(f"--seq-len must be positive, got {seq_len}")
+
+
+def _profile_data(query: TaskQuery, path: Path, model: str | None) -> None:
+    """Describe the user's file exactly as the suites describe theirs (`peftbench.descriptors.describe`)."""
+    from peftbench.data import FORMATS
+    from peftbench.descriptors import describe
+    from peftbench.suites import KIND_FIELDS, TaskSpec
+
+    if Path(path).suffix not in FORMATS:
+        raise UserError(f"--data {path}: must be one of {', '.join(FORMATS)} (hub datasets need network access)")
+    if not Path(path).is_file():
+        raise UserError(f"--data {path}: no such file")
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        train = datasets.load_dataset(FORMATS[Path(path).suffix], data_files=str(path), split="train")
+    except Exception as exc:  # datasets raises many types for a malformed file; the user sees one line
+        raise UserError(f"--data {path}: cannot parse: {str(exc).splitlines()[0]}") from None
+    fields = {f: f for f in KIND_FIELDS[query.kind]}
+    missing = [f for f in fields if f not in train.column_names]
+    if missing:
+        raise UserError(f"--data {path}: a {query.kind} dataset needs columns {list(fields)}; missing {missing} "
+                        f"(has: {', '.join(train.column_names)})")
+    spec = TaskSpec(name=Path(path).stem, kind=query.kind, data={}, fields=fields, model=model or "", sizes={})
+    desc = describe(spec, train, train, _tokenizer(model, query))
+    query.train_examples, query.mean_input_tokens = desc["train_examples"], desc["mean_input_tokens"]
+    query.p90_input_tokens, query.mean_target_tokens = desc["p90_input_tokens"], desc.get("mean_output_tokens", 0)
+    query.num_labels = int(desc.get("num_labels", query.num_labels))
+    query.notes = [n for n in query.notes if "whitespace" in n] + [f"profiled {path}: {desc['train_examples']} examples, mean {desc['mean_input_tokens']:.0f} / "
+                   f"p90 {desc['p90_input_tokens']} input tokens"]
+
+
+def _tokenizer(model: str | None, query: TaskQuery) -> Any:
+    """The model's own tokenizer when it is on disk; else whitespace words (said in the notes)."""
+    try:
+        from peftbench.models.catalogue import CATALOGUE, architecture_family, resolve_model
+        from peftbench.models.loading import load_config, load_tokenizer
+
+        name = model if model in CATALOGUE or (model and Path(model).is_dir()) else None
+        if name:
+            config, _, _ = load_config(name)
+            return load_tokenizer(resolve_model(name)[0], architecture_family(config))
+    except Exception:  # noqa: BLE001 - any failure falls back to word counts, which the notes disclose
+        pass
+    query.notes.append("token counts are whitespace words (the model's tokenizer is not on this machine)")
+    return lambda texts, add_special_tokens=False: {"input_ids": [t.split() for t in texts]}

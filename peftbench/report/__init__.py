@@ -1,0 +1,11 @@
+"""Self-contained HTML comparison reports: one page per suite, from `results/<suite>/runs.jsonl`.
+
+`tables` and `runs` turn the results table into plain data, `plots` draws inline SVG, `predictions` asks
+the estimator and recommender (both optional), `render` fills the Jinja2 templates, `build` ties it up.
+"""
+
+from __future__ import annotations
+
+from peftbench.report.build import Written, suite_context, write_index, write_suite_report
+
+__all__ = ["Written", "suite_context", "write_index", "write_suite_report"]

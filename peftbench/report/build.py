@@ -1,0 +1,109 @@
+"""Assemble a suite's report context from its results file, and render and write the pages."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peftbench.report import fmt, plots, predictions, runs, tables
+from peftbench.report.render import render_page
+
+
+@dataclass
+class Written:
+    suite: str
+    path: Path
+    bytes: int
+    seconds: float
+    runs: int
+    ok: int
+    tasks: int
+
+
+def _suite_tasks(suite: str) -> tuple[dict[str, Any], str]:
+    """Task specs and description from the suite YAML, when it still exists (results may outlive it)."""
+    from peftbench.errors import UserError
+    from peftbench.suites import load_suite
+
+    try:
+        spec = load_suite(suite)
+    except UserError:
+        return {}, ""
+    return {t.name: t for t in spec.tasks}, spec.description
+
+
+def suite_context(suite: str, paths: list[Path], with_estimates: bool = True) -> dict[str, Any]:
+    """Everything the suite template shows, as plain data."""
+    from peftbench.results import ResultStore, load_table
+
+    records = [r for p in paths for r in ResultStore(p).records()]
+    table = load_table(paths)
+    task_specs, description = _suite_tasks(suite)
+    task_names = sorted(table["task"].astype(str).unique())
+    task_tables = []
+    for index, task in enumerate(task_names):
+        spec = task_specs.get(task)
+        result = tables.task_table(table, task, tuple(getattr(spec, "metrics", ())))
+        if result is None:
+            continue
+        svg = plots.pareto_svg(result.summary, result.primary, f"pareto{index}")
+        task_tables.append({"table": result, "pareto": svg, "anchor": f"task-{index}",
+                            "description": getattr(spec, "description", "")})
+    prediction_rows = runs.prediction_rows(records)
+    matrix = predictions.HardwareMatrix(note="estimates not requested.")
+    picks, picks_note = [], "recommender not requested."
+    if with_estimates:
+        matrix = predictions.hardware_matrix(predictions.suite_shapes(table, task_specs))
+        picks, picks_note = predictions.recommender_picks(suite, task_names, paths)
+    summaries = {t["table"].task: t["table"].summary for t in task_tables}
+    return {
+        "suite": suite, "description": description, "records": len(records),
+        "ok": sum(r.get("status") == "ok" for r in records),
+        "latest": max((str(r.get("finished_at") or "") for r in records), default=""),
+        "summary": _summary(task_tables), "tasks": task_tables,
+        "best_per_profile": predictions.best_per_profile(matrix, summaries), "matrix": matrix,
+        "picks": picks, "picks_note": picks_note,
+        "prediction_rows": prediction_rows, "prediction_stats": runs.prediction_stats(prediction_rows),
+        "prediction_svg": plots.prediction_svg(prediction_rows, "predicted"),
+        "failures": runs.failure_rows(records), "provenance": runs.provenance(records),
+    }
+
+
+def _summary(task_tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best method per task by the primary metric, and the cheapest method within a point of it."""
+    rows = []
+    for entry in task_tables:
+        table: tables.TaskTable = entry["table"]
+        ranked = sorted(table.summary.items(), key=lambda kv: -kv[1]["quality"])
+        best, values = ranked[0]
+        near = [(m, v) for m, v in ranked if v["quality"] >= values["quality"] - 1.0]
+        lean = min(near, key=lambda kv: (fmt.missing(kv[1]["peak_memory_bytes"]), kv[1]["peak_memory_bytes"]))
+        full = table.summary.get(tables.FULL_METHOD)
+        relative = 100.0 * values["quality"] / full["quality"] if full and full["quality"] else None
+        rows.append({"task": table.task, "anchor": entry["anchor"], "kind": table.kind, "primary": table.primary,
+                     "best": best, "quality": f"{values['quality']:.1f}", "relative": fmt.percent(relative),
+                     "lean": lean[0], "lean_quality": f"{lean[1]['quality']:.1f}",
+                     "lean_memory": fmt.human_bytes(lean[1]["peak_memory_bytes"]), "methods": len(ranked)})
+    return rows
+
+
+def write_suite_report(suite: str, paths: list[Path], output: Path, with_estimates: bool = True) -> Written:
+    """Render one suite's page to `output`."""
+    started = time.perf_counter()
+    context = suite_context(suite, paths, with_estimates)
+    html = render_page("suite.html.jinja", title=f"peftbench · {suite}", **context)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(html, encoding="utf-8")
+    return Written(suite, output, len(html.encode()), time.perf_counter() - started, context["records"],
+                   context["ok"], len(context["tasks"]))
+
+
+def write_index(written: list[Written], output: Path) -> Path:
+    """The index page linking every suite's report (relative links: the folder can move as a whole)."""
+    entries = [{"suite": w.suite, "href": w.path.name, "runs": w.runs, "ok": w.ok, "tasks": w.tasks,
+                "size": fmt.human_bytes(w.bytes)} for w in written]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_page("index.html.jinja", title="peftbench reports", entries=entries), encoding="utf-8")
+    return output

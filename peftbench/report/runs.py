@@ -1,0 +1,119 @@
+"""Per-run sections: the estimator's prediction against the measurement, failures and skips, provenance."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+from peftbench.report import fmt
+
+
+def measured_for_prediction(record: dict[str, Any]) -> tuple[float | None, str]:
+    """The measurement a run's recorded prediction should be compared with, and what it is.
+
+    On CPU the estimator predicts the growth of process RSS during training (peak during training minus
+    RSS just before it), because the RSS before training holds the Python runtime and libraries that no
+    config-based estimate can know. On CUDA it predicts the device peak: NVML's used memory where it was
+    sampled (it includes the CUDA context and allocator cache), else the allocator's reserved peak.
+    """
+    memory = record.get("memory") or {}
+    prediction = record.get("prediction") or {}
+    key = prediction.get("measured_key")  # lets the estimator say which measurement it predicts
+    if isinstance(key, str) and key in memory:
+        return memory[key], key
+    if (record.get("device") or {}).get("type", "cpu") == "cpu":
+        peak, before = memory.get("peak_rss_train_bytes"), memory.get("rss_before_train_bytes")
+        if peak is None or before is None:
+            return None, "RSS growth during training"
+        return peak - before, "RSS growth during training"
+    for key in ("nvml_peak_used_bytes", "cuda_max_reserved_bytes", "cuda_max_allocated_bytes"):
+        if memory.get(key):
+            return memory[key], key
+    return None, "GPU peak"
+
+
+def prediction_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run that trained: predicted and measured peak, and the relative error."""
+    rows = []
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        measured, what = measured_for_prediction(record)
+        prediction = record.get("prediction")
+        predicted = prediction.get("peak_bytes") if isinstance(prediction, dict) else None
+        note = ""
+        if prediction is None:
+            note = "no prediction recorded (estimator not available when this run ran)"
+        elif isinstance(prediction, dict) and prediction.get("error"):
+            note = f"estimator failed: {prediction['error']}"
+        error = None
+        if isinstance(predicted, (int, float)) and measured:
+            error = 100.0 * (predicted - measured) / measured
+        rows.append({"run_id": record.get("run_id"), "task": record.get("task"), "method": record.get("method"),
+                     "seed": record.get("seed"), "predicted": predicted, "measured": measured, "what": what,
+                     "predicted_text": fmt.human_bytes(predicted), "measured_text": fmt.human_bytes(measured),
+                     "error": error, "error_text": "—" if error is None else f"{error:+.1f}%", "note": note})
+    return rows
+
+
+def prediction_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    errors = sorted(abs(r["error"]) for r in rows if r["error"] is not None)
+    if not errors:
+        return {"count": 0, "runs": len(rows)}
+    return {"count": len(errors), "runs": len(rows), "median_abs": statistics.median(errors), "max_abs": errors[-1]}
+
+
+def failure_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed, out-of-memory, timed-out and skipped runs with their reasons."""
+    rows = []
+    for record in records:
+        if record.get("status") == "ok":
+            continue
+        error = str(record.get("error") or "no reason recorded")
+        rows.append({"task": record.get("task"), "method": record.get("method"), "seed": record.get("seed"),
+                     "status": record.get("status"), "reason": error.splitlines()[0][:300], "detail": error,
+                     "traceback": record.get("traceback") or "", "run_id": record.get("run_id")})
+    return sorted(rows, key=lambda r: (str(r["task"]), str(r["method"]), str(r["seed"])))
+
+
+def provenance(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where and with what the numbers were produced: machines, versions, seeds, data, every run id."""
+    machines = _distinct(_machine(r.get("device") or {}) for r in records)
+    versions = _distinct(json.dumps(r.get("versions") or {}, sort_keys=True) for r in records)
+    tasks: dict[str, dict[str, Any]] = {}
+    for record in records:
+        entry = tasks.setdefault(str(record.get("task")), {"seeds": set(), "fingerprints": set(), "models": set(),
+                                                            "train": set()})
+        entry["seeds"].add(record.get("seed"))
+        entry["fingerprints"].add(str(record.get("data_fingerprint")))
+        entry["models"].add(str(record.get("model")))
+        entry["train"].add(json.dumps(record.get("train_config") or {}, sort_keys=True))
+    runs = [{"run_id": r.get("run_id"), "task": r.get("task"), "method": r.get("method"), "seed": r.get("seed"),
+             "status": r.get("status"), "hyperparameters": json.dumps(r.get("hyperparameters") or {},
+                                                                      sort_keys=True, default=str),
+             "finished_at": r.get("finished_at")} for r in records]
+    return {"machines": machines,
+            "versions": [json.loads(v) for v in versions],
+            "tasks": {name: {k: sorted(v, key=str) for k, v in entry.items()} for name, entry in sorted(tasks.items())},
+            "runs": sorted(runs, key=lambda r: (str(r["task"]), str(r["method"]), str(r["seed"]))),
+            "cpu_only": all((r.get("device") or {}).get("type", "cpu") == "cpu" for r in records)}
+
+
+def _machine(device: dict[str, Any]) -> str:
+    parts = [str(device.get("type", "?")), str(device.get("name", "?"))]
+    if device.get("memory_bytes"):
+        parts.append(f"{fmt.human_bytes(device['memory_bytes'])} memory")
+    if device.get("cores"):
+        parts.append(f"{device['cores']} cores")
+    if device.get("threads"):
+        parts.append(f"{device['threads']} training thread(s)")
+    return ", ".join(parts)
+
+
+def _distinct(values) -> list[str]:
+    seen: list[str] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen

@@ -1,0 +1,130 @@
+"""End-to-end runs on the real MiniLM encoder and real review data: records, resume, --force, adapters."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import read_records
+
+FAMILY_METHODS = ["full", "lora", "adapter", "bitfit", "prompt_tuning", "prefix_tuning"]
+RECORD_FIELDS = {
+    "run_id", "suite", "task", "task_kind", "model", "architecture", "method", "family", "hyperparameters",
+    "seed", "status", "metrics", "train_loss_curve", "trainable_params", "total_params", "memory",
+    "train_seconds", "eval_seconds", "tokens_per_second", "adapter_bytes", "device", "versions", "prediction",
+}
+
+
+@pytest.fixture(scope="module")
+def family_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    from peftbench.cli import main
+
+    code = main(["run", "suite=smoke", "tasks=[rt_sentiment]", f"methods=[{','.join(FAMILY_METHODS)}]",
+                 "train.max_steps=3", "--no-progress", "--results", str(root)])
+    assert code == 0
+    return root, read_records(root / "smoke" / "runs.jsonl")
+
+
+def test_every_family_runs_and_records_every_field(family_run):
+    _, records = family_run
+    by_method = {r["method"]: r for r in records}
+    assert set(by_method) == set(FAMILY_METHODS)
+    for name in ["full", "lora", "adapter", "bitfit", "prompt_tuning"]:
+        record = by_method[name]
+        assert record["status"] == "ok", record.get("error")
+        assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
+        assert 0 <= record["metrics"]["accuracy"] <= 100 and "macro_f1" in record["metrics"]
+        assert len(record["train_loss_curve"]) == 3
+        assert 0 < record["trainable_params"] <= record["total_params"]
+        assert record["memory"]["peak_rss_train_bytes"] > record["memory"]["rss_at_start_bytes"]
+        assert record["adapter_bytes"] > 0 and record["device"]["type"] == "cpu"
+        assert {"python", "torch", "transformers", "peft", "datasets"} <= set(record["versions"])
+    assert {by_method[m]["family"] for m in FAMILY_METHODS} == {"full", "reparameterization", "adapter",
+                                                                "selective", "soft_prompt"}
+    # PEFT methods train a small fraction; full fine-tuning trains everything.
+    assert by_method["full"]["trainable_params"] == by_method["full"]["total_params"]
+    assert by_method["lora"]["trainable_params"] < 0.01 * by_method["lora"]["total_params"]
+    assert by_method["lora"]["adapter_bytes"] < by_method["full"]["adapter_bytes"] / 50
+
+
+def test_inapplicable_method_is_skipped_with_reason(family_run):
+    _, records = family_run
+    prefix = next(r for r in records if r["method"] == "prefix_tuning")
+    assert prefix["status"] == "skipped" and "encoder" in prefix["error"]
+
+
+def test_lora_adapter_reloads_with_peft(family_run, minilm_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _, records = family_run
+    lora = next(r for r in records if r["method"] == "lora")
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2)
+    model = PeftModel.from_pretrained(base, lora["adapter_path"]).eval()
+    batch = AutoTokenizer.from_pretrained(minilm_dir)(["a fine film"], return_tensors="pt")
+    with torch.no_grad():
+        assert model(**batch).logits.shape == (1, 2)
+
+
+def test_bottleneck_adapter_reloads(family_run, minilm_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    from peftbench.methods.bottleneck import load_bottleneck
+
+    _, records = family_run
+    record = next(r for r in records if r["method"] == "adapter")
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2)
+    model = load_bottleneck(base, record["adapter_path"], "bert")
+    assert sum("adapter_down" in n for n, _ in model.named_parameters()) == 2 * 6 * 2  # 2 sites x 6 layers x W,b
+
+
+def test_rerun_skips_and_force_replaces(family_run, cli):
+    root, records = family_run
+    code, out, _ = cli("run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[prefix_tuning,bitfit]",
+                       "train.max_steps=3", "--no-progress", "--results", str(root))
+    assert code == 0 and "2 already recorded" in out
+    assert read_records(root / "smoke" / "runs.jsonl") == records
+    code, out, _ = cli("run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[prefix_tuning]",
+                       "train.max_steps=3", "--force", "--no-progress", "--results", str(root))
+    after = read_records(root / "smoke" / "runs.jsonl")
+    assert code == 0 and len(after) == len(records)
+    assert sorted(r["run_id"] for r in after) == sorted(r["run_id"] for r in records)
+
+
+def test_results_command_exports_tidy_table(family_run, cli, tmp_path):
+    import pandas as pd
+
+    root, records = family_run
+    code, out, _ = cli("results", "suite=smoke", "--results", str(root))
+    assert code == 0 and "lora" in out and "accuracy" in out
+    code, _, _ = cli("results", "suite=smoke", "--format", "parquet", "-o", str(tmp_path / "t.parquet"),
+                     "--results", str(root))
+    table = pd.read_parquet(tmp_path / "t.parquet")
+    assert code == 0 and len(table) == len(records) and "metrics.accuracy" in table.columns
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
+    """Kill the suite mid-flight (twice), resume, and check every planned run is recorded exactly once."""
+    argv = [sys.executable, "-m", "peftbench", "run", "suite=smoke", "tasks=[rt_sentiment]",
+            "methods=[lora,bitfit,ia3]", "train.max_steps=2", "--no-progress", "--results", str(tmp_path)]
+    results = tmp_path / "smoke" / "runs.jsonl"
+    rng = random.Random(7)
+    for _ in range(2):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(6, 20))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if results.exists():
+            [json.loads(line) for line in results.read_text().splitlines()]  # always parses
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = read_records(results)
+    assert sorted(r["method"] for r in records) == ["bitfit", "ia3", "lora"]
+    assert len({r["run_id"] for r in records}) == 3

@@ -1,0 +1,113 @@
+"""Behaviour of `peftbench recommend`. Records here are synthetic test fixtures (not evidence): they give
+the quality model a known shape so the checks do not depend on which suites have finished running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peftbench.recommend.engine import recommend
+from peftbench.recommend.evaluate import evaluate, size_rule_rank
+
+# (task, kind, model, architecture, total params, train examples) of the fixture tasks.
+TASKS = [("cls_a", "classification", "minilm", "encoder", 22_713_216, 480),
+         ("cls_b", "classification", "minilm", "encoder", 22_713_216, 200),
+         ("gen_a", "generation", "smollm2-135m", "decoder", 134_515_008, 200),
+         ("mc_a", "multiple_choice", "smollm2-135m", "decoder", 134_515_008, 300)]
+# method -> (family, relative score, seed wobble, trainable params)
+METHODS = {"full": ("full", 1.0, 0.01, 0), "lora": ("reparameterization", 0.97, 0.01, 70_000),
+           "ia3": ("adapter", 0.9, 0.01, 20_000), "bitfit": ("selective", 0.93, 0.01, 30_000),
+           "prompt_tuning": ("soft_prompt", 0.7, 0.25, 8_000)}
+
+
+def _records() -> list[dict]:
+    out = []
+    for task, kind, model, arch, total, n in TASKS:
+        metric = "rougeL" if kind == "generation" else "accuracy"
+        for method, (family, rel, wobble, trainable) in METHODS.items():
+            if method == "bitfit" and arch == "decoder":
+                continue
+            for seed in (0, 1, 2):
+                score = 60.0 * rel * (1 + wobble * (seed - 1))
+                out.append({"run_id": f"{task}-{method}-{seed}", "suite": "fixture", "task": task, "task_kind": kind,
+                            "model": model, "architecture": arch, "method": method, "family": family, "seed": seed,
+                            "status": "ok", "metrics": {metric: score}, "hyperparameters": {"r": 8} if "lora" in
+                            method else {}, "trainable_params": trainable or total, "total_params": total,
+                            "train_examples": n, "mean_input_tokens": 60.0, "mean_target_tokens": 10.0})
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    (root / "fixture").mkdir()
+    (root / "fixture" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records()))
+    return root
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "peftbench", "recommend", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_json_has_the_issue_fields(results):
+    proc = _cli("--task", "classification", "--gpu", "16GB", "--model", "minilm", "--json", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["ranking"]
+    for item in out["ranking"]:
+        for key in ("method", "hyperparameters", "predicted_relative_quality", "quality_interval", "peak_bytes",
+                    "fits", "step_seconds", "adapter_bytes", "reasons", "evidence"):
+            assert key in item
+        assert item["quality_interval"][0] <= item["predicted_relative_quality"] <= item["quality_interval"][1]
+    assert out["ranking"][0]["reasons"] and out["ranking"][0]["evidence"]
+
+
+def test_nothing_recommended_exceeds_the_gpu(results):
+    rec = recommend("classification", gpu="16GB", model="minilm", results=results)
+    assert all(c.fits and c.peak_bytes <= 16 * 2**30 for c in rec.ranking)
+
+
+def test_small_gpu_big_model_needs_checkpointing_or_quantisation(results):
+    rec = recommend("summarization", gpu="8GB", model="llama-3.1-8b", seq_len=256, results=results).to_dict()
+    for item in rec["ranking"]:
+        assert item["method"] != "full"
+        assert item["peak_bytes"] <= 8 * 2**30
+        if item["method"] in ("lora", "dora", "rslora"):  # 16-bit LoRA only with checkpointing
+            assert item["gradient_checkpointing"]
+    assert "full" in {c["method"] for c in rec["not_fitting"]}
+
+
+def test_big_gpu_small_model_can_suggest_full(results):
+    rec = recommend("classification", gpu="80GB", model="minilm", results=results)
+    assert "full" in [c.method for c in rec.ranking]
+    assert rec.ranking[0].method == "full"  # the fixture evidence puts full fine-tuning first
+
+
+def test_small_task_warns_about_methods_unstable_on_small_data(results):
+    rec = recommend("classification", gpu="80GB", model="minilm", train_examples=200, top=10, results=results)
+    prompt = next(c for c in rec.ranking + rec.not_fitting if c.method == "prompt_tuning")
+    assert any("unstable on small data" in w for w in prompt.warnings)
+    lora = next(c for c in rec.ranking if c.method == "lora")
+    assert not any("unstable" in w for w in lora.warnings)
+
+
+@pytest.mark.parametrize("args", [["--task", "poetry", "--gpu", "16GB"], ["--task", "classification", "--gpu", "banana"],
+                                  ["--task", "classification", "--gpu", "16GB", "--data", "/nonexistent.csv"],
+                                  ["--gpu", "16GB"], ["--task", "nosuite/nothing", "--gpu", "16GB"]])
+def test_bad_input_exits_2_with_one_line(args, results):
+    proc = _cli(*args, "--results", str(results))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_leave_one_task_out_reports_both_baselines(results):
+    report = evaluate(results=results)
+    names = {s["strategy"] for s in report["summary"]}
+    assert {"recommender", "always LoRA r=16", "rank by dataset size"} <= names
+    assert report["tasks"] == len(TASKS)
+    assert size_rule_rank(500) == 8 and size_rule_rank(5_000) == 16 and size_rule_rank(500_000) == 64
