@@ -46,7 +46,7 @@ class TrainConfig:
         for layer in layers:
             merged.update(layer or {})
         valid = {f.name: f for f in dataclasses.fields(cls)}
-        for key, value in merged.items():
+        for key in merged:
             if key not in valid:
                 raise UserError(f"unknown training key 'train.{key}' (valid: {', '.join(valid)})")
         config = cls(**merged)

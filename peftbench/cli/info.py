@@ -22,7 +22,7 @@ def show_methods(args: argparse.Namespace) -> int:
              "learning_rate": m.defaults.get("learning_rate"),
              "defaults": ", ".join(f"{k}={v}" for k, v in m.defaults.items()
                                    if k != "learning_rate" and v is not None),
-             "via": "peft" if m.uses_peft else "peftbench", "description": m.description}
+             "via": "peft" if m.uses_peft else "peftbench", "what it trains": m.description.split(" (")[0]}
             for m in registry().values()]
     print(pd.DataFrame(rows).to_string(index=False))
     return 0

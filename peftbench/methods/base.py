@@ -81,10 +81,11 @@ class Method:
         return key in getattr(peft, self.peft_config).__dataclass_fields__
 
     def not_applicable_reason(self, ctx: MethodContext) -> str | None:
-        if ctx.architecture not in self.architectures:
+        reason = self.check(ctx) if self.check else None  # the specific why, when the method gives one
+        if reason is None and ctx.architecture not in self.architectures:
             supported = ", ".join(self.architectures)
-            return f"{self.name} supports {supported} models, not {ctx.architecture}"
-        return self.check(ctx) if self.check else None
+            reason = f"{self.name} supports {supported} models, not {ctx.architecture}"
+        return reason
 
     def apply(self, model: nn.Module, hyperparameters: Mapping[str, Any], ctx: MethodContext) -> nn.Module:
         reason = self.not_applicable_reason(ctx)

@@ -113,7 +113,8 @@ register(Method("prompt_tuning", "soft_prompt", "Learned virtual tokens prepende
                 _peft_applier("PromptTuningConfig"), peft_config="PromptTuningConfig"))
 register(Method("prefix_tuning", "soft_prompt", "Learned key/value prefixes at every layer (Li & Liang 2021)",
                 {"num_virtual_tokens": 20, "learning_rate": 5e-3},
-                _peft_applier("PrefixTuningConfig"), peft_config="PrefixTuningConfig", check=_needs_kv_cache))
+                _peft_applier("PrefixTuningConfig"), peft_config="PrefixTuningConfig", check=_needs_kv_cache,
+                architectures=("decoder", "encoder-decoder")))
 register(Method("p_tuning", "soft_prompt", "Virtual tokens produced by a small MLP prompt encoder "
                 "(Liu et al. 2021)", {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 5e-3},
                 _peft_applier("PromptEncoderConfig"), peft_config="PromptEncoderConfig"))

@@ -8,6 +8,7 @@ parent process stays the only writer of the results file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -80,10 +81,8 @@ class LocalExecutor(Executor):
                     process.wait()
                     return False
                 if on_event is not None and line.startswith("{"):
-                    try:
+                    with contextlib.suppress(json.JSONDecodeError):  # a library printed a brace line
                         on_event(spec, json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
 
 
 def _worker_env(spec: RunSpec) -> dict[str, str]:

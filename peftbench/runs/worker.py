@@ -10,6 +10,7 @@ import json
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,32 +51,38 @@ def _failure_status(exc: BaseException) -> str:
     return "oom" if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) else "failed"
 
 
-def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
-    import torch
+@dataclass
+class _Setup:
+    """Everything loaded before training: the wrapped model, its tokenizer, the task and its data."""
 
-    from peftbench import telemetry, training
+    model: Any
+    tokenizer: Any
+    task: Any
+    kind: Any
+    method: Any
+    ctx: Any
+    config: Any
+    prepared: Any
+
+
+def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, Any]]:
     from peftbench.data import load_task_data
     from peftbench.methods import MethodContext, count_parameters, get_method
-    from peftbench.methods.artifacts import save_trained
     from peftbench.models import load_for_task
+    from peftbench.models.catalogue import architecture_family
     from peftbench.models.loading import load_config
     from peftbench.suites import TaskSpec
     from peftbench.tasks import TASK_KINDS
 
-    torch.set_num_threads(spec.train["threads"])
-    training.seed_everything(spec.seed)
     task = TaskSpec(**{**spec.task, "labels": tuple(spec.task["labels"]) if spec.task["labels"] else None,
                        "metrics": tuple(spec.task["metrics"])})
     kind = TASK_KINDS[task.kind]
     method = get_method(spec.method)
-
     config, _, _ = load_config(spec.model, spec.trust_remote_code)
-    from peftbench.models.catalogue import architecture_family
-
     ctx = MethodContext(architecture_family(config), config.model_type, task.kind, spec.device)
     record.update(architecture=ctx.architecture, model_type=ctx.model_type, family=method.family)
     reason = method.not_applicable_reason(ctx)
-    if reason:
+    if reason:  # decided from the config alone, before any weights load
         raise MethodNotApplicable(reason)
 
     emit("phase", name="load")
@@ -83,43 +90,58 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
     loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train["dtype"],
                            method.quantize_4bit, spec.trust_remote_code)
     model = method.apply(loaded.model, spec.hyperparameters, ctx).to(spec.device)
-    trainable, total = count_parameters(model)
     prepared = kind.prepare(task, loaded.tokenizer, data.train, data.eval)
-    out: dict[str, Any] = {"model_source": loaded.source, "trainable_params": trainable, "total_params": total,
-                           "trainable_percent": round(100.0 * trainable / total, 4),
-                           "train_examples": len(data.train), "eval_examples": len(data.eval),
-                           "mean_input_tokens": round(prepared.mean_input_tokens, 2),
-                           "mean_target_tokens": round(prepared.mean_target_tokens, 2)}
-    out["prediction"] = _predict(config, spec, task, prepared)
+    trainable, total = count_parameters(model)
+    facts = {"model_source": loaded.source, "trainable_params": trainable, "total_params": total,
+             "trainable_percent": round(100.0 * trainable / total, 4), "train_examples": len(data.train),
+             "eval_examples": len(data.eval), "mean_input_tokens": round(prepared.mean_input_tokens, 2),
+             "mean_target_tokens": round(prepared.mean_target_tokens, 2)}
+    return _Setup(model, loaded.tokenizer, task, kind, method, ctx, config, prepared), facts
+
+
+def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from peftbench import telemetry, training
+    from peftbench.methods.artifacts import save_trained
+
+    torch.set_num_threads(spec.train["threads"])
+    training.seed_everything(spec.seed)
+    setup, out = _set_up(spec, record)
+    out["prediction"] = _predict(setup.config, spec, setup.task, setup.prepared)
 
     record["memory"]["rss_before_train_bytes"] = telemetry.current_rss()
     record["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()
     cuda = telemetry.CudaMemory() if spec.device.startswith("cuda") else None
-    optimizer, scheduler = training.make_optimizer(model, spec.train["learning_rate"], spec.train["weight_decay"],
-                                                   spec.train["max_steps"], spec.train["warmup_ratio"])
-    batches = training.shuffled_batches(prepared.train_features, spec.train["batch_size"], prepared.collate,
+    train = spec.train
+    optimizer, scheduler = training.make_optimizer(setup.model, train["learning_rate"], train["weight_decay"],
+                                                   train["max_steps"], train["warmup_ratio"])
+    batches = training.shuffled_batches(setup.prepared.train_features, train["batch_size"], setup.prepared.collate,
                                         spec.seed)
-    emit("phase", name="train", total=spec.train["max_steps"])
+    emit("phase", name="train", total=train["max_steps"])
 
     def on_step(step: int, loss: float) -> None:
         if cuda is not None:
             cuda.sample()
-        emit("step", step=step + 1, total=spec.train["max_steps"], loss=round(loss, 4))
+        emit("step", step=step + 1, total=train["max_steps"], loss=round(loss, 4))
 
-    result = training.train(model, batches, optimizer, scheduler, spec.train["max_steps"],
-                            spec.train["max_grad_norm"], spec.device, method.step_hook, on_step)
+    result = training.train(setup.model, batches, optimizer, scheduler, train["max_steps"], train["max_grad_norm"],
+                            spec.device, setup.method.step_hook, on_step)
     record["memory"]["peak_rss_train_bytes"] = telemetry.peak_rss()
     if cuda is not None:
         record["memory"].update(cuda.report())
     out.update(train_seconds=round(result.seconds, 3), steps=result.steps, train_tokens=result.tokens,
-               tokens_per_second=round(result.tokens_per_second, 2), seconds_per_step=round(result.seconds / result.steps, 4),
-               train_loss_curve=result.loss_curve, final_train_loss=result.loss_curve[-1][1])
+               tokens_per_second=round(result.tokens_per_second, 2),
+               seconds_per_step=round(result.seconds / result.steps, 4), train_loss_curve=result.loss_curve,
+               final_train_loss=result.loss_curve[-1][1])
 
     emit("phase", name="eval")
     eval_start = time.perf_counter()
-    out["metrics"] = kind.evaluate(model, loaded.tokenizer, task, prepared, spec.train["eval_batch_size"])
+    out["metrics"] = setup.kind.evaluate(setup.model, setup.tokenizer, setup.task, setup.prepared,
+                                         train["eval_batch_size"])
     out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
-    out["adapter_bytes"] = save_trained(method, model, artifacts, spec.hyperparameters, ctx.model_type)
+    out["adapter_bytes"] = save_trained(setup.method, setup.model, artifacts, spec.hyperparameters,
+                                        setup.ctx.model_type)
     out["adapter_path"] = str(artifacts)
     return out
 

@@ -43,7 +43,8 @@ class Generation:
             target_ids = tokenizer(" " + str(row[task.fields["target"]]).strip() + eos,
                                    add_special_tokens=False)["input_ids"][: task.max_target_length]
             target_lengths.append(len(target_ids))
-            features.append({"input_ids": prompt_ids + target_ids, "attention_mask": [1] * (len(prompt_ids) + len(target_ids)),
+            features.append({"input_ids": prompt_ids + target_ids,
+                             "attention_mask": [1] * (len(prompt_ids) + len(target_ids)),
                              "labels": [-100] * len(prompt_ids) + target_ids})
         eval_rows = [{"prompt": render_prompt(task, row, tokenizer, budget),
                       "reference": str(row[task.fields["target"]]).strip()} for row in eval_]

@@ -31,8 +31,8 @@ class MultipleChoice:
         for row in dataset:
             choices = list(row[task.fields["choices"]])
             values = {"question": row[task.fields["question"]], "choices": choices}
-            rows.append({"prompt": task.prompt.format(**values), "answer": _answer_index(row[task.fields["answer"]], len(choices)),
-                         "n_choices": len(choices)})
+            answer = _answer_index(row[task.fields["answer"]], len(choices))
+            rows.append({"prompt": task.prompt.format(**values), "answer": answer, "n_choices": len(choices)})
         return rows
 
     def prepare(self, task: Any, tokenizer: Any, train: Any, eval_: Any) -> PreparedTask:
@@ -41,7 +41,8 @@ class MultipleChoice:
         for row in self._rows(task, tokenizer, train):
             prompt_ids = tokenizer(row["prompt"], truncation=True, max_length=task.max_length - 1)["input_ids"]
             letter = tokenizer(" " + string.ascii_uppercase[row["answer"]], add_special_tokens=False)["input_ids"]
-            features.append({"input_ids": prompt_ids + letter, "attention_mask": [1] * (len(prompt_ids) + len(letter)),
+            features.append({"input_ids": prompt_ids + letter,
+                             "attention_mask": [1] * (len(prompt_ids) + len(letter)),
                              "labels": [-100] * len(prompt_ids) + letter})
         eval_rows = self._rows(task, tokenizer, eval_)
         mean_input = sum(len(f["input_ids"]) for f in features) / len(features)

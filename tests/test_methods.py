@@ -1,0 +1,55 @@
+"""The method registry: every method declares a family and defaults, and wraps real models as peft does."""
+
+from __future__ import annotations
+
+import pytest
+
+from peftbench.errors import MethodNotApplicable, UserError
+from peftbench.methods import FAMILIES, MethodContext, count_parameters, get_method, registry
+
+ENCODER_CLS = MethodContext("encoder", "bert", "classification")
+REQUIRED = {"full", "lora", "dora", "rslora", "adalora", "loha", "lokr", "vera", "oft", "boft", "qlora",
+            "adapter", "ia3", "bitfit", "ln_tuning", "prompt_tuning", "prefix_tuning", "p_tuning"}
+
+
+def test_registry_has_every_method_with_family_and_learning_rate():
+    methods = registry()
+    assert REQUIRED <= set(methods)
+    assert {m.family for m in methods.values()} == set(FAMILIES)
+    for method in methods.values():
+        assert method.defaults["learning_rate"] > 0
+    # PEFT methods start from small or zero updates and need larger steps than full fine-tuning.
+    full_lr = methods["full"].defaults["learning_rate"]
+    assert all(m.defaults["learning_rate"] > full_lr for m in methods.values() if m.name != "full")
+
+
+def test_overrides_accept_peft_config_keys_and_reject_others():
+    lora = get_method("lora")
+    assert lora.hyperparameters({"r": 32, "lora_dropout": 0.0})["r"] == 32
+    assert lora.hyperparameters({"use_rslora": True})["use_rslora"] is True  # any LoraConfig field
+    with pytest.raises(UserError, match="has no hyper-parameter 'rank'"):
+        lora.hyperparameters({"rank": 4})
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED - {"qlora", "prefix_tuning"}))
+def test_every_method_wraps_the_real_encoder(name, minilm_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    method = get_method(name)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=3)
+    hyperparameters = method.hyperparameters()
+    if "total_step" in hyperparameters:
+        hyperparameters["total_step"] = 10
+    wrapped = method.apply(model, hyperparameters, ENCODER_CLS)
+    trainable, total = count_parameters(wrapped)
+    assert 0 < trainable <= total
+    if method.uses_peft:  # our count equals peft's own
+        assert (trainable, total) == wrapped.get_nb_trainable_parameters()
+    # every method trains the new classification head
+    assert any(p.requires_grad for n, p in wrapped.named_parameters() if "classifier" in n)
+
+
+def test_prefix_tuning_and_qlora_say_why_they_cannot_run():
+    with pytest.raises(MethodNotApplicable, match="encoder"):
+        get_method("prefix_tuning").apply(None, {}, ENCODER_CLS)
+    assert "CUDA" in get_method("qlora").not_applicable_reason(MethodContext("decoder", "llama", "generation"))
