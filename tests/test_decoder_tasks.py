@@ -6,16 +6,46 @@ import pytest
 from conftest import read_records
 
 
+from peftbench.suites import SUITES_DIR
+
+# The shipped legal data, at test size: a few rows and short sequences keep each run under a minute.
+SUITE = f"""
+name: decoder-test
+model: smollm2-135m
+train: {{max_steps: 2, batch_size: 2, eval_batch_size: 4}}
+tasks:
+  - name: constitution_title
+    kind: generation
+    data: {{source: local, files: {{train: {SUITES_DIR}/data/constitution_title/train.jsonl,
+                                    eval: {SUITES_DIR}/data/constitution_title/eval.jsonl}}}}
+    fields: {{source: source, target: target}}
+    prompt: "Article of the Constitution of India:\\n{{source}}\\nTitle:"
+    sizes: {{train: 8, eval: 4}}
+    max_length: 64
+    max_target_length: 8
+  - name: mmlu_law
+    kind: multiple_choice
+    data: {{source: local, files: {{train: {SUITES_DIR}/data/mmlu_law/train.jsonl,
+                                    eval: {SUITES_DIR}/data/mmlu_law/eval.jsonl}}}}
+    fields: {{question: question, choices: choices, answer: answer}}
+    prompt: "Question: {{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"
+    sizes: {{train: 8, eval: 8}}
+    max_length: 96
+"""
+
+
 @pytest.fixture(scope="module")
 def decoder_runs(tmp_path_factory):
     from peftbench.cli import main
 
     root = tmp_path_factory.mktemp("results")
-    assert main(["run", "suite=smoke", "tasks=[constitution_title]", "methods=[lora,bitfit,qlora]",
-                 "train.max_steps=2", "--no-progress", "--results", str(root)]) == 0
-    assert main(["run", "suite=legal", "tasks=[mmlu_law]", "methods=[ia3]", "train.max_steps=2",
+    suite = root / "decoder-test.yaml"
+    suite.write_text(SUITE)
+    assert main(["run", f"suite={suite}", "tasks=[constitution_title]", "methods=[lora,bitfit,qlora]",
                  "--no-progress", "--results", str(root)]) == 0
-    return read_records(root / "smoke" / "runs.jsonl") + read_records(root / "legal" / "runs.jsonl")
+    assert main(["run", f"suite={suite}", "tasks=[mmlu_law]", "methods=[ia3]", "--no-progress",
+                 "--results", str(root)]) == 0
+    return read_records(root / "decoder-test" / "runs.jsonl")
 
 
 def test_generation_scores_rouge_bleu_chrf(decoder_runs):

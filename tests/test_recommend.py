@@ -96,9 +96,10 @@ def test_small_task_warns_about_methods_unstable_on_small_data(results):
     assert not any("unstable" in w for w in lora.warnings)
 
 
-@pytest.mark.parametrize("args", [["--task", "poetry", "--gpu", "16GB"], ["--task", "classification", "--gpu", "banana"],
-                                  ["--task", "classification", "--gpu", "16GB", "--data", "/nonexistent.csv"],
-                                  ["--gpu", "16GB"], ["--task", "nosuite/nothing", "--gpu", "16GB"]])
+@pytest.mark.parametrize("args", [
+    ["--task", "poetry", "--gpu", "16GB"], ["--task", "classification", "--gpu", "banana"],
+    ["--task", "classification", "--gpu", "16GB", "--data", "/nonexistent.csv"],
+    ["--gpu", "16GB"], ["--task", "nosuite/nothing", "--gpu", "16GB"]])
 def test_bad_input_exits_2_with_one_line(args, results):
     proc = _cli(*args, "--results", str(results))
     assert proc.returncode == 2

@@ -11,13 +11,18 @@ from peftbench.errors import UserError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="self-contained HTML comparison report per suite")
-    parser.add_argument("selectors", nargs="+", metavar="suite=NAME|all [results=PATH]",
-                        help="suite=NAME for one suite, or all for every suite with results (plus an index)")
+    parser.add_argument("selectors", nargs="+", metavar="SELECTOR",
+                        help="suite=NAME for one suite, or all for every suite with results (plus an index); "
+                             "optionally results=PATH (a results root, suite folder or runs.jsonl)")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="output file for one suite (default reports/NAME.html), or folder for all (reports/)")
     parser.add_argument("--results", type=Path, default=None, help="results root (default: ./results)")
     parser.add_argument("--no-estimates", action="store_true",
                         help="leave out the hardware matrix and recommender pick (faster, no estimator needed)")
+    parser.add_argument("--estimate-budget", type=float, default=None, metavar="SECONDS",
+                        help="time for uncached estimator/recommender answers (default 15; 0: no limit)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="ignore the stored estimator/recommender answers (reports/derived-cache.json)")
     parser.set_defaults(func=main)
 
 
@@ -39,14 +44,26 @@ def parse_selectors(selectors: list[str]) -> tuple[str, Path | None]:
     return suite, results
 
 
-def suite_files(suite: str, results: Path) -> list[Path]:
+def suite_file(suite: str, results: Path) -> Path:
     """The runs file of one suite; `results` may be the root, a suite folder or the runs.jsonl itself."""
     from peftbench.results import RUNS_FILE
 
-    for candidate in (results, results / RUNS_FILE, results / suite / RUNS_FILE):
+    for candidate in (results / suite / RUNS_FILE, results / RUNS_FILE, results):
         if candidate.is_file():
-            return [candidate]
+            return candidate
     raise UserError(f"no results for suite '{suite}' under {results}")
+
+
+def _options(args: argparse.Namespace, folder: Path):
+    from peftbench.report import Options
+    from peftbench.report.build import DEFAULT_BUDGET_S
+    from peftbench.report.cache import CACHE_FILE, Deadline, DerivedCache
+
+    budget = DEFAULT_BUDGET_S if args.estimate_budget is None else args.estimate_budget
+    if budget < 0:
+        raise UserError(f"--estimate-budget must be >= 0 seconds, got {budget}")
+    return Options(estimates=not args.no_estimates, cache=DerivedCache(folder / CACHE_FILE, use=not args.recompute),
+                   deadline=Deadline(budget or None))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,22 +73,28 @@ def main(args: argparse.Namespace) -> int:
     suite, results = parse_selectors(args.selectors)
     results = results or args.results or RESULTS_DIR
     default_dir = RESULTS_DIR.parent / "reports"
-    estimates = not args.no_estimates
     if suite != "all":
         output = args.output or default_dir / f"{suite}.html"
-        written = write_suite_report(suite, suite_files(suite, results), output, estimates)
-        _say(written)
+        options = _options(args, output.parent)
+        _say(write_suite_report(suite, suite_file(suite, results), output, options))
+        if options.estimates:
+            options.cache.save(prune=False)  # other suites' answers in the same folder stay
         return 0
-    files = suite_result_files(results)
+    from peftbench.results import ResultStore
+
+    files = [path for path in suite_result_files(results) if ResultStore(path).records()]
     if not files:
         raise UserError(f"no results under {results} (expected {results}/<suite>/runs.jsonl)")
     folder = args.output or default_dir
     if folder.suffix == ".html":
         raise UserError("with 'all', -o names a folder (one page per suite plus index.html)")
-    done = [write_suite_report(path.parent.name, [path], folder / f"{path.parent.name}.html", estimates)
+    options = _options(args, folder)
+    done = [write_suite_report(path.parent.name, path, folder / f"{path.parent.name}.html", options)
             for path in files]
     for written in done:
         _say(written)
+    if options.estimates:
+        options.cache.save(prune=True)  # every suite was rendered: answers nobody used are stale
     print(f"index: {write_index(done, folder / 'index.html')}")
     return 0
 

@@ -58,7 +58,8 @@ def resolve_gpu(gpu: str | None, hardware: str | None) -> Gpu:
     if hardware or not gpu:
         name = (hardware or "cpu").lower()
         profile = next(iter(hw.resolve([name]).values()))
-        return Gpu(profile.name, int(profile.memory_bytes), f"{profile.title}" if name != "cpu" else "this CPU")
+        return Gpu(profile.name, int(profile.memory_bytes), f"{profile.title}" if name != "cpu" else "this CPU",
+                   context_bytes=int(profile.cuda_context_bytes))
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:gb|g|gib)?\s*", gpu.lower())
     if not match or float(match.group(1)) <= 0:
         raise UserError(f"--gpu expects a memory size like 16GB, not '{gpu}'")
@@ -66,7 +67,8 @@ def resolve_gpu(gpu: str | None, hardware: str | None) -> Gpu:
     cards = hw.gpu_profiles().values()
     if any(p.nominal_gb == size for p in cards):
         profile = hw.match_memory_class(gpu)
-        return Gpu(profile.name, int(profile.memory_bytes), f"{gpu} ({profile.title}, the most conservative card)")
+        return Gpu(profile.name, int(profile.memory_bytes), f"{gpu} ({profile.title}, the most conservative card)",
+                   context_bytes=int(profile.cuda_context_bytes))
     nearest = min(cards, key=lambda p: (abs(p.nominal_gb - size), p.nominal_gb))
     return Gpu(nearest.name, int(size * 2**30), f"{gpu} (no such card in the catalogue: its memory, "
                f"{nearest.title}'s speed)", custom=True, context_bytes=int(nearest.cuda_context_bytes))
@@ -97,16 +99,35 @@ class CostModel:
         return entry
 
     def _compute(self, model: str, method: str, overrides: dict[str, Any], batch: int, ckpt: bool) -> dict:
+        import logging
+        import warnings
+
+        import torch._subclasses.fake_tensor  # noqa: F401  (configure its logger after torch sets it up)
+
+        # torch logs a traceback for a failed fake-tensor op even when the caller handles the error.
+        logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
         from peftbench.errors import MethodNotApplicable
         from peftbench.estimate import estimate
 
         try:
-            est = estimate(model, method, overrides=overrides, task_kind=self.task_kind, batch_size=batch,
-                           seq_len=self.seq_len, gradient_checkpointing=ckpt,
-                           hardware=sorted(set(all_profiles()) | {self.gpu.profile}), num_labels=self.num_labels)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # transformers' deprecation notices are not the user's concern
+                est = estimate(model, method, overrides=overrides, task_kind=self.task_kind, batch_size=batch,
+                               seq_len=self.seq_len, gradient_checkpointing=ckpt,
+                               hardware=sorted(set(all_profiles()) | {self.gpu.profile}), num_labels=self.num_labels)
         except MethodNotApplicable as exc:
             return {"not_applicable": str(exc)}
-        return est.to_dict()
+        except (RuntimeError, ValueError, TypeError) as exc:
+            # An estimator failure for one method must not sink the whole answer: that method is listed as
+            # not estimable. Cached like any answer: the key holds the estimator's source hash, so a fixed
+            # estimator is asked again.
+            return {"not_applicable": f"the estimator failed: {str(exc).splitlines()[0][:160]}"}
+        full = est.to_dict()
+        # Only what the recommender reads: keeps the shipped cache small (the breakdown is per-estimate MBs).
+        keep = ("fits", "step_seconds", "max_batch_size")
+        return {"peak_bytes": full["peak_bytes"], "trainable_params": full["trainable_params"],
+                "total_params": full["total_params"],
+                "profiles": {n: {k: p.get(k) for k in keep} for n, p in full["profiles"].items()}}
 
     def flush(self) -> None:
         if self.new:
@@ -139,7 +160,8 @@ class CostModel:
                 smaller = self._cost(model, method, hps, micro, ckpt, math.ceil(batch / micro))
                 if smaller.fits:
                     return self._explain(smaller, batch)
-        last = tried[-1]
+                tried.append(smaller)
+        last = min(tried, key=lambda c: c.peak_bytes)
         last.would_fit_with = self._remedies(method, tried)
         return last
 
@@ -159,10 +181,12 @@ class CostModel:
         return cost
 
     def _remedies(self, method: str, tried: list[Cost]) -> list[str]:
-        best = min(c.peak_bytes for c in tried)
+        best = min(tried, key=lambda c: c.peak_bytes)
         remedies = []
         if method in LORA_FAMILY:
             remedies.append("QLoRA (the same adapters on a 4-bit base model; see the qlora row)")
-        remedies.append(f"a GPU with more than {best / 2**30:.1f} GiB (peak with gradient checkpointing "
-                        f"at this batch; the stated GPU has {self.gpu.memory_bytes / 2**30:.0f} GiB)")
+        setting = f"micro-batch {best.batch_size}" + (", gradient checkpointing" if best.gradient_checkpointing else "")
+        remedies.append(f"a GPU with more than {(best.peak_bytes + self.gpu.context_bytes) / 2**30:.1f} GiB "
+                        f"(its smallest peak, at {setting}; the stated GPU has "
+                        f"{self.gpu.memory_bytes / 2**30:.0f} GiB)")
         return remedies

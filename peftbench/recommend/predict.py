@@ -63,7 +63,8 @@ def _own(qmodel: RelativeQualityModel, subject: Subject, method: str, family: st
 def predict_quality(qmodel: RelativeQualityModel | None, runs: list[Run], subject: Subject, method: str,
                     family: str, trainable: float, use_published: bool = True) -> QualityPrediction:
     if method == "full":
-        return QualityPrediction(1.0, 1.0, 1.0, {"definition": "full fine-tuning is the reference (100%)"})
+        return QualityPrediction(1.0, 1.0, 1.0, {"definition": "full fine-tuning is the reference (100%)"},
+                                 evidence=_full_evidence(runs, subject))
     source, notes = method, []
     if method in PROXIES:
         source, note = PROXIES[method]
@@ -82,7 +83,7 @@ def predict_quality(qmodel: RelativeQualityModel | None, runs: list[Run], subjec
             pred.notes.append("outside the benchmarked range (" + ", ".join(
                 f"{k.removeprefix('log_')} by {v:+.1f} decades" for k, v in info["out_of_range"].items()) +
                 "): the own-results prediction is held at the range edge and widened")
-    pub = published_estimate(source, subject.total_params) if use_published else None
+    pub = published_estimate(source, subject.total_params, subject.kind) if use_published else None
     if pub:
         nearest = min(abs(math.log10(p.total_params) - math.log10(max(subject.total_params, 1))) for p in pub.points)
         sd = max((pub.high - pub.low) / 4, PUBLISHED_FLOOR_SD) * (1.0 + nearest)
@@ -112,6 +113,21 @@ def _own_evidence(runs: list[Run], subject: Subject, limit: int = 3) -> list[str
         rel = sum(r.relative for r in group) / len(group)
         lines.append(f"{task} ({group[0].model}, {group[0].train_examples} examples): {rel:.0%} of full FT over "
                      f"{len(group)} seed(s); runs {', '.join(r.run_id for r in group)}")
+    return lines
+
+
+def _full_evidence(runs: list[Run], subject: Subject, limit: int = 3) -> list[str]:
+    """For full FT (always 100% of itself): how it compared with the best alternative on similar tasks."""
+    fulls = [r for r in runs if r.method == "full"]
+    lines = []
+    for line in _own_evidence(fulls, subject, limit):
+        task = line.split(" ", 1)[0]
+        others = [r for r in runs if r.task_key == task and r.method != "full" and r.relative is not None]
+        if others:
+            best = max({r.method for r in others}, key=lambda m: sum(r.relative for r in others if r.method == m))
+            rel = [r.relative for r in others if r.method == best]
+            line = line.replace("100% of full FT", f"reference; best other method {best} at {sum(rel) / len(rel):.0%}")
+        lines.append(line)
     return lines
 
 

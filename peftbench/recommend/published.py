@@ -72,8 +72,15 @@ class PublishedEstimate:
     points: tuple[PublishedPoint, ...]
 
 
-def published_estimate(method: str, total_params: float) -> PublishedEstimate | None:
-    """Mean published ratio for `method`, weighting each point by closeness in log model size.
+# The kind of peftbench task each published benchmark resembles (GLUE and MNLI: classification;
+# WikiSQL text-to-SQL and SAMSum summaries: generation).
+BENCHMARK_KIND = {"GLUE avg": "classification", "MNLI-m acc": "classification", "WikiSQL acc": "generation",
+                  "SAMSum ROUGE-L": "generation"}
+
+
+def published_estimate(method: str, total_params: float, kind: str | None = None) -> PublishedEstimate | None:
+    """Mean published ratio for `method`, weighting each point by closeness in log model size and
+    doubling the weight of benchmarks of the query's kind.
 
     Delta Tuning (Ding et al. 2023) finds gaps between methods shrink as models grow, so a 175B figure
     says less about a 100M model than a RoBERTa-base one does; the weight halves per decade of size.
@@ -81,7 +88,8 @@ def published_estimate(method: str, total_params: float) -> PublishedEstimate | 
     points = [p for p in published_points() if p.method == method]
     if not points:
         return None
-    weights = [0.5 ** abs(math.log10(p.total_params) - math.log10(max(total_params, 1.0))) for p in points]
+    weights = [0.5 ** abs(math.log10(p.total_params) - math.log10(max(total_params, 1.0)))
+               * (2.0 if BENCHMARK_KIND.get(p.benchmark) == kind else 1.0) for p in points]
     mean = sum(w * p.relative for w, p in zip(weights, points, strict=True)) / sum(weights)
     nearest = sorted(zip(weights, points, strict=True), key=lambda wp: -wp[0])
     return PublishedEstimate(method, mean, min(p.relative for p in points), max(p.relative for p in points),

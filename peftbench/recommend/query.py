@@ -126,7 +126,8 @@ def _profile_data(query: TaskQuery, path: Path, model: str | None) -> None:
     query.train_examples, query.mean_input_tokens = desc["train_examples"], desc["mean_input_tokens"]
     query.p90_input_tokens, query.mean_target_tokens = desc["p90_input_tokens"], desc.get("mean_output_tokens", 0)
     query.num_labels = int(desc.get("num_labels", query.num_labels))
-    query.notes = [n for n in query.notes if "whitespace" in n] + [f"profiled {path}: {desc['train_examples']} examples, mean {desc['mean_input_tokens']:.0f} / "
+    kept = [n for n in query.notes if "whitespace" in n]
+    query.notes = kept + [f"profiled {path}: {desc['train_examples']} examples, mean {desc['mean_input_tokens']:.0f} / "
                    f"p90 {desc['p90_input_tokens']} input tokens"]
 
 

@@ -6,6 +6,6 @@ the estimator and recommender (both optional), `render` fills the Jinja2 templat
 
 from __future__ import annotations
 
-from peftbench.report.build import Written, suite_context, write_index, write_suite_report
+from peftbench.report.build import Options, Written, suite_context, write_index, write_suite_report
 
-__all__ = ["Written", "suite_context", "write_index", "write_suite_report"]
+__all__ = ["Options", "Written", "suite_context", "write_index", "write_suite_report"]

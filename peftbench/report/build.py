@@ -6,9 +6,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from peftbench.report import fmt, plots, predictions, runs, tables
+from peftbench.report.cache import Deadline, DerivedCache
 from peftbench.report.render import render_page
+
+DEFAULT_BUDGET_S = 15.0  # seconds of uncached estimator + recommender work per `report` command (a hard limit)
+
+
+@dataclass
+class Options:
+    """How much of the optional, slow work (estimator, recommender) to do, and where answers are kept."""
+
+    estimates: bool = True
+    cache: DerivedCache | None = None
+    deadline: Deadline | None = None
+
+    def __post_init__(self) -> None:
+        self.cache = self.cache or DerivedCache(None)
+        self.deadline = self.deadline or Deadline(DEFAULT_BUDGET_S)
 
 
 @dataclass
@@ -34,12 +51,17 @@ def _suite_tasks(suite: str) -> tuple[dict[str, Any], str]:
     return {t.name: t for t in spec.tasks}, spec.description
 
 
-def suite_context(suite: str, paths: list[Path], with_estimates: bool = True) -> dict[str, Any]:
-    """Everything the suite template shows, as plain data."""
+def suite_context(suite: str, path: Path, options: Options | None = None) -> dict[str, Any]:
+    """Everything the suite template shows, as plain data, from the suite's runs file."""
     from peftbench.results import ResultStore, load_table
 
-    records = [r for p in paths for r in ResultStore(p).records()]
-    table = load_table(paths)
+    options = options or Options()
+    records = ResultStore(path).records()
+    if not records:
+        from peftbench.errors import UserError
+
+        raise UserError(f"no runs recorded in {path}")
+    table = load_table([path])
     task_specs, description = _suite_tasks(suite)
     task_names = sorted(table["task"].astype(str).unique())
     task_tables = []
@@ -52,11 +74,12 @@ def suite_context(suite: str, paths: list[Path], with_estimates: bool = True) ->
         task_tables.append({"table": result, "pareto": svg, "anchor": f"task-{index}",
                             "description": getattr(spec, "description", "")})
     prediction_rows = runs.prediction_rows(records)
-    matrix = predictions.HardwareMatrix(note="estimates not requested.")
-    picks, picks_note = [], "recommender not requested."
-    if with_estimates:
-        matrix = predictions.hardware_matrix(predictions.suite_shapes(table, task_specs))
-        picks, picks_note = predictions.recommender_picks(suite, task_names, paths)
+    derived = predictions.Derived(predictions.HardwareMatrix(note="estimates not requested (--no-estimates)."),
+                                  [], "recommender not requested (--no-estimates).")
+    if options.estimates:
+        shapes = predictions.suite_shapes(table, task_specs)
+        derived = predictions.derive(suite, shapes, path.parent.parent, options.cache, options.deadline)
+    matrix = derived.matrix
     summaries = {t["table"].task: t["table"].summary for t in task_tables}
     return {
         "suite": suite, "description": description, "records": len(records),
@@ -64,7 +87,7 @@ def suite_context(suite: str, paths: list[Path], with_estimates: bool = True) ->
         "latest": max((str(r.get("finished_at") or "") for r in records), default=""),
         "summary": _summary(task_tables), "tasks": task_tables,
         "best_per_profile": predictions.best_per_profile(matrix, summaries), "matrix": matrix,
-        "picks": picks, "picks_note": picks_note,
+        "picks": derived.picks, "picks_note": derived.picks_note,
         "prediction_rows": prediction_rows, "prediction_stats": runs.prediction_stats(prediction_rows),
         "prediction_svg": plots.prediction_svg(prediction_rows, "predicted"),
         "failures": runs.failure_rows(records), "provenance": runs.provenance(records),
@@ -89,10 +112,10 @@ def _summary(task_tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_suite_report(suite: str, paths: list[Path], output: Path, with_estimates: bool = True) -> Written:
-    """Render one suite's page to `output`."""
+def write_suite_report(suite: str, path: Path, output: Path, options: Options | None = None) -> Written:
+    """Render one suite's page to `output` from its runs file."""
     started = time.perf_counter()
-    context = suite_context(suite, paths, with_estimates)
+    context = suite_context(suite, path, options)
     html = render_page("suite.html.jinja", title=f"peftbench · {suite}", **context)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(html, encoding="utf-8")
@@ -102,7 +125,8 @@ def write_suite_report(suite: str, paths: list[Path], output: Path, with_estimat
 
 def write_index(written: list[Written], output: Path) -> Path:
     """The index page linking every suite's report (relative links: the folder can move as a whole)."""
-    entries = [{"suite": w.suite, "href": w.path.name, "runs": w.runs, "ok": w.ok, "tasks": w.tasks,
+    # "./" first: a suite folder named like "javascript:…" must stay a relative link, not become a URL scheme
+    entries = [{"suite": w.suite, "href": "./" + quote(w.path.name), "runs": w.runs, "ok": w.ok, "tasks": w.tasks,
                 "size": fmt.human_bytes(w.bytes)} for w in written]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render_page("index.html.jinja", title="peftbench reports", entries=entries), encoding="utf-8")

@@ -15,11 +15,10 @@ def human_bytes(value: float | None) -> str:
     if missing(value):
         return "—"
     value = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # unreachable; keeps type checkers content
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    power = min(4, int(math.log(abs(value), 1024)))
+    return f"{value / 1024**power:.1f} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[power]}"
 
 
 def human_count(value: float | None) -> str:

@@ -1,19 +1,28 @@
 """Sections that need other peftbench parts: the hardware-profile matrix (estimator) and the recommender's pick.
 
-Both are imported lazily and are optional: a report must still be written when the estimator or the
-recommender is missing or fails, so every failure becomes a note on the page instead of an exception.
+Both are optional: a report must still be written when the estimator or the recommender is missing,
+fails or runs out of time, so each of those becomes a note on the page. Stored answers come from
+`DerivedCache`; missing ones are computed in a child process (`python -m peftbench.report.worker`) killed
+when the time budget runs out, since one cold recommender call alone can take 40 s on this CPU.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.report import fmt
+from peftbench.report.cache import Deadline, DerivedCache
 
-ESTIMATE_BUDGET_S = 12.0  # per suite; keeps `report all` inside its 30 s target even on a slow estimator
+if TYPE_CHECKING:
+    import pandas as pd
+
+RECOMMEND_GPU = "16GB"  # the pick shown in the summary: the most common fine-tuning card class
 
 
 @dataclass
@@ -30,77 +39,102 @@ class Shape:
 @dataclass
 class HardwareMatrix:
     profiles: list[str] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # task, method, peak text, cells per profile
+    rows: list[dict[str, Any]] = field(default_factory=list)  # task, method, shape, peak, cells per profile
     note: str = ""
 
 
-def suite_shapes(table, suite_tasks: dict[str, Any]) -> list[Shape]:
+@dataclass
+class Derived:
+    matrix: HardwareMatrix
+    picks: list[dict[str, Any]]
+    picks_note: str
+
+
+def suite_shapes(table: pd.DataFrame, suite_tasks: dict[str, Any]) -> list[Shape]:
     """The (model, batch, length, dtype) each task trained at, with the methods that ran on it."""
     shapes = []
     for task, rows in table.groupby("task", sort=True):
-        spec = suite_tasks.get(task)
         first = rows.iloc[0]
         batch = first.get("train_config.batch_size")
         shapes.append(Shape(task=str(task), kind=str(first.get("task_kind")), model=str(first.get("model")),
-                            batch_size=int(batch) if not fmt.missing(batch) else 8,
-                            seq_len=int(getattr(spec, "max_length", 128)),
+                            batch_size=8 if fmt.missing(batch) else int(batch),
+                            seq_len=int(getattr(suite_tasks.get(task), "max_length", 128)),
                             dtype=str(first.get("train_config.dtype") or "fp32"),
                             methods=sorted(str(m) for m in rows["method"].unique())))
     return shapes
 
 
-def _profile_names(hardware) -> list[str]:
-    """Profile names from the catalogue, whatever container it exposes."""
-    for attr in ("PROFILES", "CATALOGUE", "profiles", "catalogue", "list_profiles"):
-        value = getattr(hardware, attr, None)
-        if callable(value):
-            value = value()
-        if isinstance(value, dict):
-            return [str(k) for k in value]
-        if isinstance(value, (list, tuple)):
-            return [str(getattr(v, "name", v)) for v in value]
-    return []
-
-
-def hardware_matrix(shapes: list[Shape], budget_s: float = ESTIMATE_BUDGET_S) -> HardwareMatrix:
-    """Which methods fit on which profile at each task's shape, from the estimator."""
+def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, deadline: Deadline) -> Derived:
+    """The hardware matrix and the recommender's picks, from stored answers and whatever the budget allows."""
     try:
-        from peftbench import hardware
-        from peftbench.estimate import estimate
+        from peftbench.hardware import gpu_profiles
     except ImportError as exc:
-        return HardwareMatrix(note=f"estimator not available ({exc}); the hardware matrix is omitted.")
-    profiles = [p for p in _profile_names(hardware) if p.lower() != "cpu"]
-    matrix = HardwareMatrix(profiles=profiles)
-    started = time.perf_counter()
-    skipped = 0
+        note = f"estimator not available ({exc}); the hardware matrix is omitted."
+        return Derived(HardwareMatrix(note=note), [], "recommender not available: it needs the estimator.")
+    profiles = list(gpu_profiles())
+    results_hash = _results_hash(root)
+    plan = []  # (key, job) in page order; tasks may share a key (same model and shape), so not a dict
     for shape in shapes:
         for method in shape.methods:
-            if time.perf_counter() - started > budget_s:
-                skipped += 1
-                continue
-            matrix.rows.append(_matrix_row(estimate, shape, method, profiles))
-    if skipped:
-        matrix.note = f"{skipped} task × method estimates left out: the estimator exceeded {budget_s:.0f} s."
-    return matrix
+            plan.append((cache.key("estimate", shape.model, method, shape.kind, shape.batch_size, shape.seq_len,
+                                   shape.dtype, profiles),
+                         {"kind": "estimate", "shape": shape.__dict__, "method": method, "profiles": profiles}))
+        plan.append((cache.key("recommend", suite, shape.task, shape.model, RECOMMEND_GPU, results_hash),
+                     {"kind": "recommend", "task": f"{suite}/{shape.task}", "model": shape.model,
+                      "root": str(root), "gpu": RECOMMEND_GPU}))
+    missing = {key: job for key, job in plan if cache.get(key) is None}
+    problem = _compute(missing, cache, deadline) if missing else ""
+    answers = iter(cache.get(key) for key, _ in plan)
+    matrix, picks, notes, late = HardwareMatrix(profiles=profiles), [], [], 0
+    for shape in shapes:
+        for method in shape.methods:
+            answer = next(answers)
+            late += answer is None
+            if answer is not None:
+                matrix.rows.append(_matrix_row(shape, method, answer))
+        pick = next(answers)
+        if pick is None:
+            notes.append(f"{shape.task}: left out ({problem or 'not computed'})")
+        elif pick.get("error"):
+            notes.append(f"{shape.task}: {pick['error']}")
+        else:
+            picks.append({"task": shape.task, **pick})
+    if late:
+        matrix.note = (f"{late} task × method estimates left out ({problem or 'not computed'}). "
+                       "`peftbench report … --estimate-budget 0` computes them all (then stored).")
+    return Derived(matrix, picks, ("recommender: " + "; ".join(notes)) if notes else "")
 
 
-def _matrix_row(estimate, shape: Shape, method: str, profiles: list[str]) -> dict[str, Any]:
-    row: dict[str, Any] = {"task": shape.task, "method": method, "model": shape.model,
-                           "shape": f"batch {shape.batch_size} × {shape.seq_len} tokens, {shape.dtype}",
-                           "peak": "—", "cells": {}, "error": ""}
+def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Deadline) -> str:
+    """Run jobs in a child process, storing each answer as it arrives; say why any are missing."""
+    remaining = deadline.remaining()
+    if remaining is not None and remaining <= 0:
+        return f"the time budget of {deadline.seconds:.0f} s ran out"
+    command = [sys.executable, "-m", "peftbench.report.worker"]
     try:
-        result = estimate(shape.model, method, task_kind=shape.kind, batch_size=shape.batch_size,
-                          seq_len=shape.seq_len, dtype=shape.dtype, hardware=profiles)
-        data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
-    except Exception as exc:  # not applicable, unknown model, estimator bug: a note in the cell, not a crash
-        row["error"] = f"{type(exc).__name__}: {exc}"
-        return row
-    row["peak"] = fmt.human_bytes(data.get("peak_bytes"))
-    for name, profile in (data.get("profiles") or {}).items():
-        fits = profile.get("fits") if isinstance(profile, dict) else None
-        row["cells"][str(name)] = {"fits": fits, "text": {True: "fits", False: "too big"}.get(fits, "?"),
-                                   "peak": fmt.human_bytes((profile or {}).get("peak_bytes"))}
-    return row
+        done = subprocess.run(command, input=json.dumps(jobs), capture_output=True, text=True, timeout=remaining)
+        output = done.stdout
+        problem = "" if done.returncode == 0 else f"worker failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    except subprocess.TimeoutExpired as exc:  # keep what finished before the kill
+        output = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        problem = f"the time budget of {deadline.seconds:.0f} s ran out"
+    for line in output.splitlines():
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if isinstance(item, dict) and item.get("key") in jobs:
+            cache.put(item["key"], item["answer"])
+    return problem
+
+
+def _matrix_row(shape: Shape, method: str, answer: dict[str, Any]) -> dict[str, Any]:
+    fits = answer.get("fits") or {}
+    return {"task": shape.task, "method": method, "model": shape.model,
+            "shape": f"batch {shape.batch_size} × {shape.seq_len} tokens, {shape.dtype}",
+            "peak": fmt.human_bytes(answer.get("peak_bytes")), "error": answer.get("error", ""),
+            "cells": {name: {"fits": ok, "text": {True: "fits", False: "too big"}.get(ok, "?")}
+                      for name, ok in fits.items()}}
 
 
 def best_per_profile(matrix: HardwareMatrix, summaries: dict[str, dict[str, dict[str, float]]]) -> list[dict]:
@@ -117,25 +151,9 @@ def best_per_profile(matrix: HardwareMatrix, summaries: dict[str, dict[str, dict
     return rows
 
 
-def recommender_picks(suite: str, tasks: list[str], paths: list[Path]) -> tuple[list[dict[str, Any]], str]:
-    """The recommender's top pick per task with its reasons, or a note saying why there is none."""
-    try:
-        from peftbench.recommend import recommend_for_task
-    except ImportError as exc:
-        return [], f"recommender not available ({exc}); its pick is omitted."
-    picks, failures = [], []
-    for task in tasks:
-        try:
-            answer = recommend_for_task(f"{suite}/{task}", results=paths)
-            data = answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
-            top = (data.get("ranking") or [{}])[0]
-        except Exception as exc:  # the recommender must not take the report down with it
-            failures.append(f"{task}: {type(exc).__name__}: {exc}")
-            continue
-        quality = top.get("predicted_relative_quality")
-        picks.append({"task": task, "method": top.get("method", "—"),
-                      "hyperparameters": top.get("hyperparameters") or {},
-                      "quality": "—" if fmt.missing(quality) else f"{quality:.1f}% of full FT",
-                      "reasons": [str(r) for r in top.get("reasons") or []]})
-    note = ("recommender failed for " + "; ".join(failures)) if failures else ""
-    return picks, note
+def _results_hash(root: Path) -> str:
+    """The recommender learns from every suite under the root, so any change there changes its answer."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(root).glob("*/runs.jsonl")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

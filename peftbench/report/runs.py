@@ -12,21 +12,23 @@ from peftbench.report import fmt
 def measured_for_prediction(record: dict[str, Any]) -> tuple[float | None, str]:
     """The measurement a run's recorded prediction should be compared with, and what it is.
 
-    On CPU the estimator predicts the growth of process RSS during training (peak during training minus
-    RSS just before it), because the RSS before training holds the Python runtime and libraries that no
-    config-based estimate can know. On CUDA it predicts the device peak: NVML's used memory where it was
-    sampled (it includes the CUDA context and allocator cache), else the allocator's reserved peak.
+    On CPU the estimator predicts how much process RSS grows from just before the model is loaded (libraries
+    already imported) to the training peak; the runtime's own RSS is no config's business. Records that
+    carry `rss_before_load_bytes` give exactly that baseline; older ones only have the RSS just before
+    training (model already loaded), which leaves the weights out of the measured growth, so the column
+    says which baseline was used. On CUDA: NVML's used memory where sampled, else the allocator's peaks.
     """
     memory = record.get("memory") or {}
     prediction = record.get("prediction") or {}
-    key = prediction.get("measured_key")  # lets the estimator say which measurement it predicts
+    key = prediction.get("measured_key")  # lets the estimator name the measurement it predicts
     if isinstance(key, str) and key in memory:
         return memory[key], key
     if (record.get("device") or {}).get("type", "cpu") == "cpu":
-        peak, before = memory.get("peak_rss_train_bytes"), memory.get("rss_before_train_bytes")
-        if peak is None or before is None:
-            return None, "RSS growth during training"
-        return peak - before, "RSS growth during training"
+        peak = memory.get("peak_rss_train_bytes")
+        for base in ("rss_before_load_bytes", "rss_before_train_bytes"):
+            if peak is not None and memory.get(base) is not None:
+                return peak - memory[base], f"RSS growth from {base.removeprefix('rss_').removesuffix('_bytes')}"
+        return None, "RSS growth"
     for key in ("nvml_peak_used_bytes", "cuda_max_reserved_bytes", "cuda_max_allocated_bytes"):
         if memory.get(key):
             return memory[key], key
@@ -50,8 +52,10 @@ def prediction_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         error = None
         if isinstance(predicted, (int, float)) and measured:
             error = 100.0 * (predicted - measured) / measured
+        step = prediction.get("step_seconds") if isinstance(prediction, dict) else None
         rows.append({"run_id": record.get("run_id"), "task": record.get("task"), "method": record.get("method"),
                      "seed": record.get("seed"), "predicted": predicted, "measured": measured, "what": what,
+                     "step_predicted": step, "step_measured": record.get("seconds_per_step"),
                      "predicted_text": fmt.human_bytes(predicted), "measured_text": fmt.human_bytes(measured),
                      "error": error, "error_text": "—" if error is None else f"{error:+.1f}%", "note": note})
     return rows
@@ -88,7 +92,8 @@ def provenance(records: list[dict[str, Any]]) -> dict[str, Any]:
         entry["seeds"].add(record.get("seed"))
         entry["fingerprints"].add(str(record.get("data_fingerprint")))
         entry["models"].add(str(record.get("model")))
-        entry["train"].add(json.dumps(record.get("train_config") or {}, sort_keys=True))
+        train = {k: v for k, v in (record.get("train_config") or {}).items() if k != "learning_rate"}
+        entry["train"].add(json.dumps(train, sort_keys=True))  # the rate is per method: see hyper-parameters
     runs = [{"run_id": r.get("run_id"), "task": r.get("task"), "method": r.get("method"), "seed": r.get("seed"),
              "status": r.get("status"), "hyperparameters": json.dumps(r.get("hyperparameters") or {},
                                                                       sort_keys=True, default=str),

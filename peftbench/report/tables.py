@@ -7,7 +7,7 @@ Jinja's autoescaping covers every string that came from a results file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.report import fmt
 
@@ -20,6 +20,9 @@ COST_COLUMNS = (
     ("adapter_bytes", "Adapter size", fmt.human_bytes, "low"),
 )
 FULL_METHOD = "full"
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -40,7 +43,7 @@ class TaskTable:
     summary: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mean quality and costs
 
 
-def peak_memory(table):
+def peak_memory(table: pd.DataFrame) -> pd.Series:
     """One peak-memory column: CUDA allocator peak on GPU runs, process RSS during training on CPU runs."""
     import pandas as pd
 
@@ -49,7 +52,7 @@ def peak_memory(table):
     return cuda.where(cuda.notna() & (cuda > 0), rss)
 
 
-def metric_order(table, task: str, declared: tuple[str, ...] = ()) -> list[str]:
+def metric_order(table: pd.DataFrame, task: str, declared: tuple[str, ...] = ()) -> list[str]:
     """The task's metrics: those the suite declares first (its first is the primary), then any others."""
     rows = table[table["task"] == task]
     present = [c.removeprefix("metrics.") for c in rows.columns
@@ -57,7 +60,7 @@ def metric_order(table, task: str, declared: tuple[str, ...] = ()) -> list[str]:
     return [m for m in declared if m in present] + sorted(m for m in present if m not in declared)
 
 
-def task_table(table, task: str, declared: tuple[str, ...] = ()) -> TaskTable | None:
+def task_table(table: pd.DataFrame, task: str, declared: tuple[str, ...] = ()) -> TaskTable | None:
     """Mean ± std over seeds of each method's metrics and costs for one task; None if no run succeeded."""
     rows_all = table[table["task"] == task]
     ok = rows_all[rows_all["status"] == "ok"].copy()
@@ -81,7 +84,7 @@ def task_table(table, task: str, declared: tuple[str, ...] = ()) -> TaskTable | 
     return out
 
 
-def _method_row(method: str, group, metrics: list[str], primary: str, full_quality: float | None) -> dict:
+def _method_row(method: str, group: pd.DataFrame, metrics: list[str], primary: str, full_quality: float | None) -> dict:
     n = len(group)
     cells = [_text(method), _text(str(group["family"].iloc[0])), {"text": str(n), "sort": n}]
     for metric in metrics:
@@ -99,7 +102,7 @@ def _method_row(method: str, group, metrics: list[str], primary: str, full_quali
     return {"method": method, "cells": cells}
 
 
-def _method_summary(group, primary: str) -> dict[str, float]:
+def _method_summary(group: pd.DataFrame, primary: str) -> dict[str, float]:
     """The means the Pareto plots and the summary need."""
     def mean(col: str) -> float:
         return float(group[col].mean()) if col in group else float("nan")

@@ -86,6 +86,9 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
         raise MethodNotApplicable(reason)
 
     emit("phase", name="load")
+    from peftbench import telemetry
+
+    record["memory"]["rss_before_load_bytes"] = telemetry.current_rss()  # libraries imported, no weights yet
     data = load_task_data(task, spec.scale)
     loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train["dtype"],
                            method.quantize_4bit, spec.trust_remote_code)
