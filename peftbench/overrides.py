@@ -17,6 +17,7 @@ TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", 
 class Overrides:
     values: dict[str, Any] = field(default_factory=dict)  # top-level keys
     train: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # caps on every task's train/eval subset
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -33,13 +34,17 @@ def parse_overrides(tokens: list[str]) -> Overrides:
         parts = key.split(".")
         if parts[0] == "train" and len(parts) == 2:
             parsed.train[parts[1]] = value
+        elif parts[0] == "sizes" and len(parts) == 2 and parts[1] in ("train", "eval"):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{key} must be a positive integer, got {raw!r}")
+            parsed.sizes[parts[1]] = value
         elif parts[0] == "methods" and len(parts) == 3:
             parsed.method_params.setdefault(parts[1], {})[parts[2]] = value
         elif len(parts) == 1 and key in TOP_LEVEL:
             parsed.values[key] = value
         else:
             raise UserError(f"unknown override key '{key}' (valid: {', '.join(TOP_LEVEL)}, train.KEY, "
-                            "methods.NAME.KEY)")
+                            "sizes.train, sizes.eval, methods.NAME.KEY)")
     return parsed
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from conftest import read_records
 
-
 from peftbench.suites import SUITES_DIR
 
 # The shipped legal data, at test size: a few rows and short sequences keep each run under a minute.
@@ -28,7 +27,8 @@ tasks:
     data: {{source: local, files: {{train: {SUITES_DIR}/data/mmlu_law/train.jsonl,
                                     eval: {SUITES_DIR}/data/mmlu_law/eval.jsonl}}}}
     fields: {{question: question, choices: choices, answer: answer}}
-    prompt: "Question: {{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"
+    prompt: "Question: {{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\n\\
+      C. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"
     sizes: {{train: 8, eval: 8}}
     max_length: 96
 """

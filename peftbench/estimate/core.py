@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the trace module imports torch; this module must stay cheap to import
     from peftbench.estimate.trace import Shape
 
-TRACE_VERSION = 3  # bump when the traced step or the accounting changes: invalidates cached traces
+TRACE_VERSION = 4  # bump when the traced step or the accounting changes: invalidates cached traces
 EXACT_UP_TO = 6  # layers: shallower models are traced whole
 CPU_OVERHEAD_BYTES = 0  # RSS the step adds beyond tensors; calibrated in benchmarks/estimator_accuracy.md
 

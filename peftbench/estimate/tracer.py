@@ -69,6 +69,7 @@ class Tracker(TorchDispatchMode):
         self.peaks: dict[str, PhasePeak] = {}
         self.cost = OpCost()
         self.category: dict[int, str] = {}
+        self.scalar_reads = 0
 
     # ---- storage bookkeeping -------------------------------------------------------------------------
     def uid_of(self, tensor: torch.Tensor) -> int:
@@ -111,6 +112,12 @@ class Tracker(TorchDispatchMode):
     # ---- dispatch ------------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            # `tensor.item()` on a fake tensor has no value. LoHa/LoKr test `torch.rand(1) > module_dropout`
+            # (0 by default, so True) and AdaLoRA reads a budget threshold: a stand-in value keeps the
+            # trace going; it selects code paths, not tensor sizes.
+            self.scalar_reads += 1
+            return True if args[0].dtype == torch.bool else 1
         out = func(*args, **kwargs)
         name = func.__name__.split(".")[0]
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]

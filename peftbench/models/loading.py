@@ -41,7 +41,7 @@ def load_tokenizer(path: str, family: str, trust_remote_code: bool = False):
 
 
 def load_for_task(name: str, task_kind: str, num_labels: int | None = None, dtype: str = "fp32",
-                  quantize_4bit: bool = False, trust_remote_code: bool = False) -> LoadedModel:
+                  quantize_4bit: bool = False, trust_remote_code: bool = False, tokenizer=None) -> LoadedModel:
     """Model with the head the task kind needs; raises MethodNotApplicable for impossible pairings."""
     import torch
     import transformers as tf
@@ -56,7 +56,7 @@ def load_for_task(name: str, task_kind: str, num_labels: int | None = None, dtyp
         kwargs["quantization_config"] = tf.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16)
-    tokenizer = load_tokenizer(path, family, trust_remote_code)
+    tokenizer = tokenizer or load_tokenizer(path, family, trust_remote_code)
     if task_kind == "classification":
         model = tf.AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **kwargs)
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -48,6 +48,10 @@ def build_plan(overrides: Overrides) -> Plan:
     timeout = _timeout(values.get("timeout", 3600))
 
     specs = []
+    if overrides.sizes:
+        tasks = [dataclasses.replace(t, sizes={**t.sizes, **{k: min(v, t.sizes.get(k, v))
+                                                                for k, v in overrides.sizes.items()}})
+                 for t in tasks]
     for task in tasks:
         model = str(values.get("model", task.model))
         resolve_model(model)

@@ -69,8 +69,8 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
     from peftbench.data import load_task_data
     from peftbench.methods import MethodContext, count_parameters, get_method
     from peftbench.models import load_for_task
-    from peftbench.models.catalogue import architecture_family
-    from peftbench.models.loading import load_config
+    from peftbench.models.catalogue import architecture_family, resolve_model
+    from peftbench.models.loading import load_config, load_tokenizer
     from peftbench.suites import TaskSpec
     from peftbench.tasks import TASK_KINDS
 
@@ -86,16 +86,28 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
         raise MethodNotApplicable(reason)
 
     emit("phase", name="load")
+    data = load_task_data(task, spec.scale)
+    model_path, _ = resolve_model(spec.model)
+    tokenizer = load_tokenizer(model_path, ctx.architecture, spec.trust_remote_code)
+    prepared = kind.prepare(task, tokenizer, data.train, data.eval)
+    prediction = _predict(config, spec, task, prepared)
+
+    import gc
+
+    import peft  # noqa: F401  (imported before the baseline, as the estimator's calibration runs assume)
+
     from peftbench import telemetry
 
-    record["memory"]["rss_before_load_bytes"] = telemetry.current_rss()  # libraries imported, no weights yet
-    data = load_task_data(task, spec.scale)
+    gc.collect()
+    # The estimator predicts RSS growth from here: libraries imported, data tokenised, no weights yet.
+    record["memory"]["rss_before_load_bytes"] = telemetry.current_rss()
+    record["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()  # peak_rss_train covers load + training
     loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train["dtype"],
-                           method.quantize_4bit, spec.trust_remote_code)
+                           method.quantize_4bit, spec.trust_remote_code, tokenizer=tokenizer)
     model = method.apply(loaded.model, spec.hyperparameters, ctx).to(spec.device)
-    prepared = kind.prepare(task, loaded.tokenizer, data.train, data.eval)
     trainable, total = count_parameters(model)
     facts = {"model_source": loaded.source, "trainable_params": trainable, "total_params": total,
+             "prediction": prediction,
              "trainable_percent": round(100.0 * trainable / total, 4), "train_examples": len(data.train),
              "eval_examples": len(data.eval), "mean_input_tokens": round(prepared.mean_input_tokens, 2),
              "mean_target_tokens": round(prepared.mean_target_tokens, 2)}
@@ -111,10 +123,8 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
     torch.set_num_threads(spec.train["threads"])
     training.seed_everything(spec.seed)
     setup, out = _set_up(spec, record)
-    out["prediction"] = _predict(setup.config, spec, setup.task, setup.prepared)
 
     record["memory"]["rss_before_train_bytes"] = telemetry.current_rss()
-    record["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()
     cuda = telemetry.CudaMemory() if spec.device.startswith("cuda") else None
     train = spec.train
     optimizer, scheduler = training.make_optimizer(setup.model, train["learning_rate"], train["weight_decay"],
@@ -165,6 +175,11 @@ def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, 
 
 
 def main(argv: list[str]) -> int:
+    from peftbench.estimate.measure import pin_malloc_threshold
+
+    # Before any allocation: with glibc's adaptive mmap threshold the same step's peak RSS varies by up to
+    # 50% with what ran before; pinned, RSS follows live tensors (see pin_malloc_threshold).
+    pin_malloc_threshold()
     spec_path, result_path, artifacts = argv
     spec = RunSpec.from_json(Path(spec_path).read_text())
     record = execute(spec, Path(artifacts))

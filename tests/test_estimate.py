@@ -1,0 +1,170 @@
+"""The estimator: exact trainable counts, depth extrapolation, CPU peak vs a real step, CLI behaviour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from peftbench.estimate import estimate, predict_run_peak
+
+SMALL = {"batch_size": 2, "seq_len": 32, "dtype": "fp32", "hardware": ["a100-80gb"]}
+
+
+def _real_counts(model: str, method: str, task_kind: str) -> tuple[int, int]:
+    from peftbench.methods import MethodContext, count_parameters, get_method
+    from peftbench.models import architecture_family, load_for_task
+
+    loaded = load_for_task(model, task_kind, num_labels=2)
+    m = get_method(method)
+    hp = m.hyperparameters()
+    if "total_step" in hp and hp["total_step"] is None:
+        hp["total_step"] = 1000
+    config = loaded.model.config
+    wrapped = m.apply(loaded.model, hp, MethodContext(architecture_family(config), config.model_type, task_kind))
+    if hasattr(wrapped, "get_nb_trainable_parameters"):  # peft's own count must agree with ours
+        assert wrapped.get_nb_trainable_parameters() == count_parameters(wrapped)
+    return count_parameters(wrapped)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "ia3", "prompt_tuning", "adalora", "loha", "full", "bitfit",
+                                    "adapter", "vera"])
+def test_trainable_counts_equal_the_real_wrapped_minilm(method):
+    e = estimate("minilm", method, task_kind="classification", **SMALL)
+    assert (e.trainable_params, e.total_params) == _real_counts("minilm", method, "classification")
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "prefix_tuning"])
+def test_trainable_counts_equal_the_real_wrapped_smollm2(method):
+    e = estimate("smollm2-135m", method, **SMALL)
+    assert (e.trainable_params, e.total_params) == _real_counts("smollm2-135m", method, "generation")
+
+
+def test_depth_extrapolation_equals_an_exact_trace():
+    from peftbench.estimate.configs import load_any_config
+    from peftbench.estimate.core import _trace_extrapolated
+    from peftbench.estimate.trace import Shape
+    from peftbench.methods import get_method
+
+    config = load_any_config("qwen2.5-0.5b")
+    config.num_hidden_layers = config.max_window_layers = 8
+    m = get_method("lora")
+    shape = Shape(2, 64, "bf16")
+    extrapolated = _trace_extrapolated(config, m, m.hyperparameters(), "generation", shape)
+    exact = _trace_extrapolated(config, m, m.hyperparameters(), "generation", shape, exact=True)
+    assert extrapolated["depth"]["traced"] == [1, 2] and exact["depth"]["traced"] == [8]
+    assert extrapolated["phases"] == exact["phases"]
+    assert extrapolated["trainable_params"] == exact["trainable_params"]
+    assert extrapolated["total_params"] == exact["total_params"]
+    assert sum(extrapolated["flops"].values()) == pytest.approx(sum(exact["flops"].values()), rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_cpu_peak_prediction_matches_a_real_minilm_step(method):
+    """Predicted RSS increase vs VmHWM of real steps (fresh process, 1 thread): within 10%."""
+    from peftbench.estimate.configs import load_any_config
+    from peftbench.estimate.measure import measure
+    from peftbench.methods import get_method
+
+    spec = {"model": "minilm", "method": method, "task_kind": "classification", "batch_size": 8, "seq_len": 64,
+            "steps": 2}
+    measured = measure(spec)
+    m = get_method(method)
+    predicted = predict_run_peak(load_any_config("minilm"), m, m.hyperparameters(), "classification", 8, 64)
+    assert predicted["trainable_params"] == measured["trainable_params"]
+    error = predicted["peak_bytes"] / measured["peak_rss_delta"] - 1
+    assert abs(error) < 0.10, f"predicted {predicted['peak_bytes']:,} vs measured {measured['peak_rss_delta']:,}"
+
+
+def test_predict_run_peak_is_fast_and_cached():
+    from peftbench.estimate.configs import load_any_config
+    from peftbench.methods import get_method
+
+    config = load_any_config("smollm2-135m")
+    m = get_method("lora")
+    start = time.perf_counter()
+    first = predict_run_peak(config, m, m.hyperparameters(), "generation", 4, 96)
+    assert time.perf_counter() - start < 15  # < 5 s on a quiet 2-core machine; CI shares its cores
+    start = time.perf_counter()
+    assert predict_run_peak(config, "lora", m.hyperparameters(), "generation", 4, 96) == first
+    assert time.perf_counter() - start < 1
+    assert set(first["breakdown"]) == {"weights", "gradients", "optimizer_states", "activations", "temporaries",
+                                       "overhead"}
+    assert first["peak_bytes"] == sum(first["breakdown"].values()) and first["step_seconds"] > 0
+
+
+def test_memory_responds_to_settings():
+    base = estimate("smollm2-135m", "lora", **SMALL)
+    longer = estimate("smollm2-135m", "lora", **{**SMALL, "seq_len": 64})
+    ckpt = estimate("smollm2-135m", "lora", gradient_checkpointing=True, **{**SMALL, "seq_len": 64})
+    sgd = estimate("smollm2-135m", "full", optimizer="sgd", **SMALL)
+    adam = estimate("smollm2-135m", "full", **SMALL)
+    assert longer.breakdown["activations"] > base.breakdown["activations"] > 0
+    assert ckpt.breakdown["activations"] < longer.breakdown["activations"]
+    assert sgd.breakdown["optimizer_states"] == 0 < adam.breakdown["optimizer_states"]
+    assert adam.breakdown["optimizer_states"] == pytest.approx(8 * adam.trainable_params, rel=0.01)
+
+
+def test_qlora_is_modelled_with_a_4bit_base():
+    lora = estimate("smollm2-135m", "lora", dtype="bf16", **{k: v for k, v in SMALL.items() if k != "dtype"})
+    qlora = estimate("smollm2-135m", "qlora", dtype="bf16", **{k: v for k, v in SMALL.items() if k != "dtype"})
+    assert qlora.trainable_params == lora.trainable_params and qlora.total_params == lora.total_params
+    assert any("emulated" in n for n in qlora.notes)
+    assert qlora.breakdown["weights"] != lora.breakdown["weights"]
+
+
+def test_import_is_lazy():
+    code = "import sys, peftbench.estimate; print('torch' in sys.modules or 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_cli_json_has_the_issue_fields(cli):
+    code, out, err = cli("estimate", "--model", "smollm2-135m", "--method", "lora", "methods.lora.r=4",
+                         "--batch-size", "2", "--seq-len", "32", "--hardware", "t4,h100-80gb", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    for key in ("model", "method", "trainable_params", "total_params", "peak_bytes", "breakdown", "flops_per_step"):
+        assert key in d
+    assert d["trainable_params"] == 230_400  # r=4 halves the default r=8 count (460,800)
+    assert set(d["profiles"]) == {"t4", "h100-80gb"}
+    assert {"fits", "step_seconds", "max_batch_size", "max_seq_len"} <= set(d["profiles"]["t4"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "smollm2-135m", "--method", "nope"],
+    ["--model", "not/a/real/thing", "--method", "lora"],
+    ["--model", "smollm2-135m", "--method", "lora", "methods.lora.bogus=1"],
+    ["--model", "smollm2-135m", "--method", "lora", "r=8"],
+    ["--model", "smollm2-135m", "--method", "lora", "--gpu", "7GB"],
+    ["--model", "smollm2-135m", "--method", "lora", "--batch-size", "0"],
+    ["--model", "smollm2-135m", "--method", "bitfit"],
+    ["--model", "minilm", "--method", "lora"],  # generation on an encoder
+])
+def test_bad_input_exits_2_with_one_line(cli, argv):
+    code, out, err = cli("estimate", *argv)
+    assert code == 2 and err.startswith("peftbench: error:") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_8b_estimate_finishes():
+    start = time.perf_counter()
+    e = estimate("llama-3.1-8b", "lora", batch_size=1, seq_len=2048, hardware=["16GB", "a100-80gb"])
+    assert time.perf_counter() - start < 60
+    assert e.total_params == 8_030_261_248 and e.trainable_params == 3_407_872
+    assert not e.profiles["t4"]["fits"] and e.profiles["a100-80gb"]["fits"]
+
+
+@pytest.mark.slow
+def test_method_all_covers_every_method(cli):
+    from peftbench.methods import registry
+
+    code, out, err = cli("estimate", "--model", "smollm2-135m", "--method", "all", "--batch-size", "1",
+                         "--seq-len", "16", "--hardware", "t4", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert {r["method"] for r in rows} == set(registry())
+    assert all("skipped" in r or r["peak_bytes"] > 0 for r in rows)
