@@ -23,6 +23,23 @@ from peftbench.methods import get_method, registry  # noqa: E402
 OUT = Path(__file__).with_suffix(".md")
 CASES = [("minilm", "classification", 8, 64, 3), ("smollm2-135m", "generation", 2, 64, 2)]
 MB = 1e6
+# `--subset`: a representative slice for a busy machine (one per method family, full FT, both models).
+SUBSET = {"minilm": {"bitfit", "full", "ia3", "lora", "prompt_tuning", "vera", "loha"},
+          "smollm2-135m": {"full", "lora", "prefix_tuning", "ia3"}}
+
+CALIBRATION = (
+    'Calibration (in-sample, say so): the CPU constant `CPU_OVERHEAD_BYTES` = 24 MB is libtorch code '
+    'pages the first forward/backward faults in (smaps of a MiniLM LoRA step: file-backed `.so` RSS +22.4'
+    ' MB, +23.1 MB after step 2), rounded with the residuals of three measurements made with this '
+    'protocol before it was set (MiniLM LoRA +25.6 MB, MiniLM full +23.5 MB, SmolLM2 LoRA +41 MB); the '
+    'MiniLM lora/full rows above are therefore not independent. The other correction is structural, not '
+    "fitted: fp32 checkpoint weights are copy-on-write file mappings, so MiniLM's frozen 47 MB word-"
+    "embedding table adds under 1 MB (smaps: the safetensors mapping's RSS was 44.9 MB, the non-embedding"
+    ' weights). Repeat runs of the same SmolLM2 step differ by ~20 MB (807.6 vs 830.1 MB for LoRA). A '
+    'harness worker with real, padded batches measured MiniLM LoRA at ~164 MB: its batches are padded to '
+    'the longest in the batch, which can be shorter than the `seq_len` (longest example) the prediction '
+    'uses.'
+)
 
 
 def cpu_rows() -> list[dict]:
@@ -30,6 +47,8 @@ def cpu_rows() -> list[dict]:
     for model, task_kind, b, length, steps in CASES:
         config = load_any_config(model)
         for name in sorted(registry()):
+            if "--subset" in sys.argv and name not in SUBSET[model]:
+                continue
             m = get_method(name)
             row = {"model": model, "method": name, "shape": f"{b}×{length}"}
             try:
@@ -82,10 +101,16 @@ def render(cpu: list[dict], pub: list[dict]) -> str:
     lines = ["# Estimator accuracy", "", "Produced by `python benchmarks/estimator_accuracy.py` "
              f"(torch {torch.__version__}, 1 thread, this 2-core CPU shared with other jobs).", "",
              "## (a) CPU: predicted vs measured, packaged models, every method", "",
-             "Measured: a fresh process loads the real model (fp32), wraps it with the method registry, runs "
-             "steps of AdamW with grad clipping; peak = VmHWM minus VmRSS just before loading, with glibc's mmap "
-             "threshold pinned (`pin_malloc_threshold`). Predicted: `predict_run_peak` (fake-tensor trace, CPU "
-             "per-tensor AdamW). Step time: median of the steps after the first vs the CPU roofline.", "",
+             "Measured (`peftbench.estimate.measure`, the harness worker's protocol): a fresh process imports "
+             "torch, transformers, peft and datasets and loads the tokenizer, then `gc.collect()`, reads VmRSS and "
+             "resets VmHWM; then it loads the real model (fp32), wraps it with the method registry and runs steps "
+             "(attention mask of ones, labels, dropout on, clip 1.0, the harness's AdamW and LR scheduler); peak = "
+             "VmHWM minus that VmRSS, with glibc's mmap threshold pinned (`pin_malloc_threshold`). Predicted: "
+             "`predict_run_peak` (fake-tensor trace, CPU per-tensor AdamW, frozen memory-mapped embedding tables "
+             "counted only where looked up, plus a calibrated 24 MB of libtorch code pages). Step time: median of "
+             "the steps after the first vs the CPU roofline." + (" Subset run (`--subset`): "
+             + "; ".join(f"{m}: {', '.join(sorted(v))}" for m, v in SUBSET.items()) + "."
+             if "--subset" in sys.argv else ""), "",
              "| model | method | B×L | predicted MB | measured MB | error | pred. step s | meas. step s | count |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in cpu:
@@ -100,7 +125,7 @@ def render(cpu: list[dict], pub: list[dict]) -> str:
     if errs:
         lines += ["", f"Peak memory: median |error| {statistics.median(errs):.1f}%, max {max(errs):.1f}% over "
                   f"{len(errs)} runs. Step time: measured/predicted median {statistics.median(ratios):.2f} "
-                  f"(range {min(ratios):.2f}–{max(ratios):.2f})."]
+                  f"(range {min(ratios):.2f}–{max(ratios):.2f}).", "", CALIBRATION]
     lines += ["", "## (b) Published GPU figures (peft README, A100 80GB; cited in ../shared/published.md)", "",
               "Setup differences: the README's runs used 2023 transformers/peft, batch size and sequence length "
               "not stated in the table (we assume batch 8 × 64 tokens, fp32, AdamW as in peft's "

@@ -32,7 +32,10 @@ class TrainConfig:
     max_steps: int = 60
     batch_size: int = 8
     eval_batch_size: int = 32
-    learning_rate: float | None = None  # None: the method's default
+    learning_rate: float | None = None  # None: the method's default times lr_multiplier
+    # Short schedules (tens of steps, as in the CPU suites) need larger steps than the defaults, which
+    # suit runs of thousands of steps. Scaling every method's default by one factor keeps their ratios.
+    lr_multiplier: float = 1.0
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -61,6 +64,8 @@ class TrainConfig:
         if self.learning_rate is not None and not (isinstance(self.learning_rate, (int, float))
                                                    and self.learning_rate > 0):
             raise UserError(f"train.learning_rate must be a positive number, got {self.learning_rate!r}")
+        if not (isinstance(self.lr_multiplier, (int, float)) and self.lr_multiplier > 0):
+            raise UserError(f"train.lr_multiplier must be a positive number, got {self.lr_multiplier!r}")
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise UserError(f"train.dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
 

@@ -116,6 +116,33 @@ def test_qlora_is_modelled_with_a_4bit_base():
     assert qlora.breakdown["weights"] != lora.breakdown["weights"]
 
 
+def test_frozen_embedding_table_counts_only_looked_up_rows_on_cpu():
+    """transformers memory-maps fp32 checkpoint weights: a frozen word-embedding table is resident only where
+    it is looked up; on a GPU it is copied whole. Trained (full FT) or tied to a head, it is read whole."""
+    from peftbench.estimate.configs import load_any_config
+    from peftbench.methods import get_method
+
+    config = load_any_config("minilm")
+    table = config.vocab_size * config.hidden_size * 4
+    shape = dict(task_kind="classification", batch_size=2, seq_len=16)
+    lora, full = get_method("lora"), get_method("full")
+    cpu = predict_run_peak(config, lora, lora.hyperparameters(), **shape)
+    gpu = predict_run_peak(config, lora, lora.hyperparameters(), device="cuda", **shape)
+    assert gpu["breakdown"]["weights"] - cpu["breakdown"]["weights"] == pytest.approx(table, rel=0.05)
+    cpu_full = predict_run_peak(config, full, full.hyperparameters(), **shape)
+    gpu_full = predict_run_peak(config, full, full.hyperparameters(), device="cuda", **shape)
+    assert cpu_full["breakdown"]["weights"] == gpu_full["breakdown"]["weights"]
+
+
+def test_prefix_tuning_with_gradient_checkpointing_is_not_applicable():
+    """transformers' checkpointed layers drop the virtual tokens' cache; a real step fails too."""
+    from peftbench.errors import MethodNotApplicable
+
+    with pytest.raises(MethodNotApplicable, match="gradient checkpointing"):
+        estimate("smollm2-135m", "prefix_tuning", gradient_checkpointing=True, **SMALL)
+    assert estimate("smollm2-135m", "prefix_tuning", **SMALL).peak_bytes > 0
+
+
 def test_import_is_lazy():
     code = "import sys, peftbench.estimate; print('torch' in sys.modules or 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the trace module imports torch; this module must stay cheap to import
     from peftbench.estimate.trace import Shape
 
-TRACE_VERSION = 4  # bump when the traced step or the accounting changes: invalidates cached traces
+TRACE_VERSION = 5  # bump when the traced step or the accounting changes: invalidates cached traces
 EXACT_UP_TO = 6  # layers: shallower models are traced whole
-CPU_OVERHEAD_BYTES = 0  # RSS the step adds beyond tensors; calibrated in benchmarks/estimator_accuracy.md
+CPU_OVERHEAD_BYTES = 24_000_000  # RSS beyond tensors: libtorch code pages a step
+# faults in (~22-23 MB in smaps), calibrated in benchmarks/estimator_accuracy.md
 
 
 def _cache_key(config, method_name: str, hp: dict[str, Any], task_kind: str, shape: Shape) -> str:

@@ -45,54 +45,80 @@ def pin_malloc_threshold(threshold: int = 128 * 1024) -> None:
 
 
 def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
-    """Load the model, wrap it, run `steps` training steps; return peak RSS delta and step times."""
+    """Load the model, wrap it, run `steps` training steps; return peak RSS delta and step times.
+
+    Same protocol as the harness worker (`peftbench.runs.worker._set_up` / `_train_and_evaluate`):
+    torch, transformers, peft and datasets imported and the tokenizer loaded *before* the baseline; then
+    `gc.collect()`, baseline VmRSS, VmHWM reset; then weights load, the method wraps, and the steps run
+    with an attention mask (all ones: an unpadded batch), labels, dropout on, grad clipping at 1.0, the
+    harness's AdamW and LR scheduler, `step_hook(model, step)` and `zero_grad(set_to_none=True)`.
+    With `spec["diagnose"]`, also return VmRSS after load, wrap and each step (bytes over the baseline).
+    """
     pin_malloc_threshold()
+    import gc
+
     import torch
 
     torch.set_num_threads(int(spec.get("threads", 1)))
-    from peftbench.methods import MethodContext, get_method
+    import datasets  # noqa: F401  (imported before the baseline, as in a harness worker)
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+
+    from peftbench import training
+    from peftbench.methods import MethodContext, count_parameters, get_method
     from peftbench.models import architecture_family, load_for_task
+    from peftbench.models.catalogue import resolve_model
+    from peftbench.models.loading import load_config, load_tokenizer
 
     method = get_method(spec["method"])
     hp = method.hyperparameters(spec.get("overrides"))
     if "total_step" in hp and hp["total_step"] is None:
         hp["total_step"] = 1000
     b, length, task_kind = spec["batch_size"], spec["seq_len"], spec["task_kind"]
-    import gc
-
-    import peft  # noqa: F401  (imported before the baseline, as a harness worker would have)
-    import transformers  # noqa: F401
+    steps = int(spec.get("steps", 3))
+    config, _, _ = load_config(spec["model"])
+    family = architecture_family(config)
+    tokenizer = load_tokenizer(resolve_model(spec["model"])[0], family)
+    training.seed_everything(int(spec.get("seed", 0)))
+    ids = torch.randint(5, min(1000, config.vocab_size), (b, length))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "labels": torch.zeros((b,), dtype=torch.long) if task_kind == "classification" else ids.clone()}
 
     gc.collect()
-    _reset_hwm()
     base = _status_kib("VmRSS")
+    _reset_hwm()
+    trace: dict[str, int] = {}
     loaded = load_for_task(spec["model"], task_kind, num_labels=spec.get("num_labels", 2),
-                           dtype=spec.get("dtype", "fp32"))
-    config = loaded.model.config
-    ctx = MethodContext(architecture_family(config), config.model_type, task_kind, "cpu")
+                           dtype=spec.get("dtype", "fp32"), tokenizer=tokenizer)
+    trace["loaded"] = _status_kib("VmRSS") - base
+    ctx = MethodContext(family, config.model_type, task_kind, "cpu")
     model = method.apply(loaded.model, hp, ctx)
+    trace["wrapped"] = _status_kib("VmRSS") - base
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
-    ids = torch.randint(5, min(1000, config.vocab_size), (b, length))
-    labels = torch.zeros((b,), dtype=torch.long) if task_kind == "classification" else ids.clone()
+    optimizer, scheduler = training.make_optimizer(model, float(spec.get("learning_rate", 1e-4)),
+                                                   float(spec.get("weight_decay", 0.0)), max(steps, 1), 0.1)
     times = []
-    for step in range(int(spec.get("steps", 3))):
+    for step in range(steps):
         start = time.perf_counter()
-        loss = model(input_ids=ids, labels=labels).loss
+        loss = model(**batch).loss
         loss.backward()
-        del loss
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         if method.step_hook is not None:
-            method.step_hook(model, step + 1)
+            method.step_hook(model, step)
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        float(loss.detach())
         times.append(time.perf_counter() - start)
-    from peftbench.methods import count_parameters
-
+        trace[f"step{step}"] = _status_kib("VmRSS") - base
     trainable, total = count_parameters(model)
-    return {"peak_rss_delta": (_status_kib("VmHWM") - base) * 1024, "step_seconds": times,
-            "trainable_params": trainable, "total_params": total}
+    result = {"peak_rss_delta": (_status_kib("VmHWM") - base) * 1024, "step_seconds": times,
+              "trainable_params": trainable, "total_params": total}
+    if spec.get("diagnose"):
+        result["rss_delta"] = {k: v * 1024 for k, v in trace.items()}
+        result["rss_file"] = _status_kib("RssFile") * 1024
+    return result
 
 
 def measure(spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:

@@ -70,6 +70,11 @@ class Tracker(TorchDispatchMode):
         self.cost = OpCost()
         self.category: dict[int, str] = {}
         self.scalar_reads = 0
+        # Storages some op reads whole, and rows read by embedding lookups (per weight storage): on CPU a
+        # frozen, memory-mapped embedding table is resident only where it is looked up.
+        self.dense_use: set[int] = set()
+        self.lookup_rows: dict[int, int] = defaultdict(int)
+        self.lookup_table: dict[int, tuple[int, torch.dtype]] = {}  # uid -> (bytes per row, dtype)
 
     # ---- storage bookkeeping -------------------------------------------------------------------------
     def uid_of(self, tensor: torch.Tensor) -> int:
@@ -103,6 +108,11 @@ class Tracker(TorchDispatchMode):
             peak.bytes = self.live
             peak.live = {u: self.size[u] for u in self._refs}
 
+    def sparse_tables(self) -> dict[int, tuple[int, int, torch.dtype]]:
+        """uid -> (rows looked up, bytes per row, dtype) for weights only embedding lookups ever read."""
+        return {u: (n, *self.lookup_table[u]) for u, n in self.lookup_rows.items()
+                if u not in self.dense_use and self.category.get(u) == "weights"}
+
     def breakdown(self, phase: str) -> dict[str, int]:
         out = dict.fromkeys(CATEGORIES, 0)
         for uid, nbytes in self.peaks[phase].live.items():
@@ -130,6 +140,18 @@ class Tracker(TorchDispatchMode):
 
     def _count(self, func, name: str, args, kwargs, out, outputs) -> None:
         inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        lookup = name == "embedding"
+        for i, t in enumerate(inputs):
+            storage = t.untyped_storage()
+            uid = self._by_storage.get(id(storage))
+            ref = self._refs.get(uid) if uid is not None else None
+            if ref is None or ref() is not storage:
+                continue
+            if lookup and i == 0:
+                self.lookup_rows[uid] += inputs[1].numel()
+                self.lookup_table[uid] = (t.shape[-1] * t.element_size(), t.dtype)
+            else:
+                self.dense_use.add(uid)
         moved = sum(t.numel() * t.element_size() for t in itertools.chain(inputs, outputs))
         self.cost.kernels += 1
         flops = _flops(func, name, args, kwargs, out) if name in _MATMUL_OPS else 0

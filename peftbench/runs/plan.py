@@ -61,7 +61,7 @@ def build_plan(overrides: Overrides) -> Plan:
             hyperparameters = method.hyperparameters(overrides.method_params.get(method.name))
             if "total_step" in hyperparameters and hyperparameters["total_step"] is None:
                 hyperparameters["total_step"] = train.max_steps
-            lr = train.learning_rate or hyperparameters.get("learning_rate")
+            lr = train.learning_rate or hyperparameters["learning_rate"] * train.lr_multiplier
             train_dict = dataclasses.asdict(train) | {"learning_rate": lr}
             hyperparameters["learning_rate"] = lr
             for seed in seeds:
