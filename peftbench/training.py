@@ -33,15 +33,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def shuffled_batches(features: list[dict[str, Any]], batch_size: int, collate: Callable, seed: int
-                     ) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless epochs of shuffled, collated batches (the last short batch of an epoch is kept)."""
+def batch_indices(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless epochs of shuffled index batches (the last short batch of an epoch is kept)."""
     rng = random.Random(seed)
     while True:
-        order = list(range(len(features)))
+        order = list(range(n_examples))
         rng.shuffle(order)
         for start in range(0, len(order), batch_size):
-            yield collate([features[i] for i in order[start:start + batch_size]])
+            yield order[start:start + batch_size]
+
+
+def shuffled_batches(features: list[dict[str, Any]], batch_size: int, collate: Callable, seed: int
+                     ) -> Iterator[dict[str, torch.Tensor]]:
+    for indices in batch_indices(len(features), batch_size, seed):
+        yield collate([features[i] for i in indices])
+
+
+def longest_padded_batch(features: list[dict[str, Any]], batch_size: int, seed: int, steps: int) -> int:
+    """The longest padded length among the batches a run will train on (what its peak memory depends on)."""
+    batches = batch_indices(len(features), batch_size, seed)
+    return max(max(len(features[i]["input_ids"]) for i in next(batches)) for _ in range(steps))
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float, max_steps: int,

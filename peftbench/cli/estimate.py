@@ -111,8 +111,9 @@ def _print_table(results: list[dict[str, Any]]) -> None:
             continue
         b = r["breakdown"]
         row = {"method": r["method"], "trainable": f"{r['trainable_params']:,}", "peak GiB": r["peak_bytes"] / GiB}
-        for key in ("weights", "gradients", "optimizer_states", "activations", "temporaries", "overhead"):
-            row[key.split("_")[0][:6]] = b[key] / GiB
+        for key, column in (("weights", "weights"), ("gradients", "grads"), ("optimizer_states", "optim"),
+                            ("activations", "activ"), ("temporaries", "temps"), ("overhead", "other")):
+            row[column] = b[key] / GiB
         row["TFLOP"] = r["flops_per_step"] / 1e12
         for name, p in r["profiles"].items():
             row[name] = f"{'ok' if p['fits'] else 'OOM'} {p['step_seconds']:.3g}s b≤{p['max_batch_size']}"

@@ -165,7 +165,10 @@ def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, 
         from peftbench.estimate import predict_run_peak
     except ImportError:
         return None
-    seq_len = max(len(f["input_ids"]) for f in prepared.train_features)
+    from peftbench.training import longest_padded_batch
+
+    seq_len = longest_padded_batch(prepared.train_features, spec.train["batch_size"], spec.seed,
+                                   spec.train["max_steps"])
     try:
         return predict_run_peak(config, spec.method, spec.hyperparameters, task.kind, spec.train["batch_size"],
                                 seq_len, dtype=spec.train["dtype"], device=spec.device,
