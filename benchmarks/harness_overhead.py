@@ -30,8 +30,8 @@ def build(method_name: str, prepared_features, collate, seed: int = 0):
     return model, method
 
 
-def plain_steps(model, batches, optimizer, steps: int) -> float:
-    """The loop a person writes by hand: forward, backward, clip, step, zero_grad."""
+def plain_steps(model, batches, optimizer, scheduler, steps: int) -> float:
+    """The loop a person writes by hand: forward, backward, clip, optimizer and LR-schedule step, zero_grad."""
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     start = time.perf_counter()
@@ -40,6 +40,7 @@ def plain_steps(model, batches, optimizer, steps: int) -> float:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     return (time.perf_counter() - start) / steps
 
@@ -92,7 +93,7 @@ def main() -> None:
         for name in order:
             model, method, optimizer, scheduler, batches = runners[name]
             if name == "plain":
-                seconds = plain_steps(model, batches, optimizer, args.block)
+                seconds = plain_steps(model, batches, optimizer, scheduler, args.block)
             else:
                 seconds = harness_steps(model, batches, optimizer, scheduler, args.block, method)
             if round_index:
