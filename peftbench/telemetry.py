@@ -80,11 +80,11 @@ def device_info(device: str, threads: int) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(0)
         return {"type": "cuda", "name": props.name, "memory_bytes": int(props.total_memory), "threads": threads}
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"type": "cpu", "name": _cpu_name(), "memory_bytes": int(memory), "cores": os.cpu_count(),
+    return {"type": "cpu", "name": cpu_name(), "memory_bytes": int(memory), "cores": os.cpu_count(),
             "threads": threads}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

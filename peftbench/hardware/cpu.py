@@ -12,20 +12,11 @@ import time
 from pathlib import Path
 
 from peftbench.hardware import Profile
+from peftbench.telemetry import cpu_name
 
 # Share of the measured matmul / copy rate a training step reaches on this CPU. Calibrated by
 # benchmarks/estimator_accuracy.py from real steps of the packaged models (see estimator_accuracy.md).
 CPU_EFFICIENCY = {"matmul": 0.75, "bandwidth": 0.5, "kernel_seconds": 2e-5}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _cpu_flags() -> set[str]:
@@ -83,7 +74,7 @@ def cpu_profile(threads: int | None = None) -> Profile:
         import torch
 
         threads = torch.get_num_threads()
-    model = _cpu_model()
+    model = cpu_name()
     path = cache_dir() / "hardware" / "cpu.json"
     key = f"{model}|{threads}"
     cached = json.loads(path.read_text()) if path.is_file() else {}
