@@ -128,3 +128,18 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     records = read_records(results)
     assert sorted(r["method"] for r in records) == ["bitfit", "ia3", "lora"]
     assert len({r["run_id"] for r in records}) == 3
+
+
+def test_failing_and_timed_out_runs_are_recorded_and_the_suite_goes_on(cli, tmp_path):
+    # peft rejects a target module that matches nothing: that run fails, the next one still runs.
+    code, out, _ = cli("run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[lora,bitfit]",
+                       "methods.lora.target_modules=[no_such_module]", "train.max_steps=1", "--no-progress",
+                       "--results", str(tmp_path))
+    records = {r["method"]: r for r in read_records(tmp_path / "smoke" / "runs.jsonl")}
+    assert code == 0
+    assert records["lora"]["status"] == "failed" and "No modules were targeted" in records["lora"]["error"]
+    assert records["bitfit"]["status"] == "ok"
+    code, _, _ = cli("run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[ia3]", "timeout=0.5",
+                     "--no-progress", "--results", str(tmp_path))
+    timed_out = read_records(tmp_path / "smoke" / "runs.jsonl")[-1]
+    assert code == 0 and timed_out["method"] == "ia3" and timed_out["status"] == "timeout"
