@@ -61,7 +61,6 @@ class _Setup:
     kind: Any
     method: Any
     ctx: Any
-    config: Any
     prepared: Any
 
 
@@ -111,7 +110,7 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
              "trainable_percent": round(100.0 * trainable / total, 4), "train_examples": len(data.train),
              "eval_examples": len(data.eval), "mean_input_tokens": round(prepared.mean_input_tokens, 2),
              "mean_target_tokens": round(prepared.mean_target_tokens, 2)}
-    return _Setup(model, loaded.tokenizer, task, kind, method, ctx, config, prepared), facts
+    return _Setup(model, loaded.tokenizer, task, kind, method, ctx, prepared), facts
 
 
 def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
