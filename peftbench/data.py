@@ -24,7 +24,7 @@ class TaskData:
 
 def load_task_data(task: TaskSpec, scale: str = "default") -> TaskData:
     """Load, validate and (unless scale=full) subsample a task's train and eval splits."""
-    splits = _load_splits(task)
+    splits = {name: _derive_columns(task, ds) for name, ds in _load_splits(task).items()}
     for split_name, dataset in splits.items():
         _check_columns(task, split_name, dataset)
         if len(dataset) == 0:
@@ -49,12 +49,26 @@ def _load_splits(task: TaskSpec) -> dict[str, Any]:
             if set(files) != {"train", "eval"}:
                 raise UserError(f"task '{task.name}': data.files needs 'train' and 'eval' paths")
             return {s: _load_file(Path(p).expanduser(), task) for s, p in files.items()}
-        splits = data.get("splits") or {"train": "train", "eval": "validation"}
+        return _load_hub(task)
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise UserError(f"task '{task.name}': cannot load data ({source}): {str(exc).splitlines()[0]}") from None
+
+
+def _load_hub(task: TaskSpec) -> dict[str, Any]:
+    """`datasets.load_dataset(id, config, split=..., revision=...)`; `id` may also be a local copy of the
+    dataset's repository. Split slices (`train[:80%]`) split datasets that ship one split only."""
+    import datasets
+
+    data = task.data
+    splits = data.get("splits") or {"train": "train", "eval": "validation"}
+    try:
         return {s: datasets.load_dataset(data["id"], data.get("config"), split=hub_split,
                                          revision=data.get("revision"))
                 for s, hub_split in splits.items()}
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
-        raise UserError(f"task '{task.name}': cannot load data ({source}): {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - offline, gated, renamed...: the hub's errors have no common base
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"task '{task.name}': cannot load hub dataset '{data['id']}' ({first}); it needs the "
+                        "Hugging Face hub, or data.id pointing at a local copy") from None
 
 
 def _load_file(path: Path, task: TaskSpec) -> Any:
@@ -71,6 +85,38 @@ def _load_file(path: Path, task: TaskSpec) -> Any:
         return datasets.load_dataset(fmt, data_files=str(path), split="train")
     except (datasets.exceptions.DatasetGenerationError, StopIteration) as exc:
         raise UserError(f"task '{task.name}': cannot parse {path}: {exc.__cause__ or exc}") from None
+
+
+def _derive_columns(task: TaskSpec, dataset: Any) -> Any:
+    """Make hub datasets' shapes usable by the flat-column tasks, without a preprocessing script:
+    nested columns are addressed as `parent.child` (datasets' own `flatten`), `a + b` joins columns into
+    one text, a list of strings becomes one text, and ClassLabel ints become their names."""
+    import datasets
+
+    wanted = set(task.fields.values())
+    if any("." in part for spec in wanted for part in _parts(spec) if part not in dataset.column_names):
+        dataset = dataset.flatten()
+    derived = {spec for spec in wanted if spec not in dataset.column_names
+               and all(part in dataset.column_names for part in _parts(spec))}
+    listed = {spec for spec in wanted if spec in dataset.column_names
+              and isinstance(dataset.features[spec], datasets.Sequence | list)}  # List subclasses Sequence
+    derived |= listed - {task.fields.get("choices")}
+    if derived:
+        dataset = dataset.map(lambda row: {spec: "\n".join(_as_text(row[p]) for p in _parts(spec)) for spec in derived})
+    label = task.fields.get("label")
+    if label in dataset.column_names and isinstance(dataset.features[label], datasets.ClassLabel):
+        names = dataset.features[label].names
+        dataset = dataset.map(lambda row: {label: names[row[label]]},
+                              features=datasets.Features({**dataset.features, label: datasets.Value("string")}))
+    return dataset
+
+
+def _parts(spec: str) -> list[str]:
+    return [part.strip() for part in spec.split(" + ")]
+
+
+def _as_text(value: Any) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def _check_columns(task: TaskSpec, split: str, dataset: Any) -> None:

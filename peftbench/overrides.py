@@ -10,7 +10,7 @@ import yaml
 
 from peftbench.errors import UserError
 
-TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code")
+TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs")
 
 
 @dataclass

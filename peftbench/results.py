@@ -70,13 +70,18 @@ class ResultStore:
 
 
 def load_table(paths: Iterable[Path]):
-    """All records as one tidy pandas DataFrame: nested fields flattened (`metrics.accuracy`, `memory.*`)."""
+    """All records as one tidy pandas DataFrame: nested fields flattened (`metrics.accuracy`, `memory.*`), and
+    `config`: the method plus any non-default hyper-parameters ("lora r=16"), the unit tables compare."""
     import pandas as pd
+
+    from peftbench.methods.base import variant_label
 
     records = [r for path in paths for r in ResultStore(Path(path)).records()]
     if not records:
         return pd.DataFrame()
-    return pd.json_normalize(records, sep=".")
+    table = pd.json_normalize(records, sep=".")
+    table["config"] = [variant_label(r["method"], r.get("hyperparameters")) for r in records]
+    return table
 
 
 def suite_result_files(root: Path = RESULTS_DIR) -> list[Path]:

@@ -100,12 +100,14 @@ class Suite:
     train: dict[str, Any]
     tasks: tuple[TaskSpec, ...]
     path: Path
+    hub_tasks: tuple[TaskSpec, ...] = ()  # need the Hugging Face hub: run only when named in tasks=[...]
 
     def task(self, name: str) -> TaskSpec:
-        for task in self.tasks:
+        for task in self.tasks + self.hub_tasks:
             if task.name == name:
                 return task
-        raise UserError(f"suite '{self.name}' has no task '{name}' (tasks: {', '.join(t.name for t in self.tasks)})")
+        names = ", ".join(t.name for t in self.tasks + self.hub_tasks)
+        raise UserError(f"suite '{self.name}' has no task '{name}' (tasks: {names})")
 
 
 def available_suites(directory: Path = SUITES_DIR) -> list[str]:
@@ -133,7 +135,7 @@ def load_suite(name: str, directory: Path = SUITES_DIR) -> Suite:
         raise UserError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a suite must be a mapping with 'name' and 'tasks'")
-    unknown = set(raw) - {"name", "description", "model", "methods", "seeds", "train", "tasks"}
+    unknown = set(raw) - {"name", "description", "model", "methods", "seeds", "train", "tasks", "hub_tasks"}
     if unknown:
         raise UserError(f"{path}: unknown suite keys {sorted(unknown)}")
     tasks = raw.get("tasks")
@@ -141,13 +143,17 @@ def load_suite(name: str, directory: Path = SUITES_DIR) -> Suite:
         raise UserError(f"{path}: 'tasks' must be a non-empty list")
     default_model = raw.get("model", "minilm")
     parsed = tuple(_parse_task(t, default_model, path) for t in tasks)
-    names = [t.name for t in parsed]
+    hub = tuple(_parse_task(t, default_model, path) for t in raw.get("hub_tasks") or [])
+    offline = [t.name for t in hub if t.data["source"] != "hub"]
+    if offline:
+        raise UserError(f"{path}: hub_tasks {offline} must have data.source hub")
+    names = [t.name for t in parsed + hub]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: duplicate task names in {names}")
     suite = Suite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")),
                   model=default_model, methods=tuple(raw.get("methods") or ("lora",)),
                   seeds=tuple(raw.get("seeds") or (0,)), train=dict(raw.get("train") or {}), tasks=parsed,
-                  path=path)
+                  path=path, hub_tasks=hub)
     TrainConfig.build(suite.train)
     return suite
 

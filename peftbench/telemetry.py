@@ -74,14 +74,17 @@ class CudaMemory:
 
 
 def device_info(device: str, threads: int) -> dict[str, Any]:
+    """The machine a run measured, including how many runs shared it (their timings interfere)."""
     import torch
 
+    concurrent = int(os.environ.get("PEFTBENCH_CONCURRENT_RUNS", "1"))
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(0)
-        return {"type": "cuda", "name": props.name, "memory_bytes": int(props.total_memory), "threads": threads}
+        return {"type": "cuda", "name": props.name, "memory_bytes": int(props.total_memory), "threads": threads,
+                "concurrent_runs": concurrent}
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {"type": "cpu", "name": cpu_name(), "memory_bytes": int(memory), "cores": os.cpu_count(),
-            "threads": threads}
+            "threads": threads, "concurrent_runs": concurrent}
 
 
 def cpu_name() -> str:

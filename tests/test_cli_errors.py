@@ -38,6 +38,7 @@ def _suite(tmp_path: Path, rows_train: list[dict], rows_eval: list[dict] | None 
     (["run", "suite=smoke", "methods.lora.nosuch=1", "methods=[lora]"], "has no hyper-parameter 'nosuch'"),
     (["run", "suite=smoke", "tasks=[nosuch]"], "has no task 'nosuch'"),
     (["run", "suite=smoke", "scale=huge"], "scale must be default or full"),
+    (["run", "suite=smoke", "jobs=0"], "jobs must be a positive integer or auto"),
     (["run", "noequals"], "must look like key=value"),
     (["results", "suite=nosuch"], "no results for suite 'nosuch'"),
 ])

@@ -46,6 +46,8 @@ def test_every_family_runs_and_records_every_field(family_run):
         assert record["memory"]["peak_rss_train_bytes"] > record["memory"]["rss_at_start_bytes"]
         assert record["adapter_bytes"] > 0 and record["device"]["type"] == "cpu"
         assert {"python", "torch", "transformers", "peft", "datasets"} <= set(record["versions"])
+        # jobs=auto: one single-threaded run per usable core, and every record says how many shared the CPU
+        assert record["device"]["concurrent_runs"] == len(os.sched_getaffinity(0))
     assert {by_method[m]["family"] for m in FAMILY_METHODS} == {"full", "reparameterization", "adapter",
                                                                 "selective", "soft_prompt"}
     # PEFT methods train a small fraction; full fine-tuning trains everything.

@@ -53,3 +53,25 @@ def test_prefix_tuning_and_qlora_say_why_they_cannot_run():
     with pytest.raises(MethodNotApplicable, match="encoder"):
         get_method("prefix_tuning").apply(None, {}, ENCODER_CLS)
     assert "CUDA" in get_method("qlora").not_applicable_reason(MethodContext("decoder", "llama", "generation"))
+
+
+def test_configurations_of_one_method_are_told_apart_in_the_results_table(tmp_path):
+    """`lora` at its defaults and `lora r=16` are different rows for users comparing them; the learning rate a
+    suite scales for every method does not make a variant."""
+    import json
+
+    from peftbench.cli.results import seed_summary
+    from peftbench.results import load_table
+
+    lora = get_method("lora")
+    default, rank16 = lora.hyperparameters(), lora.hyperparameters({"r": 16, "target_modules": ["query", "value"]})
+    assert lora.variant_label({**default, "learning_rate": 2e-3}) == "lora"
+    assert lora.variant_label(rank16) == "lora r=16 target_modules=query,value"
+    path = tmp_path / "runs.jsonl"
+    rows = [{"run_id": str(i), "task": "t", "method": "lora", "hyperparameters": hp, "seed": i % 2, "status": "ok",
+             "metrics": {"accuracy": acc}, "train_seconds": 1.0, "memory": {"peak_rss_train_bytes": 2**20}}
+            for i, (hp, acc) in enumerate([(default, 50.0), (default, 52.0), (rank16, 60.0)])]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = seed_summary(load_table([path]))
+    assert summary.loc[("t", "lora"), "seeds"] == 2 and summary.loc[("t", "lora"), "accuracy"] == "51.0 ± 1.4"
+    assert summary.loc[("t", "lora r=16 target_modules=query,value"), "seeds"] == 1

@@ -48,14 +48,27 @@ def show_suites(args: argparse.Namespace) -> int:
     if args.name:
         from peftbench.descriptors import describe_suite
 
-        print(describe_suite(load_suite(args.name)).to_string(index=False))
+        suite = load_suite(args.name)
+        print(describe_suite(suite).to_string(index=False))
+        if suite.hub_tasks:
+            print(f"\nHub-backed tasks (need the Hugging Face hub; run with tasks=[NAME]):\n{_hub_table(suite)}")
         return 0
     rows = []
     for name in available_suites():
         suite = load_suite(name)
-        for task in suite.tasks:
+        for task in suite.tasks + suite.hub_tasks:
             rows.append({"suite": name, "task": task.name, "kind": task.kind, "model": task.model,
                          "train": task.sizes.get("train", "all"), "eval": task.sizes.get("eval", "all"),
-                         "source": task.data["source"]})
+                         "source": task.data["source"] if task in suite.tasks else "hub (not default)"})
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
+
+
+def _hub_table(suite) -> str:
+    import pandas as pd
+
+    rows = [{"task": t.name, "kind": t.kind, "model": t.model,
+             "dataset": t.data["id"] + (f" ({t.data['config']})" if t.data.get("config") else ""),
+             "splits": ", ".join(f"{k}={v}" for k, v in (t.data.get("splits") or {}).items()) or "train, validation"}
+            for t in suite.hub_tasks]
+    return pd.DataFrame(rows).to_string(index=False)

@@ -45,13 +45,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def seed_summary(table):
-    """Mean ± std over seeds of each task x method's metrics, with the seed count."""
+    """Mean ± std over seeds of each task x method configuration's metrics, with the seed count."""
     import pandas as pd
 
     ok = table[table["status"] == "ok"]
     metric_cols = [c for c in ok.columns if c.startswith("metrics.")]
     rows = []
-    for (task, method), group in ok.groupby(["task", "method"], sort=True):
+    for (task, method), group in ok.groupby(["task", "config"], sort=True):  # config: "lora r=16" apart
         row = {"task": task, "method": method, "seeds": len(group)}
         for col in metric_cols:
             values = group[col].dropna()

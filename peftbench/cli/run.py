@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run a suite: every task x method x seed, one process per run",
         description="Run a benchmark suite. Overrides: suite=NAME methods=[lora,ia3] seeds=[0,1] "
                     "model=NAME|PATH|HUB_ID tasks=[a,b] scale=default|full sizes.train=N sizes.eval=N "
-                    "timeout=SECONDS device=cpu|cuda train.KEY=V methods.NAME.KEY=V")
+                    "timeout=SECONDS device=cpu|cuda jobs=N|auto train.KEY=V methods.NAME.KEY=V")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     parser.add_argument("--force", action="store_true", help="rerun runs that already have a record")
     parser.add_argument("--results", type=Path, default=None, help="results root (default: ./results)")

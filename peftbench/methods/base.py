@@ -73,6 +73,16 @@ class Method:
             merged[key] = value
         return merged
 
+    def variant_label(self, hyperparameters: Mapping[str, Any]) -> str:
+        """The method's name, plus the hyper-parameters that differ from its defaults ("lora r=16"), so that
+        configurations of one method are told apart in tables. The learning rate and the schedule-derived
+        keys are left out: the suite scales them for every method alike."""
+        differing = [f"{k}={_short(v)}" for k, v in sorted(hyperparameters.items())
+                     if k not in _SCHEDULE_KEYS and k in self.defaults and v != self.defaults[k]]
+        differing += [f"{k}={_short(v)}" for k, v in sorted(hyperparameters.items())
+                      if k not in self.defaults and k not in _SCHEDULE_KEYS]
+        return " ".join([self.name, *differing])
+
     def _accepts_peft_key(self, key: str) -> bool:
         if self.peft_config is None:
             return False
@@ -96,6 +106,21 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
+
+
+_SCHEDULE_KEYS = {"learning_rate", "total_step"}
+
+
+def _short(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def variant_label(method: str, hyperparameters: Mapping[str, Any] | None) -> str:
+    """`Method.variant_label` for a recorded run; the bare name for methods this version does not know."""
+    try:
+        return get_method(method).variant_label(hyperparameters or {})
+    except UserError:
+        return method
 
 
 def register(method: Method) -> Method:

@@ -69,7 +69,8 @@ def task_table(table: pd.DataFrame, task: str, declared: tuple[str, ...] = ()) -
         return None
     ok["peak_memory_bytes"] = peak_memory(ok)
     primary = metrics[0]
-    groups = {method: group for method, group in ok.groupby("method", sort=True)}
+    by = "config" if "config" in ok else "method"  # configurations of one method ("lora r=16") stay apart
+    groups = {method: group for method, group in ok.groupby(by, sort=True)}
     full = groups.get(FULL_METHOD)
     full_quality = full[f"metrics.{primary}"].mean() if full is not None else None
     columns = [Column("Method"), Column("Family"), Column("Seeds")]

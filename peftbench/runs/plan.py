@@ -20,6 +20,7 @@ class Plan:
     suite: Suite
     specs: list[RunSpec]
     timeout: float | None
+    jobs: int = 1
 
 
 def build_plan(overrides: Overrides) -> Plan:
@@ -46,6 +47,7 @@ def build_plan(overrides: Overrides) -> Plan:
     if not (device == "cpu" or device.startswith("cuda")):
         raise UserError(f"device must be cpu or cuda, got {device!r}")
     timeout = _timeout(values.get("timeout", 3600))
+    jobs = _jobs(values.get("jobs", "auto"), device, TrainConfig.build(suite.train, {}, overrides.train).threads)
 
     specs = []
     if overrides.sizes:
@@ -69,7 +71,7 @@ def build_plan(overrides: Overrides) -> Plan:
                                      hyperparameters=hyperparameters, train=train_dict, seed=seed, scale=scale,
                                      data_fingerprint=data.fingerprint, device=device,
                                      trust_remote_code=bool(values.get("trust_remote_code", False))))
-    return Plan(suite, specs, timeout)
+    return Plan(suite, specs, timeout, jobs)
 
 
 def _task_dict(task: Any) -> dict[str, Any]:
@@ -85,3 +87,18 @@ def _timeout(value: Any) -> float | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
         raise UserError(f"timeout must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def _jobs(value: Any, device: str, threads: int) -> int:
+    """Concurrent runs. `auto`: one per `threads` usable CPU cores; on CUDA one, so that each run has the
+    GPU (and the device-wide pynvml peak) to itself."""
+    import os
+
+    if value == "auto":
+        if device != "cpu":
+            return 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores // max(1, threads))
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"jobs must be a positive integer or auto, got {value!r}")
+    return value

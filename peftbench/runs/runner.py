@@ -33,8 +33,8 @@ def run_plan(plan: Plan, results_root: Path = RESULTS_DIR, force: bool = False,
     done = store.completed_ids()
     pending = [s for s in todo if s.run_id not in done]
     summary = RunSummary(store.path, skipped_existing=len(todo) - len(pending))
-    executor = executor or LocalExecutor(plan.timeout)
-    progress = _Progress(len(pending), show_progress)
+    executor = executor or LocalExecutor(plan.timeout, plan.jobs)
+    progress = _Progress(len(pending), show_progress, step_bar=plan.jobs == 1)
 
     def on_record(spec: RunSpec, record: dict[str, Any]) -> None:
         store.append(record)
@@ -56,13 +56,15 @@ def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:
 
 
 class _Progress:
-    """Two tqdm bars: runs done / total with ETA, and the current run's training steps."""
+    """Two tqdm bars: runs done / total with ETA, and the current run's training steps (only when runs go
+    one at a time: concurrent runs' steps would interleave in one bar)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, step_bar: bool = True) -> None:
         from tqdm import tqdm
 
         self.suite_bar = tqdm(total=total, desc="runs", unit="run", position=0, disable=not enabled)
-        self.step_bar = tqdm(total=0, desc="steps", unit="step", position=1, leave=False, disable=not enabled)
+        self.step_bar = tqdm(total=0, desc="steps", unit="step", position=1, leave=False,
+                             disable=not (enabled and step_bar))
 
     def event(self, spec: RunSpec, event: dict[str, Any]) -> None:
         if event.get("event") == "phase":
