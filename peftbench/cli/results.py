@@ -65,4 +65,4 @@ def seed_summary(table):
     for _, rec in not_ok.iterrows():
         rows.append({"task": rec["task"], "method": rec["method"], "seeds": 0,
                      "status": f"{rec['status']}: {str(rec.get('error', ''))[:50]}"})
-    return pd.DataFrame(rows).set_index(["task", "method"]).fillna("")
+    return pd.DataFrame(rows).set_index(["task", "method"]).astype(object).fillna("")

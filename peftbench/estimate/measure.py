@@ -64,36 +64,67 @@ def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
     import peft  # noqa: F401
     import transformers  # noqa: F401
 
-    from peftbench import training
-    from peftbench.methods import MethodContext, count_parameters, get_method
-    from peftbench.models import architecture_family, load_for_task
-    from peftbench.models.catalogue import resolve_model
-    from peftbench.models.loading import load_config, load_tokenizer
+    from peftbench.methods import count_parameters
 
-    method = get_method(spec["method"])
-    hp = method.hyperparameters(spec.get("overrides"))
-    if "total_step" in hp and hp["total_step"] is None:
-        hp["total_step"] = 1000
-    b, length, task_kind = spec["batch_size"], spec["seq_len"], spec["task_kind"]
-    steps = int(spec.get("steps", 3))
-    config, _, _ = load_config(spec["model"])
-    family = architecture_family(config)
-    tokenizer = load_tokenizer(resolve_model(spec["model"])[0], family)
-    training.seed_everything(int(spec.get("seed", 0)))
-    ids = torch.randint(5, min(1000, config.vocab_size), (b, length))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-             "labels": torch.zeros((b,), dtype=torch.long) if task_kind == "classification" else ids.clone()}
-
+    config, tokenizer, batch = _batch(spec)
     gc.collect()
     base = _status_kib("VmRSS")
     _reset_hwm()
     trace: dict[str, int] = {}
-    loaded = load_for_task(spec["model"], task_kind, num_labels=spec.get("num_labels", 2),
+    model, method = _load_and_wrap(spec, config, tokenizer, trace, base)
+    times = _train_steps(spec, model, method, batch, trace, base)
+    trainable, total = count_parameters(model)
+    result = {"peak_rss_delta": (_status_kib("VmHWM") - base) * 1024, "step_seconds": times,
+              "trainable_params": trainable, "total_params": total}
+    if spec.get("diagnose"):
+        result["rss_delta"] = {k: v * 1024 for k, v in trace.items()}
+        result["rss_file"] = _status_kib("RssFile") * 1024
+    return result
+
+
+def _batch(spec: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Config and tokenizer (loaded before the baseline, as the worker does) and one random unpadded batch."""
+    import torch
+
+    from peftbench import training
+    from peftbench.models import architecture_family
+    from peftbench.models.catalogue import resolve_model
+    from peftbench.models.loading import load_config, load_tokenizer
+
+    b, length = spec["batch_size"], spec["seq_len"]
+    config, _, _ = load_config(spec["model"])
+    tokenizer = load_tokenizer(resolve_model(spec["model"])[0], architecture_family(config))
+    training.seed_everything(int(spec.get("seed", 0)))
+    ids = torch.randint(5, min(1000, config.vocab_size), (b, length))
+    labels = torch.zeros((b,), dtype=torch.long) if spec["task_kind"] == "classification" else ids.clone()
+    return config, tokenizer, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def _load_and_wrap(spec: dict[str, Any], config: Any, tokenizer: Any, trace: dict[str, int],
+                   base: int) -> tuple[Any, Any]:
+    from peftbench.methods import MethodContext, get_method
+    from peftbench.models import architecture_family, load_for_task
+
+    loaded = load_for_task(spec["model"], spec["task_kind"], num_labels=spec.get("num_labels", 2),
                            dtype=spec.get("dtype", "fp32"), tokenizer=tokenizer)
     trace["loaded"] = _status_kib("VmRSS") - base
-    ctx = MethodContext(family, config.model_type, task_kind, "cpu")
-    model = method.apply(loaded.model, hp, ctx)
+    method = get_method(spec["method"])
+    hp = method.hyperparameters(spec.get("overrides"))
+    if "total_step" in hp and hp["total_step"] is None:
+        hp["total_step"] = 1000
+    model = method.apply(loaded.model, hp, MethodContext(architecture_family(config), config.model_type,
+                                                         spec["task_kind"], "cpu"))
     trace["wrapped"] = _status_kib("VmRSS") - base
+    return model, method
+
+
+def _train_steps(spec: dict[str, Any], model: Any, method: Any, batch: dict[str, Any], trace: dict[str, int],
+                 base: int) -> list[float]:
+    import torch
+
+    from peftbench import training
+
+    steps = int(spec.get("steps", 3))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = training.make_optimizer(model, float(spec.get("learning_rate", 1e-4)),
@@ -112,13 +143,7 @@ def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
         float(loss.detach())
         times.append(time.perf_counter() - start)
         trace[f"step{step}"] = _status_kib("VmRSS") - base
-    trainable, total = count_parameters(model)
-    result = {"peak_rss_delta": (_status_kib("VmHWM") - base) * 1024, "step_seconds": times,
-              "trainable_params": trainable, "total_params": total}
-    if spec.get("diagnose"):
-        result["rss_delta"] = {k: v * 1024 for k, v in trace.items()}
-        result["rss_file"] = _status_kib("RssFile") * 1024
-    return result
+    return times
 
 
 def measure(spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
