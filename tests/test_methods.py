@@ -75,3 +75,48 @@ def test_configurations_of_one_method_are_told_apart_in_the_results_table(tmp_pa
     summary = seed_summary(load_table([path]))
     assert summary.loc[("t", "lora"), "seeds"] == 2 and summary.loc[("t", "lora"), "accuracy"] == "51.0 ± 1.4"
     assert summary.loc[("t", "lora r=16 target_modules=query,value"), "seeds"] == 1
+
+
+@pytest.mark.parametrize("name", ["prompt_tuning", "p_tuning"])
+def test_soft_prompt_decoding_with_the_kv_cache_equals_decoding_without(name):
+    """Virtual tokens enter once, at prefill; cached greedy decoding must give what uncached decoding gives
+    (with peft 0.21 on transformers 5 it did not, until peftbench bridged the renamed cache argument)."""
+    import torch
+
+    from peftbench.models import load_for_task
+    from peftbench.models.loading import load_config
+
+    config, _, _ = load_config("smollm2-135m")
+    method = get_method(name)
+    torch.manual_seed(0)
+    model = method.apply(load_for_task("smollm2-135m", "generation", dtype="fp32").model, method.hyperparameters(),
+                         MethodContext("decoder", config.model_type, "generation", "cpu"))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:  # make the virtual tokens matter
+                p.add_(torch.randn_like(p) * 0.5)
+    model.eval()
+    ids = torch.randint(100, 1000, (2, 24))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    seen = []
+    hook = model.get_base_model().model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append((kwargs.get("input_ids") if kwargs.get("input_ids") is not None
+                                               else kwargs["inputs_embeds"]).shape[1]), with_kwargs=True)
+    with torch.no_grad():
+        cached = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=2)
+        hook.remove()
+        uncached = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                                  pad_token_id=2, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert seen[1:] == [1] * (len(seen) - 1)  # after prefill, one new token per step
+
+
+def test_prefix_tuning_says_why_it_cannot_decode_here():
+    ctx = MethodContext("decoder", "llama", "generation", "cpu")
+    from peftbench.methods.peft_methods import _transformers_renamed_cache
+
+    reason = get_method("prefix_tuning").not_applicable_reason(ctx)
+    assert (reason is not None and "cache" in reason) == _transformers_renamed_cache()
+    assert get_method("prefix_tuning").not_applicable_reason(MethodContext("decoder", "llama", "multiple_choice",
+                                                                            "cpu")) is None
