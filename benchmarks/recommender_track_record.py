@@ -18,7 +18,10 @@ from pathlib import Path
 
 EXAMPLES = [["--gpu", "16GB", "--task", "summarization"],
             ["--gpu", "8GB", "--model", "llama-3.1-8b", "--task", "summarization"],
-            ["--gpu", "80GB", "--model", "minilm", "--task", "classification"]]
+            ["--gpu", "80GB", "--model", "minilm", "--task", "classification"],
+            ["--gpu", "16GB", "--task", "classification"],
+            ["--gpu", "24GB", "--task", "translation"],
+            ["--gpu", "8GB", "--model", "llama-3.1-8b", "--task", "classification"]]
 
 
 def cold_call(args: list[str]) -> float:

@@ -36,8 +36,9 @@ class ResultStore:
                 continue  # a torn last line from a power loss; `repair` removes it before the next append
         return records
 
-    def completed_ids(self) -> set[str]:
-        return {r["run_id"] for r in self.records()}
+    def completed_ids(self, machine: str | None = None) -> set[str]:
+        """Run ids recorded (on `machine`, when given: another machine's record is not this one's measurement)."""
+        return {r["run_id"] for r in self.records() if machine is None or r.get("machine_id") == machine}
 
     def repair(self) -> None:
         if not self.path.is_file():
@@ -60,10 +61,11 @@ class ResultStore:
         finally:
             os.close(fd)
 
-    def remove(self, run_ids: Iterable[str]) -> None:
-        """Drop records (for `--force` reruns), rewriting the file atomically."""
+    def remove(self, run_ids: Iterable[str], machine: str | None = None) -> None:
+        """Drop records (for `--force` reruns; only `machine`'s, when given), rewriting the file atomically."""
         drop = set(run_ids)
-        keep = [r for r in self.records() if r["run_id"] not in drop]
+        keep = [r for r in self.records()
+                if r["run_id"] not in drop or (machine is not None and r.get("machine_id") != machine)]
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in keep))
         os.replace(tmp, self.path)
@@ -77,6 +79,9 @@ def load_table(paths: Iterable[Path]):
     from peftbench.methods.base import variant_label
 
     records = [r for path in paths for r in ResultStore(Path(path)).records()]
+    # One row per run: a rerun of the same run on another machine (a user re-measuring the committed
+    # reference runs) replaces the earlier record instead of counting as another seed.
+    records = list({r["run_id"]: r for r in records}.values())
     if not records:
         return pd.DataFrame()
     table = pd.json_normalize(records, sep=".")

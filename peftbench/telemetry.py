@@ -73,6 +73,31 @@ class CudaMemory:
                 "nvml_peak_used_bytes": self.nvml_peak}
 
 
+def machine_id() -> str:
+    """A random id for this machine (well: this cache directory), made on first use.
+
+    Resume skips only runs recorded *here*: committed reference results measured elsewhere are evidence,
+    not a reason to skip measuring this machine. A hostname would not do (containers share or rotate them).
+    """
+    import uuid
+
+    from peftbench.models.catalogue import cache_dir
+
+    path = cache_dir() / "machine-id"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        new = uuid.uuid4().hex[:16]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(new)
+            os.replace(tmp, path)
+            return path.read_text().strip()
+        except OSError:
+            return new
+
+
 def device_info(device: str, threads: int) -> dict[str, Any]:
     """The machine a run measured, including how many runs shared it (their timings interfere)."""
     import torch

@@ -101,6 +101,26 @@ def test_rerun_skips_and_force_replaces(family_run, cli):
     assert sorted(r["run_id"] for r in after) == sorted(r["run_id"] for r in records)
 
 
+def test_runs_recorded_on_another_machine_are_measured_again_here(tmp_path, cli):
+    """Committed reference results come from another machine: a fresh clone measures its own, and tables
+    show one row per run (the newer record)."""
+    argv = ["run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[bitfit]", "train.max_steps=1", "--no-progress",
+            "--results", str(tmp_path)]
+    assert cli(*argv)[0] == 0
+    runs = tmp_path / "smoke" / "runs.jsonl"
+    (record,) = read_records(runs)
+    runs.write_text(json.dumps({**record, "machine_id": "elsewhere", "seed_note": "reference"}) + "\n")
+    code, out, _ = cli(*argv)
+    assert code == 0 and "1 ok" in out and "0 already recorded" in out
+    assert [r["machine_id"] for r in read_records(runs)] == ["elsewhere", record["machine_id"]]
+    from peftbench.results import load_table
+
+    table = load_table([runs])
+    assert len(table) == 1 and "seed_note" not in table.columns  # the newer record only
+    code, out, _ = cli(*argv)
+    assert "1 already recorded on this machine" in out
+
+
 def test_results_command_exports_tidy_table(family_run, cli, tmp_path):
     import pandas as pd
 

@@ -41,7 +41,8 @@ def _summary_table(summary) -> str:
                  "note": (r.get("error") or "")[:60]} for r in summary.records]
         lines.append(pd.DataFrame(rows).to_string(index=False))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.status_counts().items())) or "nothing new"
-    lines.append(f"\n{counts}; {summary.skipped_existing} already recorded. Results: {summary.results_file}")
+    lines.append(f"\n{counts}; {summary.skipped_existing} already recorded on this machine. "
+                 f"Results: {summary.results_file}")
     return "\n".join(lines)
 
 

@@ -27,10 +27,13 @@ def run_plan(plan: Plan, results_root: Path = RESULTS_DIR, force: bool = False,
              executor: Executor | None = None, show_progress: bool = True) -> RunSummary:
     store = ResultStore.for_suite(plan.suite.name, results_root)
     store.repair()
+    from peftbench.telemetry import machine_id
+
     todo = _dedupe(plan.specs)
+    here = machine_id()  # resume skips what *this* machine recorded; committed reference runs are re-measured
     if force:
-        store.remove(s.run_id for s in todo)
-    done = store.completed_ids()
+        store.remove((s.run_id for s in todo), machine=here)
+    done = store.completed_ids(machine=here)
     pending = [s for s in todo if s.run_id not in done]
     summary = RunSummary(store.path, skipped_existing=len(todo) - len(pending))
     executor = executor or LocalExecutor(plan.timeout, plan.jobs)

@@ -43,7 +43,10 @@ class RunSpec:
 
 def base_record(spec: RunSpec) -> dict[str, Any]:
     """The identity fields every record carries, whatever its status."""
+    from peftbench.telemetry import machine_id
+
     return {
+        "machine_id": machine_id(),
         "run_id": spec.run_id, "suite": spec.suite, "task": spec.task["name"], "task_kind": spec.task["kind"],
         "model": spec.model, "method": spec.method, "hyperparameters": spec.hyperparameters,
         "train_config": spec.train, "seed": spec.seed, "scale": spec.scale,
