@@ -3,7 +3,8 @@
 For each benchmarked task, the quality model is refitted without that task (every suite holding the same
 data is left out too), the recommender picks among the configurations that ran on it, and the pick is
 scored by the task's measured mean over seeds. Regret = best measured score - the pick's score, in the
-task's metric points (accuracy or ROUGE-L). All configurations ran on the same CPU, so all are feasible.
+task's metric points (accuracy, ROUGE-L, or chrF for translation). All configurations ran on the same CPU,
+so all are feasible.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"Leave-one-task-out over {report['tasks']} tasks ({report['runs']} runs); regret in metric points "
-             "(accuracy for classification / multiple choice, ROUGE-L for generation).", "",
+             "(accuracy for classification / multiple choice, ROUGE-L for generation, chrF for translation).",
+             "",
              "| strategy | tasks | mean regret | top-1 hit | top-3 hit |", "|---|---|---|---|---|"]
     lines += [f"| {s['strategy']} | {s['tasks']} | {s['mean_regret']:.2f} | {s['top1']:.0%} | {s['top3']:.0%} |"
               for s in report["summary"]]

@@ -18,6 +18,8 @@ from typing import Any
 # One score per task kind, on the 0-100 scale the harness records. ROUGE-L for generation because the
 # published table we compare with (LoRA paper, SAMSum) reports it; accuracy where a task has one answer.
 PRIMARY_METRIC = {"classification": "accuracy", "multiple_choice": "accuracy", "generation": "rougeL"}
+# Translation tasks report BLEU and chrF only: chrF, which stays informative at the low scores small models get.
+FALLBACK_METRIC = {"generation": "chrf"}
 # A full fine-tuning score below this is too close to zero for a ratio to mean anything (a tiny model
 # that learned nothing); the ratio's denominator is floored here.
 MIN_REFERENCE_SCORE = 5.0
@@ -96,7 +98,8 @@ def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
 
 def _to_run(rec: dict[str, Any]) -> Run | None:
     kind = rec.get("task_kind")
-    score = (rec.get("metrics") or {}).get(PRIMARY_METRIC.get(kind, ""))
+    metrics = rec.get("metrics") or {}
+    score = metrics.get(PRIMARY_METRIC.get(kind, ""), metrics.get(FALLBACK_METRIC.get(kind, "")))
     if rec.get("status") != "ok" or score is None or (isinstance(score, float) and math.isnan(score)):
         return None
     hps = dict(rec.get("hyperparameters") or {})
