@@ -113,10 +113,12 @@ def test_soft_prompt_decoding_with_the_kv_cache_equals_decoding_without(name):
 
 
 def test_prefix_tuning_says_why_it_cannot_decode_here():
-    ctx = MethodContext("decoder", "llama", "generation", "cpu")
+    ctx = MethodContext("decoder", "llama", "generation", "cpu", decodes=True)
     from peftbench.methods.peft_methods import _transformers_renamed_cache
 
     reason = get_method("prefix_tuning").not_applicable_reason(ctx)
     assert (reason is not None and "cache" in reason) == _transformers_renamed_cache()
+    # Scored by logits, or only trained (the estimator): prefix tuning applies.
     assert get_method("prefix_tuning").not_applicable_reason(MethodContext("decoder", "llama", "multiple_choice",
                                                                             "cpu")) is None
+    assert get_method("prefix_tuning").not_applicable_reason(MethodContext("decoder", "llama", "generation")) is None

@@ -31,6 +31,7 @@ class MethodContext:
     model_type: str  # transformers `config.model_type`, e.g. "bert", "llama"
     task_kind: str  # classification | generation | multiple_choice
     device: str = "cpu"
+    decodes: bool = False  # the run evaluates by generating (the harness); the estimator only trains
 
     @property
     def peft_task_type(self) -> str:

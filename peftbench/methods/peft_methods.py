@@ -88,7 +88,7 @@ def _adalora_step(model: nn.Module, step: int) -> None:
 def _needs_kv_cache(ctx: MethodContext) -> str | None:
     if ctx.architecture == "encoder":
         return "prefix tuning injects past key/values, which encoder-only models do not accept"
-    if ctx.task_kind == "generation" and _transformers_renamed_cache():
+    if ctx.decodes and _transformers_renamed_cache():  # training (and so the estimator) is unaffected
         return ("peft's prefix tuning cannot decode with this transformers (its KV cache argument is now `cache`): "
                 "decoding would ignore the prefix or fail on the attention mask")
     return None

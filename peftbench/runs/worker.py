@@ -78,7 +78,8 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
     kind = TASK_KINDS[task.kind]
     method = get_method(spec.method)
     config, _, _ = load_config(spec.model, spec.trust_remote_code)
-    ctx = MethodContext(architecture_family(config), config.model_type, task.kind, spec.device)
+    ctx = MethodContext(architecture_family(config), config.model_type, task.kind, spec.device,
+                        decodes=task.kind == "generation")
     record.update(architecture=ctx.architecture, model_type=ctx.model_type, family=method.family)
     reason = method.not_applicable_reason(ctx)
     if reason:  # decided from the config alone, before any weights load
