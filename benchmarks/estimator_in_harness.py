@@ -51,8 +51,9 @@ def render(table: dict[tuple[str, str], list[tuple[str, float]]]) -> str:
                   f"{statistics.median(abs(e) for e in everything):.1f}%, "
                   f"{sum(abs(e) <= 10 for e in everything) / len(everything):.0%} within 10%, worst "
                   f"{max(everything, key=abs):+.1f}%.",
-                  "", "Where it misses: short, variable-length classification batches (rt_sentiment: snippets of "
-                  "10-60 tokens) are under-predicted by a roughly constant 30-45 MB for every PEFT method, while "
+                  "", "Where it misses: MiniLM classification with short, variable-length batches (64-token "
+                  "rt_sentiment and drug-review tasks) is under-predicted by a roughly constant 30-45 MB for every "
+                  "PEFT method (15-22% of a ~200 MB peak), while "
                   "full fine-tuning (whose peak is the optimizer step, not activations) is within 2%. Probable cause, "
                   "not yet verified: the trace models one batch of the longest length, while a real run allocates "
                   "and frees batches of every length and the heap keeps the holes, an overhead the 24 MB "
