@@ -71,6 +71,14 @@ class ResultStore:
         os.replace(tmp, self.path)
 
 
+def latest_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every record of these runs files, one per run: a rerun of the same run on another machine (a user
+    re-measuring the committed reference runs) replaces the earlier record instead of counting as another
+    seed. json only, no pandas: the recommender reads results on every call."""
+    records = [r for path in paths for r in ResultStore(Path(path)).records()]
+    return list({r["run_id"]: r for r in records}.values())
+
+
 def load_table(paths: Iterable[Path]):
     """All records as one tidy pandas DataFrame: nested fields flattened (`metrics.accuracy`, `memory.*`), and
     `config`: the method plus any non-default hyper-parameters ("lora r=16"), the unit tables compare."""
@@ -78,10 +86,7 @@ def load_table(paths: Iterable[Path]):
 
     from peftbench.methods.base import variant_label
 
-    records = [r for path in paths for r in ResultStore(Path(path)).records()]
-    # One row per run: a rerun of the same run on another machine (a user re-measuring the committed
-    # reference runs) replaces the earlier record instead of counting as another seed.
-    records = list({r["run_id"]: r for r in records}.values())
+    records = latest_records(paths)
     if not records:
         return pd.DataFrame()
     table = pd.json_normalize(records, sep=".")

@@ -84,18 +84,20 @@ def machine_id() -> str:
     from peftbench.models.catalogue import cache_dir
 
     path = cache_dir() / "machine-id"
-    try:
-        return path.read_text().strip()
-    except OSError:
+    if not path.is_file():
         new = uuid.uuid4().hex[:16]
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(new)
-            os.replace(tmp, path)
-            return path.read_text().strip()
+            os.link(tmp, path)  # atomic and never overwrites: of two first calls, one id wins for both
+        except FileExistsError:
+            pass
         except OSError:
-            return new
+            return new  # read-only cache: this process keeps its id
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def device_info(device: str, threads: int) -> dict[str, Any]:

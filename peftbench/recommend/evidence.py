@@ -7,7 +7,6 @@ importing pandas alone costs ~1.5 s on the benchmark CPU.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -82,20 +81,6 @@ def results_hash(paths: Iterable[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    records = []
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line; the store repairs it on its next append
-    return records
-
-
 def _to_run(rec: dict[str, Any]) -> Run | None:
     kind = rec.get("task_kind")
     metrics = rec.get("metrics") or {}
@@ -135,7 +120,9 @@ def attach_relative(runs: list[Run]) -> None:
 
 
 def load_evidence(paths: list[Path]) -> Evidence:
-    records = read_records(paths)
+    from peftbench.results import latest_records
+
+    records = latest_records(paths)
     runs = [run for rec in records if (run := _to_run(rec)) is not None]
     attach_relative(runs)
     failed = [r for r in records if r.get("status") not in (None, "ok")]

@@ -62,9 +62,10 @@ class LocalExecutor(Executor):
                 with lock:
                     on_event(spec, event)
 
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            running = {pool.submit(self._run_one, spec, artifacts_dir / spec.run_id, locked_event,
-                                   self.jobs): spec for spec in specs}
+        jobs = min(self.jobs, len(specs))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            running = {pool.submit(self._run_one, spec, artifacts_dir / spec.run_id, locked_event, jobs): spec
+                       for spec in specs}
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
