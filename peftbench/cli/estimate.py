@@ -64,10 +64,10 @@ def _hardware(args) -> list[str] | None:
 
 def run_estimate(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
-    if args.method == "all":  # the registry imports torch: only needed to list every method
-        from peftbench.methods import registry
+    if args.method == "all":
+        from peftbench.estimate.front_cache import shipped_methods
 
-        methods = sorted(registry())
+        methods = shipped_methods() or _registered_methods()  # the registry imports torch (~2 s)
         unknown = set(overrides) - set(methods)
         if unknown:
             raise UserError(f"override for unknown method '{sorted(unknown)[0]}' (valid: {', '.join(methods)})")
@@ -83,6 +83,12 @@ def run_estimate(args: argparse.Namespace) -> int:
     else:
         _print_table(results)
     return 0
+
+
+def _registered_methods() -> list[str]:
+    from peftbench.methods import registry
+
+    return sorted(registry())
 
 
 def _one(method: str, args, overrides: dict | None) -> dict[str, Any]:
@@ -130,6 +136,8 @@ def _print_table(results: list[dict[str, Any]]) -> None:
               "(add the CUDA context, ~0.4-0.5 GiB, for nvidia-smi); cell = fits, step time, largest batch.")
         for note in {n for r in results for n in r.get("notes", [])}:
             print("note:", note)
+        sources = sorted({r["settings"].get("answered_from", "") for r in results if "skipped" not in r})
+        print("answered from:", "; ".join(s for s in sources if s))
 
 
 def run_hardware(args: argparse.Namespace) -> int:

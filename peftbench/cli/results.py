@@ -62,7 +62,12 @@ def seed_summary(table):
         row["peak_MiB"] = round(group["memory.peak_rss_train_bytes"].mean() / 2**20)
         rows.append(row)
     not_ok = table[table["status"] != "ok"]
-    for _, rec in not_ok.iterrows():
-        rows.append({"task": rec["task"], "method": rec["method"], "seeds": 0,
-                     "status": f"{rec['status']}: {str(rec.get('error', ''))[:50]}"})
+    if "error" not in not_ok:
+        not_ok = not_ok.assign(error="")
+    # One row per task x configuration x outcome, with the seeds it happened for (a skip repeats per seed).
+    for (task, config, status, error), group in not_ok.fillna({"error": ""}).groupby(
+            ["task", "config", "status", "error"], sort=True):
+        seeds = ",".join(str(int(s)) for s in sorted(group["seed"]))
+        rows.append({"task": task, "method": config, "seeds": 0,
+                     "status": f"{status} (seeds {seeds}): {str(error)[:50]}"})
     return pd.DataFrame(rows).set_index(["task", "method"]).astype(object).fillna("")

@@ -63,6 +63,9 @@ def estimate(model: str, method: str, *, overrides: dict | None = None, task_kin
     cached = front_load(model, method, kwargs)
     if cached is not None:
         return Estimate(**cached)
+    fitted = _from_shape_fit(model, method, kwargs)
+    if fitted is not None:
+        return fitted
     result = estimate_config(load_any_config(model), model, method, **kwargs)
     front_store(model, method, kwargs, result.to_dict())
     return result
@@ -73,7 +76,7 @@ def estimate_config(config, label: str, method: str, *, overrides: dict | None =
                     optimizer: str = "adamw", gradient_checkpointing: bool = False,
                     hardware: list[str] | None = None, num_labels: int = 2) -> Estimate:
     """`estimate` for a config object already in hand (benchmarks use it to adjust a preset)."""
-    from peftbench.estimate.core import device_memory, traced
+    from peftbench.estimate.core import traced
     from peftbench.estimate.trace import Shape
     from peftbench.hardware import resolve
     from peftbench.methods import get_method
@@ -86,12 +89,47 @@ def estimate_config(config, label: str, method: str, *, overrides: dict | None =
         shape = Shape(batch_size, seq_len, dtype, mixed_precision, optimizer, gradient_checkpointing,
                       device=kind, num_labels=num_labels)
         traces[kind] = traced(config, m, hp, task_kind, shape)
+    return _compose(label, method, hp, traces, profiles, [QLORA_NOTE] if m.quantize_4bit else [], "trace",
+                    task_kind=task_kind, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
+                    mixed_precision=mixed_precision, optimizer=optimizer,
+                    gradient_checkpointing=gradient_checkpointing)
+
+
+def _from_shape_fit(model: str, method: str, kwargs: dict[str, Any]) -> Estimate | None:
+    """The answer from a shipped shape fit (no torch import), or None where none covers this call."""
+    from peftbench.errors import MethodNotApplicable
+    from peftbench.estimate.front_cache import load_fit
+    from peftbench.estimate.shape_fit import evaluate
+    from peftbench.hardware import resolve
+
+    if "cpu" in [h.lower() for h in kwargs.get("hardware") or []]:
+        return None
+    entry = load_fit(model, method, kwargs, "cuda")
+    if entry is None:
+        return None
+    if "not_applicable" in entry:
+        raise MethodNotApplicable(entry["not_applicable"])
+    shortest, longest = entry["seq_range"] or (1, 0)
+    if not shortest <= kwargs["seq_len"] <= longest:
+        return None
+    trace = evaluate(entry["fit"], kwargs["batch_size"], kwargs["seq_len"])
+    source = f"shape fit (checked against traces at {len(entry['checked'])} shapes, max error " \
+             f"{entry['max_error']:.3%})"
+    settings = {k: kwargs[k] for k in ("task_kind", "batch_size", "seq_len", "dtype", "mixed_precision",
+                                       "optimizer", "gradient_checkpointing")}
+    return _compose(model, method, entry["hyperparameters"], {"cuda": trace}, resolve(kwargs["hardware"]),
+                    entry["extra_notes"], source, **settings)
+
+
+def _compose(label: str, method: str, hp: dict[str, Any], traces: dict[str, dict], profiles: dict[str, Any],
+             extra_notes: list[str], source: str, *, task_kind: str, batch_size: int, seq_len: int, dtype: str,
+             mixed_precision: str | None, optimizer: str, gradient_checkpointing: bool) -> Estimate:
+    from peftbench.estimate.core import device_memory
+
     main_kind = "cuda" if "cuda" in traces else "cpu"
     trace = traces[main_kind]
     memory = device_memory(trace, main_kind)
-    notes = list(trace.get("notes", []))
-    if m.quantize_4bit:
-        notes.append(QLORA_NOTE)
+    notes = list(trace.get("notes", [])) + list(extra_notes)
     return Estimate(
         model=label, method=method, trainable_params=trace["trainable_params"],
         total_params=trace["total_params"], peak_bytes=memory["peak_bytes"], breakdown=memory["breakdown"],
@@ -101,7 +139,8 @@ def estimate_config(config, label: str, method: str, *, overrides: dict | None =
         settings={"task_kind": task_kind, "batch_size": batch_size, "seq_len": seq_len, "dtype": dtype,
                   "mixed_precision": mixed_precision, "optimizer": optimizer,
                   "gradient_checkpointing": gradient_checkpointing, "hyperparameters": hp,
-                  "layers": trace["depth"]["layers"], "traced_layers": trace["depth"]["traced"]},
+                  "layers": trace["depth"]["layers"], "traced_layers": trace["depth"]["traced"],
+                  "answered_from": source},
         peak_phase=memory["peak_phase"], notes=notes,
     )
 

@@ -17,6 +17,7 @@ import torch
 
 from peftbench.estimate.build import DTYPES, build_meta, materialise_fake
 from peftbench.estimate.tracer import Tracker
+from peftbench.estimate.tracer_math import CATEGORIES, candidates
 
 PHASES = ("forward", "backward", "optimizer")
 
@@ -39,12 +40,14 @@ class Shape:
 class TraceResult:
     trainable_params: int
     total_params: int
-    phases: dict[str, dict[str, int]]  # phase -> {category: bytes, "peak": bytes}
+    # phase -> {category: bytes, "peak": bytes, "candidates": {tokens: {category: bytes}}}
+    phases: dict[str, dict[str, Any]]
     flops: dict[str, float]
     matmul_bytes: float
     other_bytes: float
     kernels: int
     notes: list[str] = field(default_factory=list)
+    events: dict[str, Any] | None = None  # phase -> `Tracker.events` array, when asked for (`shape_fit`)
 
 
 def make_inputs(model, config, task_kind: str, shape: Shape) -> dict[str, torch.Tensor]:
@@ -84,7 +87,8 @@ def eight_bit_states(params: list[torch.Tensor]) -> int:
     return total
 
 
-def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, shape: Shape) -> TraceResult:
+def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, shape: Shape,
+               keep_events: bool = False) -> TraceResult:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from peftbench.errors import MethodNotApplicable
@@ -120,20 +124,25 @@ def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, 
         if method.step_hook is not None:
             notes.extend(_step_hook(method, model))
         optimizer.zero_grad(set_to_none=True)
-    phases = {p: {**tracker.breakdown(p), "peak": tracker.peaks[p].bytes} for p in PHASES if p in tracker.peaks}
+    events = {p: tracker.events(p) for p in PHASES if p in tracker.peaks}
+    phases = {p: {**tracker.breakdown(p), "peak": tracker.peaks[p].bytes} for p in events}
     if shape.device == "cpu":
-        unread = unread_mapped_bytes(tracker, checkpoint_dtype(config))
-        for b in phases.values():
-            b["weights"] -= unread
-            b["peak"] -= unread
+        _shift(phases, events, "weights", -unread_mapped_bytes(tracker, checkpoint_dtype(config)))
     if shape.optimizer == "adamw8bit":
-        extra = eight_bit_states(params)
-        for b in phases.values():
-            b["optimizer_states"] += extra
-            b["peak"] += extra
+        _shift(phases, events, "optimizer_states", eight_bit_states(params))
+    for p, numbers in phases.items():
+        numbers["candidates"] = candidates(events[p], shape.batch_size * shape.seq_len)
     cost = tracker.cost
     return TraceResult(trainable, total, phases, dict(cost.flops), cost.matmul_bytes, cost.other_bytes,
-                       cost.kernels, notes)
+                       cost.kernels, notes, events if keep_events else None)
+
+
+def _shift(phases: dict[str, dict[str, Any]], events: dict[str, Any], category: str, delta: int) -> None:
+    """Add bytes the trace cannot see to one category, at each phase's peak and after every op."""
+    for p, numbers in phases.items():
+        numbers[category] += delta
+        numbers["peak"] += delta
+        events[p][:, CATEGORIES.index(category)] += delta
 
 
 PAGE = 4096

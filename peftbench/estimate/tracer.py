@@ -23,9 +23,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
+from peftbench.estimate.tracer_math import CATEGORIES
+
 LOW_INTENSITY = 16  # FLOPs per byte below which a matmul is timed as memory-bound
 ALIGN = 512  # CUDA caching allocator block granularity
-CATEGORIES = ("weights", "gradients", "optimizer_states", "activations", "temporaries")
+
 _MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_scaled_dot_product_flash_attention_for_cpu",
                "_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_mm", "convolution_backward"}
 # Ops that only re-label memory: no kernel launch, no traffic.
@@ -75,6 +77,10 @@ class Tracker(TorchDispatchMode):
         self.dense_use: set[int] = set()
         self.lookup_rows: dict[int, int] = defaultdict(int)
         self.lookup_table: dict[int, tuple[int, torch.dtype]] = {}  # uid -> (bytes per row, dtype)
+        # Every allocation (+bytes) and free (-bytes) in order, and after each op (phase, log length):
+        # replayed once categories are known, to find the peak event for other token counts.
+        self._log: list[tuple[int, int]] = []
+        self._marks: list[tuple[str, int]] = []
 
     # ---- storage bookkeeping -------------------------------------------------------------------------
     def uid_of(self, tensor: torch.Tensor) -> int:
@@ -89,10 +95,12 @@ class Tracker(TorchDispatchMode):
         self._by_storage[id(storage)] = uid
         self._refs[uid] = weakref.ref(storage, lambda _r, u=uid: self._free(u))
         self.live += nbytes
+        self._log.append((uid, nbytes))
         return uid
 
     def _free(self, uid: int) -> None:
         self.live -= self.size[uid]
+        self._log.append((uid, -self.size[uid]))
         del self._refs[uid]
 
     def mark(self, tensors, category: str) -> None:
@@ -103,6 +111,7 @@ class Tracker(TorchDispatchMode):
                 self.category.setdefault(uid, category)
 
     def _note_peak(self) -> None:
+        self._marks.append((self.phase, len(self._log)))
         peak = self.peaks.setdefault(self.phase, PhasePeak())
         if self.live > peak.bytes:
             peak.bytes = self.live
@@ -118,6 +127,20 @@ class Tracker(TorchDispatchMode):
         for uid, nbytes in self.peaks[phase].live.items():
             out[self.category.get(uid, "temporaries")] += nbytes
         return out
+
+    def events(self, phase: str):
+        """Live bytes per category (columns in CATEGORIES order) after each op of `phase`, as an int64
+        array: the same rows, op for op, for any shape of one model and method."""
+        import numpy as np
+
+        marks = [end for p, end in self._marks if p == phase]
+        column = {c: i for i, c in enumerate(CATEGORIES)}
+        uids, deltas = np.array(self._log or [(0, 0)], dtype=np.int64).T
+        cats = np.array([column[self.category.get(u, "temporaries")] for u in uids.tolist()])
+        per_cat = np.zeros((len(deltas), len(CATEGORIES)), dtype=np.int64)
+        per_cat[np.arange(len(deltas)), cats] = deltas
+        return np.vstack([np.zeros((1, len(CATEGORIES)), dtype=np.int64), np.cumsum(per_cat, axis=0)])[marks]
+
 
     # ---- dispatch ------------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):

@@ -25,6 +25,8 @@ def _peft_applier(config_name: str, **fixed: Any):
         merged = {**fixed, **kwargs}
         if "target_modules" in config_cls.__dataclass_fields__ and merged.get("target_modules") is None:
             merged["target_modules"] = default_target_modules(config_name, model, ctx)
+        if config_name == "IA3Config" and merged.get("feedforward_modules") is None:
+            merged["feedforward_modules"] = _FALLBACK_IA3.get(ctx.model_type, (None, None))[1]
         config = config_cls(task_type=ctx.peft_task_type, **merged)
         wrapped = peft.get_peft_model(model, config)
         if config_name in ("PromptTuningConfig", "PromptEncoderConfig") and hasattr(
@@ -66,13 +68,30 @@ def bridge_renamed_generation_cache(model: nn.Module) -> None:
     model.prepare_inputs_for_generation = prepare
 
 
-def default_target_modules(config_name: str, model: nn.Module, ctx: MethodContext) -> list[str] | str | None:
-    """peft's own per-architecture defaults, with fallbacks for architectures its tables omit."""
-    if config_name == "LNTuningConfig":
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING as table
+# Architectures that peft 0.21's per-method tables omit, targeted the way peft targets their relatives:
+# Phi-3 fuses q/k/v into `qkv_proj` (LoRA's q/v default becomes the fused projection) and IA3 rescales it
+# and the feed-forward output.
+_FALLBACK_TARGETS = {"phi3": ["qkv_proj"]}
+_FALLBACK_IA3 = {"phi3": (["qkv_proj", "down_proj"], ["down_proj"])}
+_TABLES = {"LoraConfig": "LORA", "AdaLoraConfig": "ADALORA", "LoHaConfig": "LOHA", "LoKrConfig": "LOKR",
+           "VeraConfig": "VERA", "OFTConfig": "OFT", "BOFTConfig": "BOFT", "IA3Config": "IA3"}
 
-        return table.get(ctx.model_type) or norm_module_suffixes(model)
-    return None  # peft resolves q/v-style defaults itself and raises for unknown architectures
+
+def default_target_modules(config_name: str, model: nn.Module, ctx: MethodContext) -> list[str] | str | None:
+    """peft's own per-architecture defaults (None: peft picks them), with fallbacks where its tables omit
+    the architecture: LoRA's table (AdaLoRA's lacks Mistral), then `_FALLBACK_TARGETS`."""
+    from peft.utils import constants
+
+    if config_name == "LNTuningConfig":
+        return constants.TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING.get(ctx.model_type) \
+            or norm_module_suffixes(model)
+    table = getattr(constants, f"TRANSFORMERS_MODELS_TO_{_TABLES.get(config_name, 'LORA')}_TARGET_MODULES_MAPPING", {})
+    if ctx.model_type in table:
+        return None
+    if config_name == "IA3Config":
+        return _FALLBACK_IA3.get(ctx.model_type, (None, None))[0]
+    lora = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    return lora.get(ctx.model_type) or _FALLBACK_TARGETS.get(ctx.model_type)
 
 
 def norm_module_suffixes(model: nn.Module) -> list[str]:

@@ -99,13 +99,8 @@ class CostModel:
         return entry
 
     def _compute(self, model: str, method: str, overrides: dict[str, Any], batch: int, ckpt: bool) -> dict:
-        import logging
         import warnings
 
-        import torch._subclasses.fake_tensor  # noqa: F401  (configure its logger after torch sets it up)
-
-        # torch logs a traceback for a failed fake-tensor op even when the caller handles the error.
-        logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
         from peftbench.errors import MethodNotApplicable
         from peftbench.estimate import estimate
 

@@ -42,6 +42,12 @@ class BottleneckAdapter(nn.Module):
             nn.init.zeros_(self.adapter_up.weight)
             nn.init.zeros_(self.adapter_up.bias)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        # Models read the wrapped projection's weight (T5's feed-forward casts to `wo.weight.dtype`), as
+        # they do through peft's layers, which expose their base layer's weight the same way.
+        return self.base_layer.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.base_layer(x)
         return hidden + self.adapter_up(self.act(self.adapter_down(hidden)))

@@ -1,0 +1,107 @@
+"""Build the shape fits shipped in `data/shape_fits.json.gz`, so that `estimate` answers the presets at any
+batch size and sequence length without importing torch (see `shape_fit` and `front_cache`).
+
+    python -m peftbench.estimate.ship_fits [--models a,b] [--methods x,y] [--checkpointing] [--jobs N]
+
+Each setting traces 7 shapes (4 anchors, 3 checks) at two depths, ~10-20 s per setting on this CPU. The
+file is rewritten after every setting, so an interrupted build resumes where it stopped.
+Fits made by other estimator code or library versions are dropped: their keys no longer match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from peftbench.estimate.front_cache import SHIPPED_FITS, code_hash, fit_key
+
+# The decoder LLMs people ask "will it fit?" about, largest first. Encoder-decoders and small models are
+# traced whole (more ops, ~3x the build time per setting) and are cheap to trace when asked.
+DEFAULT_MODELS = ("llama-3.1-8b", "mistral-7b", "qwen2.5-7b", "phi-3-mini", "llama-3.2-3b", "gemma-2-2b",
+                  "qwen2.5-1.5b", "llama-3.2-1b", "qwen2.5-0.5b")
+SETTING = {"overrides": None, "task_kind": "generation", "dtype": "bf16", "mixed_precision": None,
+           "optimizer": "adamw", "num_labels": 2}
+
+
+def _entry(model: str, method: str, checkpointing: bool) -> dict[str, Any]:
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    from peftbench.errors import MethodNotApplicable
+    from peftbench.estimate import shape_fit
+    from peftbench.estimate.api import QLORA_NOTE
+    from peftbench.estimate.configs import load_any_config
+    from peftbench.estimate.trace import Shape
+    from peftbench.methods import get_method
+
+    m = get_method(method)
+    hp = m.hyperparameters(None)
+    shape = Shape(1, 1, SETTING["dtype"], SETTING["mixed_precision"], SETTING["optimizer"], checkpointing,
+                  device="cuda", num_labels=SETTING["num_labels"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            built = shape_fit.build(load_any_config(model), m, hp, SETTING["task_kind"], shape)
+    except MethodNotApplicable as exc:
+        return {"not_applicable": str(exc)}
+    except Exception as exc:  # noqa: BLE001  one setting's failure must not stop the build; the tracing
+        # path reports the same error to whoever asks for that setting
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+    return {**built, "hyperparameters": hp, "extra_notes": [QLORA_NOTE] if m.quantize_4bit else []}
+
+
+def _write(store: dict[str, Any]) -> None:
+    SHIPPED_FITS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = SHIPPED_FITS.with_suffix(".tmp")
+    # mtime=0: the same fits give the same bytes, so an unchanged rebuild leaves git clean
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(json.dumps(store, sort_keys=True, separators=(",", ":")).encode())
+    tmp.replace(SHIPPED_FITS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    from peftbench.estimate.front_cache import shipped_fits
+    from peftbench.methods import registry
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    parser.add_argument("--methods", default=",".join(sorted(registry())))
+    parser.add_argument("--checkpointing", action="store_true", help="also with gradient checkpointing")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    current = shipped_fits()
+    store = {"code_hash": code_hash(), "methods": sorted(registry()),
+             "fits": current.get("fits", {}) if current.get("code_hash") == code_hash() else {}}
+    todo = []
+    for model in args.models.split(","):
+        for method in args.methods.split(","):
+            for ckpt in (False, True) if args.checkpointing else (False,):
+                key = fit_key(model, method, {**SETTING, "gradient_checkpointing": ckpt}, "cuda")
+                if key not in store["fits"]:
+                    todo.append((key, model, method, ckpt))
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(_entry, model, method, ckpt): (key, model, method) for key, model, method, ckpt in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="shape fits", unit="setting"):
+            key, model, method = futures[future]
+            entry = future.result()
+            if "error" in entry:
+                tqdm.write(f"{model} {method}: not shipped, the estimator failed ({entry['error']})")
+                continue
+            if entry.get("seq_range", True) is None:
+                tqdm.write(f"{model} {method}: not shipped, the fit missed a check {entry['checked']}")
+                continue
+            store["fits"][key] = {"model": model, "method": method, **entry}
+            _write(store)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
