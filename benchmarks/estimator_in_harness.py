@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from peftbench.results import ResultStore, suite_result_files
+from peftbench.results import latest_records, suite_result_files
 
 OUT = Path(__file__).with_name("estimator_in_harness.md")
 
@@ -20,15 +20,14 @@ OUT = Path(__file__).with_name("estimator_in_harness.md")
 def errors() -> dict[tuple[str, str], list[tuple[str, float]]]:
     """(suite, task) -> [(method, signed error %)] for ok runs with a prediction."""
     out: dict[tuple[str, str], list[tuple[str, float]]] = {}
-    for path in suite_result_files():
-        for rec in ResultStore(path).records():
-            memory, prediction = rec.get("memory") or {}, rec.get("prediction") or {}
-            predicted, peak = prediction.get("peak_bytes"), memory.get("peak_rss_train_bytes")
-            base = memory.get("rss_before_load_bytes")
-            if rec.get("status") != "ok" or not (predicted and peak and base) or peak <= base:
-                continue
-            error = 100 * (predicted / (peak - base) - 1)
-            out.setdefault((rec["suite"], rec["task"]), []).append((rec["method"], error))
+    for rec in latest_records(suite_result_files()):  # a run re-measured elsewhere counts once, as in tables
+        memory, prediction = rec.get("memory") or {}, rec.get("prediction") or {}
+        predicted, peak = prediction.get("peak_bytes"), memory.get("peak_rss_train_bytes")
+        base = memory.get("rss_before_load_bytes")
+        if rec.get("status") != "ok" or not (predicted and peak and base) or peak <= base:
+            continue
+        error = 100 * (predicted / (peak - base) - 1)
+        out.setdefault((rec["suite"], rec["task"]), []).append((rec["method"], error))
     return out
 
 
