@@ -33,8 +33,18 @@ def _real_counts(model: str, method: str, task_kind: str) -> tuple[int, int]:
 @pytest.mark.parametrize("method", ["lora", "dora", "ia3", "prompt_tuning", "adalora", "loha", "full", "bitfit",
                                     "adapter", "vera"])
 def test_trainable_counts_equal_the_real_wrapped_minilm(method):
-    e = estimate("minilm", method, task_kind="classification", **SMALL)
+    # The real model is wrapped on the CPU, so the estimate is asked for the CPU (see the AdaLoRA test below)
+    e = estimate("minilm", method, task_kind="classification", **{**SMALL, "hardware": ["cpu"]})
     assert (e.trainable_params, e.total_params) == _real_counts("minilm", method, "classification")
+
+
+def test_adalora_on_cuda_also_trains_ranknum_as_peft_does_there():
+    # peft re-registers AdaLoRA's `ranknum` as a new, trainable Parameter when it moves it to a CUDA base
+    # layer (seen on an H100: 32 more trainable parameters on Llama-3.2-1B); on a CPU base it stays frozen.
+    on_cpu = estimate("minilm", "adalora", task_kind="classification", **{**SMALL, "hardware": ["cpu"]})
+    on_cuda = estimate("minilm", "adalora", task_kind="classification", **SMALL)
+    targets = 2 * 6  # query and value in each of MiniLM's 6 layers
+    assert on_cuda.trainable_params == on_cpu.trainable_params + targets
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "prefix_tuning"])

@@ -25,7 +25,8 @@ def _synthetic_trace(b: int, s: int) -> SimpleNamespace:
     early = [1000, 0, 2000, 10 * tokens + b * s * s // 8, 3 * tokens]
     return SimpleNamespace(trainable_params=500, total_params=1000, kernels=40, notes=["n"],
                            flops={"bfloat16": 6.0 * tokens * 1000 + 4.0 * b * s * s}, matmul_bytes=2.0 * tokens,
-                           other_bytes=5.0 * tokens + 7, events={"backward": np.array([early, late])})
+                           other_bytes=5.0 * tokens + 7, logits_bytes=4 * 32000 * tokens,
+                           events={"backward": np.array([early, late])})
 
 
 def _peak(b: int, s: int) -> list[int]:
@@ -40,6 +41,7 @@ def test_fit_is_exact_on_polynomial_traces_and_follows_the_moving_peak():
         assert got["flops"]["bfloat16"] == pytest.approx(want.flops["bfloat16"])
         assert got["other_bytes"] == pytest.approx(want.other_bytes)
         assert got["kernels"] == 40 and got["total_params"] == 1000 and got["notes"] == ["n"]
+        assert got["logits_bytes"] == want.logits_bytes
         assert [got["phases"]["backward"][c] for c in CATEGORIES] == _peak(b, s)
     # Every anchor peaks late in backward, yet a long batch peaks early: the fit keeps both ops.
     assert all(_peak(*a)[1] for a in shape_fit.ANCHORS)

@@ -63,35 +63,50 @@ def model_class(config, task_kind: str):
     return tf.AutoModelForSeq2SeqLM if family == "encoder-decoder" else tf.AutoModelForCausalLM
 
 
-def build_meta(config, method, hyperparameters: dict[str, Any], task_kind: str, dtype: str,
-               num_labels: int = 2, total_steps: int = 1000) -> nn.Module:
-    """The wrapped model on the meta device, exactly as the harness would wrap real weights."""
+def build_wrapped(config, method, hyperparameters: dict[str, Any], task_kind: str, dtype: str,
+                  num_labels: int = 2, total_steps: int = 1000, device: str = "meta",
+                  runs_on: str = "cpu") -> nn.Module:
+    """The wrapped model, exactly as the harness would wrap real weights.
+
+    On "meta" (the estimator) it costs no memory; on a real device (benchmarks/gpu_validation.py) the
+    weights are randomly initialised there, so a preset can be measured without downloading weights.
+    `runs_on` is the device kind the prediction is for, where peft's wrapping differs by device.
+    """
     from peftbench.methods import MethodContext, get_method
 
+    if method.quantize_4bit and device != "meta":
+        raise MethodNotApplicable("QLoRA on a real device needs the quantised checkpoint path (bitsandbytes)")
     config = copy.deepcopy(config)
     if task_kind == "classification":
         config.num_labels = num_labels
         if getattr(config, "pad_token_id", None) is None:  # decoders classify the last non-pad token
             config.pad_token_id = getattr(config, "eos_token_id", 0) or 0
+        if getattr(config, "problem_type", None) is None:
+            # What transformers infers from integer labels anyway; DeBERTa's own default path indexes the
+            # labels with nonzero(), whose output shape fake tensors cannot know.
+            config.problem_type = "single_label_classification"
     if architecture_family(config) == "encoder-decoder" and getattr(config, "decoder_start_token_id", None) is None:
         config.decoder_start_token_id = config.pad_token_id or 0  # hand-written T5 configs lack it
-    with torch.device("meta"):
+    with torch.device(device):
         model = model_class(config, task_kind).from_config(config, dtype=DTYPES[dtype])
     if method.quantize_4bit:
         from peftbench.estimate.qlora import upcast_non_linear
 
         upcast_non_linear(model)
     ctx = MethodContext(architecture=architecture_family(config), model_type=config.model_type,
-                        task_kind=task_kind, device="cpu")
+                        task_kind=task_kind, device="cpu" if device == "meta" else device)
     hp = dict(hyperparameters)
     if "total_step" in hp and hp["total_step"] is None:
         hp["total_step"] = total_steps
     # QLoRA's own check demands CUDA + bitsandbytes; its wrapping is LoRA's, on an emulated 4-bit base.
     applier = get_method("lora") if method.quantize_4bit else method
     model = applier.apply(model, hp, ctx)
-    if method.name == "adalora":
+    if method.name == "adalora" and device == "meta" and runs_on == "cpu":
+        # peft moves AdaLoRA's `ranknum` to the base layer's device by re-registering it as a new, trainable
+        # Parameter: on a CUDA (or meta) base it trains, on a CPU base it stays frozen. Measured on an H100
+        # (Llama-3.2-1B): peft counts 32 more trainable parameters, and autograd keeps each adapter's output.
         for name, param in model.named_parameters():
-            if "ranknum" in name:  # built on meta it comes out trainable; on real weights it is not
+            if "ranknum" in name:
                 param.requires_grad_(False)
     if method.quantize_4bit:
         from peftbench.estimate.qlora import quantize_base_linears

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the trace module imports torch; this module must stay cheap to import
     from peftbench.estimate.trace import Shape
 
-TRACE_VERSION = 8  # bump when the traced step or the accounting changes: invalidates cached traces
+TRACE_VERSION = 10  # bump when the traced step or the accounting changes: invalidates cached traces
 EXACT_UP_TO = 6  # layers: shallower models are traced whole
 CPU_OVERHEAD_BYTES = 24_000_000  # RSS beyond tensors: libtorch code pages a step
 # faults in (~22-23 MB in smaps), calibrated in benchmarks/estimator_accuracy.md
@@ -101,8 +101,11 @@ def _raise_to_candidates(numbers: dict[str, Any]) -> None:
     peak mixes them and can fall short of a real event: take the largest extrapolated candidate instead
     (measured: Llama-3.1-8B full fine-tune at 4 × 384, backward 60.5 GB extrapolated vs 64.3 GB traced
     at full depth; with the candidates, 64.3 GB)."""
-    candidates = numbers.get("candidates") or {}
-    best = max(candidates.values(), key=lambda c: sum(c.values()), default=None)
+    # A candidate whose events at the two traced depths are not the same event extrapolates to nonsense,
+    # such as negative gradients (BERT-base full at 32 x 128: 3.31 GiB, gradients -0.59 GiB, against
+    # 1.85 GiB traced at full depth): a real event has no negative bytes in any category.
+    candidates = [c for c in (numbers.get("candidates") or {}).values() if min(c.values(), default=0) >= 0]
+    best = max(candidates, key=lambda c: sum(c.values()), default=None)
     if best is not None and sum(best.values()) > numbers["peak"]:
         numbers.update(best)
         numbers["peak"] = sum(best.values())
@@ -130,41 +133,50 @@ def _linear(lo: Any, hi: Any, steps: float) -> Any:
 def device_memory(trace: dict, kind: str) -> dict[str, Any]:
     """Peak bytes as the device's allocator sees it, the phase where it happens and its breakdown.
 
-    CUDA: max_memory_reserved-like: the traced allocations at the peak phase, plus the caching
-    allocator's fragmentation and cuBLAS workspace (the CUDA context is not in the allocator and is added
-    by `fits`). CPU: the resident-set increase, traced tensors plus a calibrated runtime overhead.
+    CUDA: max_memory_reserved-like: the traced allocations at the peak phase (what torch counts as
+    allocated, cuBLAS's workspaces included), plus what the caching allocator reserves beyond them:
+    a share of the peak and a share of the fp32 logits, the step's largest single block, which often
+    cannot reuse freed blocks (fitted on an H100, benchmarks/estimator_accuracy_gpu.md). The CUDA
+    context is not in the allocator and is added by `fits`. CPU: the resident-set increase, traced
+    tensors plus a calibrated runtime overhead.
     """
-    from peftbench.hardware import allocator
-
     phase, numbers = max(trace["phases"].items(), key=lambda kv: kv[1]["peak"])
     breakdown = {k: int(v) for k, v in numbers.items() if k not in ("peak", "candidates")}
-    if kind == "cuda":
-        alloc = allocator()
-        breakdown["overhead"] = int(numbers["peak"] * alloc["fragmentation"] + alloc["cublas_workspace_bytes"])
-    else:
-        breakdown["overhead"] = CPU_OVERHEAD_BYTES
+    breakdown["overhead"] = _reserved_beyond(trace, numbers["peak"], 1.0) if kind == "cuda" else CPU_OVERHEAD_BYTES
     return {"peak_bytes": sum(breakdown.values()), "peak_phase": phase, "breakdown": breakdown}
+
+
+def _reserved_beyond(trace: dict, peak: float, scale: float) -> int:
+    """CUDA bytes beyond the traced peak, with activations and logits scaled by `scale` (`max_scale`)."""
+    from peftbench.hardware import allocator
+
+    alloc = allocator()
+    return int(peak * alloc["fragmentation"] + trace.get("logits_bytes", 0) * scale * alloc["logits_factor"]
+               + alloc["cublas_workspace_bytes"])
 
 
 def max_scale(trace: dict, kind: str, budget: int) -> float:
     """Largest factor on the batch (or, linearly, the sequence) that keeps the peak within `budget`.
 
-    Saved activations and forward/backward temporaries scale with the number of tokens; weights,
-    gradients, optimizer states and the optimizer step's temporaries do not.
+    Saved activations and forward/backward temporaries scale with the number of tokens, as do the
+    logits; weights, gradients, optimizer states and the optimizer step's temporaries do not.
     """
     from peftbench.hardware import allocator
 
-    frag = allocator()["fragmentation"] if kind == "cuda" else 0.0
-    fixed_extra = allocator()["cublas_workspace_bytes"] if kind == "cuda" else CPU_OVERHEAD_BYTES
+    alloc = allocator()
+    frag = alloc["fragmentation"] if kind == "cuda" else 0.0
+    fixed_extra = alloc["cublas_workspace_bytes"] if kind == "cuda" else CPU_OVERHEAD_BYTES
+    per_scale_extra = trace.get("logits_bytes", 0) * alloc["logits_factor"] if kind == "cuda" else 0.0
     best = float("inf")
     for phase, n in trace["phases"].items():
         variable = n["activations"] + n["temporaries"] if phase != "optimizer" else 0
         fixed = n["peak"] - variable
-        room = budget / (1 + frag) - fixed_extra - fixed
+        room = budget - fixed_extra - fixed * (1 + frag)
         if room < 0:
             return 0.0
-        if variable > 0:
-            best = min(best, room / variable)
+        growth = variable * (1 + frag) + per_scale_extra
+        if growth > 0:
+            best = min(best, room / growth)
     return best
 
 

@@ -31,7 +31,7 @@ CHECKS = ((16, 64), (1, 1024), (2, 8192))
 # FLOPs of a LoRA step on GPT-2 at 16 x 64); the roofline's own error is far larger.
 MEMORY_TOLERANCE = 0.01
 FLOPS_TOLERANCE = 0.03
-_SCALARS = ("matmul_bytes", "other_bytes", "kernels")
+_SCALARS = ("matmul_bytes", "other_bytes", "kernels", "logits_bytes")
 
 
 class ShapeDependentTrace(Exception):
@@ -103,7 +103,7 @@ def _depth_trace(fitted: dict[str, Any], b: int, s: int) -> dict[str, Any]:
                              "notes": list(fitted["notes"]), "phases": {},
                              "flops": {dt: max(0.0, _value(c, b, s)) for dt, c in fitted["flops"].items()}}
     for name in _SCALARS:
-        trace[name] = max(0, round(_value(fitted[name], b, s))) if name == "kernels" \
+        trace[name] = max(0, round(_value(fitted[name], b, s))) if name in ("kernels", "logits_bytes") \
             else max(0.0, _value(fitted[name], b, s))
     fixed_cols = [CATEGORIES.index(c) for c in FIXED]
     for phase, ops in fitted["phases"].items():

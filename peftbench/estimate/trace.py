@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from peftbench.estimate.build import DTYPES, build_meta, materialise_fake
+from peftbench.estimate.build import DTYPES, build_wrapped, materialise_fake
+from peftbench.estimate.cuda_kernels import as_on_cuda
 from peftbench.estimate.tracer import Tracker
 from peftbench.estimate.tracer_math import CATEGORIES, candidates
 
@@ -46,6 +47,7 @@ class TraceResult:
     matmul_bytes: float
     other_bytes: float
     kernels: int
+    logits_bytes: int = 0  # fp32 logits of a language-model head: see `logits_bytes`
     notes: list[str] = field(default_factory=list)
     events: dict[str, Any] | None = None  # phase -> `Tracker.events` array, when asked for (`shape_fit`)
 
@@ -100,8 +102,9 @@ def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, 
         # ("tensor a (L) must match tensor b (L + virtual tokens)"), checked on SmolLM2 with transformers 5.
         raise MethodNotApplicable("prefix tuning cannot train with gradient checkpointing: transformers' "
                                   "checkpointed layers drop the past key/values that hold the virtual tokens")
-    model = build_meta(config, method, hyperparameters, task_kind,
-                       "fp32" if shape.mixed_precision else shape.dtype, shape.num_labels)
+    model = build_wrapped(config, method, hyperparameters, task_kind,
+                         "fp32" if shape.mixed_precision else shape.dtype, shape.num_labels,
+                          runs_on=shape.device)
     trainable, total = count_parameters(model)
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     materialise_fake(model, fake_mode)
@@ -111,7 +114,8 @@ def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, 
     params = [p for p in model.parameters() if p.requires_grad]
     tracker = Tracker()
     notes: list[str] = []
-    with fake_mode, tracker:
+    on_device = as_on_cuda() if shape.device == "cuda" else contextlib.nullcontext()
+    with fake_mode, tracker, on_device:
         tracker.mark(list(model.parameters()) + list(model.buffers()), "weights")
         optimizer = make_optimizer(params, shape)
         _warm_optimizer(optimizer, params, tracker)
@@ -134,7 +138,16 @@ def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, 
         numbers["candidates"] = candidates(events[p], shape.batch_size * shape.seq_len)
     cost = tracker.cost
     return TraceResult(trainable, total, phases, dict(cost.flops), cost.matmul_bytes, cost.other_bytes,
-                       cost.kernels, notes, events if keep_events else None)
+                       cost.kernels, logits_bytes(config, task_kind, shape), notes, events if keep_events else None)
+
+
+def logits_bytes(config, task_kind: str, shape: Shape) -> int:
+    """The fp32 logits a language-model loss upcasts to: one vocabulary-wide row per token, the largest
+    single allocation of the step, and the one the CUDA caching allocator most often cannot place in
+    freed blocks (`core.device_memory`). Classification heads' logits are negligible."""
+    if task_kind == "classification":
+        return 0
+    return shape.batch_size * shape.seq_len * int(getattr(config, "vocab_size", 0) or 0) * 4
 
 
 def _shift(phases: dict[str, dict[str, Any]], events: dict[str, Any], category: str, delta: int) -> None:

@@ -29,7 +29,8 @@ LOW_INTENSITY = 16  # FLOPs per byte below which a matmul is timed as memory-bou
 ALIGN = 512  # CUDA caching allocator block granularity
 
 _MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_scaled_dot_product_flash_attention_for_cpu",
-               "_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_mm", "convolution_backward"}
+               "_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_mm", "convolution_backward",
+               "_scaled_dot_product_efficient_attention", "_scaled_dot_product_efficient_attention_backward"}
 # Ops that only re-label memory: no kernel launch, no traffic.
 _FREE_OPS = {"view", "_unsafe_view", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "slice",
              "select", "as_strided", "alias", "detach", "split", "split_with_sizes", "unbind", "reshape",
