@@ -133,7 +133,7 @@ def _print_table(results: list[dict[str, Any]]) -> None:
         print(f"\n{first['model']}: batch {s['batch_size']} × {s['seq_len']} tokens, {s['dtype']}"
               f"{', autocast ' + s['mixed_precision'] if s['mixed_precision'] else ''}, {s['optimizer']}"
               f"{', gradient checkpointing' if s['gradient_checkpointing'] else ''}. Peak = CUDA reserved memory "
-              "(add the CUDA context, ~0.4-0.5 GiB, for nvidia-smi); cell = fits, step time, largest batch.")
+              "(add the CUDA context, 0.4-1.2 GiB by card, for nvidia-smi); cell = fits, step time, largest batch.")
         for note in {n for r in results for n in r.get("notes", [])}:
             print("note:", note)
         sources = sorted({r["settings"].get("answered_from", "") for r in results if "skipped" not in r})
