@@ -46,7 +46,14 @@ def suggest(method: str, family: str, defaults: dict[str, Any], runs: list[Run],
         measured = {k: v for k, v in own[0].hyperparameters.items() if k in SWEPT and v is not None}
         if measured:
             settings = ", ".join(f"{k}={v}" for k, v in measured.items())
-            notes.append(f"the setting every benchmark run used ({settings}); no sweep measured yet")
+            # A proxy's runs (QLoRA reads LoRA's) may have used other values than this method's defaults.
+            own_defaults = {k: hps[k] for k in measured if k in hps and hps[k] != measured[k]}
+            if own_defaults:
+                kept = ", ".join(f"{k}={v}" for k, v in own_defaults.items())
+                notes.append(f"{source}'s benchmark runs used {settings}; {method} keeps its own default {kept}"
+                             "; no sweep measured yet")
+            else:
+                notes.append(f"the setting every benchmark run used ({settings}); no sweep measured yet")
     if hps.get("target_modules") is None and "target_modules" in hps:
         notes.append("target_modules: peft's per-architecture default (attention q/v for LoRA)")
     if family in TIPS:
