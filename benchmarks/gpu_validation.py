@@ -190,6 +190,23 @@ def measure_case(case: Case) -> dict[str, Any]:
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if case.mixed_precision == "bf16" else torch.float16)
                 if case.mixed_precision else contextlib.nullcontext())
     memory = CudaMemory()  # resets torch's peaks: weights are already in place, as for the prediction
+    times, phases, overall = _train(model, method, batch, params, optimizer, scheduler, autocast, memory)
+    report = memory.report()
+    return {
+        "allocated_peak_bytes": max(overall, *phases.values()), "phase_peaks": phases,
+        "reserved_peak_bytes": report["cuda_max_reserved_bytes"],
+        "nvml_peak_used_bytes": report["nvml_peak_used_bytes"],
+        "outside_allocator_bytes": (report["nvml_peak_used_bytes"] or 0) - int(torch.cuda.memory_reserved()),
+        "step_seconds": statistics.median(times[TIMED_FROM:]), "step_seconds_all": times,
+        "trainable_params": trainable, "total_params": total,
+    }
+
+
+def _train(model, method, batch, params, optimizer, scheduler, autocast, memory) -> tuple[list[float], dict, int]:
+    """STEPS synchronised training steps: their times, the last step's allocated peak per phase, and the
+    allocated peak of the steps before it."""
+    import torch
+
     times, phases, overall = [], {}, 0
 
     def phase_end(name: str) -> None:
@@ -219,15 +236,7 @@ def measure_case(case: Case) -> dict[str, Any]:
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         memory.sample()
-    report = memory.report()
-    return {
-        "allocated_peak_bytes": max(overall, *phases.values()), "phase_peaks": phases,
-        "reserved_peak_bytes": report["cuda_max_reserved_bytes"],
-        "nvml_peak_used_bytes": report["nvml_peak_used_bytes"],
-        "outside_allocator_bytes": (report["nvml_peak_used_bytes"] or 0) - int(torch.cuda.memory_reserved()),
-        "step_seconds": statistics.median(times[TIMED_FROM:]), "step_seconds_all": times,
-        "trainable_params": trainable, "total_params": total,
-    }
+    return times, phases, overall
 
 
 def measure(out_dir: Path, budget_seconds: float, only: list[str] | None = None) -> None:
@@ -336,6 +345,9 @@ def report() -> None:
 
 def _fit_decisions(predictions: dict[str, Any], measured: dict[str, Any]) -> list[str]:
     """Did `fits` on the 80 GB profile (device bytes incl. the CUDA context) call every run right?"""
+    from peftbench.hardware import gpu_profiles
+
+    card = gpu_profiles()["h100-80gb"].memory_bytes
     rows, agree, total = [], 0, 0
     for case in CASES:
         pred, meas = predictions.get(case.key, {}), measured.get(case.key)
@@ -347,10 +359,10 @@ def _fit_decisions(predictions: dict[str, Any], measured: dict[str, Any]) -> lis
             continue
         agree += pred["fits_h100"] == ran
         total += 1
-        if pred["device_bytes"] > 0.85 * 79.65 * GIB or not ran:
+        if pred["device_bytes"] > 0.85 * card or not ran:
             rows.append(f"| {case.key} | {pred['device_bytes'] / GIB:.1f} | {'yes' if pred['fits_h100'] else 'no'}"
                         f" | {'ran' if ran else 'out of memory'} |")
-    return [f"Fit decisions on the 80 GB profile (79.65 GiB): right in {agree} of {total} runs. "
+    return [f"Fit decisions on the 80 GB profile ({card / GIB:.2f} GiB): right in {agree} of {total} runs. "
             "Those near the limit: 24 x 1024 for Llama-3.2-1B LoRA ran out of memory before the reserved-memory "
             "model was fitted, and informed it; the other five pairs' batch sizes were then chosen with the fitted "
             "model and measured:", "",
