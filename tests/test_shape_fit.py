@@ -99,17 +99,53 @@ def test_cold_8b_lora_counts_are_peft_counts(tmp_path):
     assert (answer["trainable_params"], answer["total_params"]) == (3_407_872, 8_033_669_120)
 
 
-def test_shipped_fits_were_made_by_this_code():
-    """Editing the estimator, the methods or model loading voids the shipped fits (their key holds the
-    code's hash): rebuild them with `python -m peftbench.estimate.ship_fits`."""
-    from peftbench.estimate.front_cache import code_hash, fit_key, shipped_fits
-    from peftbench.estimate.ship_fits import SETTING
-    from peftbench.methods import registry
+def test_shipped_fits_match_the_method_registry():
+    """Each method's fits were made with its current version and defaults, and every method ships. A failure
+    names the method to rebuild: `python -m peftbench.estimate.ship_fits --methods NAME`."""
+    from peftbench.estimate.front_cache import fit_key, shipped_fits
+    from peftbench.estimate.ship_fits import SETTING, method_metadata
 
     store = shipped_fits()
-    assert store["code_hash"] == code_hash() and store["methods"] == sorted(registry())
-    keys = {fit_key("llama-3.1-8b", m, {**SETTING, "gradient_checkpointing": False}, "cuda") for m in registry()}
+    assert store, "no shipped fits of this ESTIMATOR_VERSION: rebuild with python -m peftbench.estimate.ship_fits"
+    current = method_metadata()
+    stale = sorted(name for name in current if store["methods"].get(name) != current[name])
+    assert not stale, f"methods changed since their fits shipped: rebuild with ship_fits --methods {','.join(stale)}"
+    keys = {fit_key("llama-3.1-8b", m, {**SETTING, "gradient_checkpointing": False}, "cuda") for m in current}
     assert keys <= set(store["fits"])
+
+
+# One method of each family (and peftbench's own layer code) in the default run; the rest when slow tests run.
+CANARIES = ("full", "lora", "adalora", "adapter", "ia3", "bitfit", "prompt_tuning")
+
+
+def _registered() -> list:
+    from peftbench.methods import registry
+
+    return [m if m in CANARIES else pytest.param(m, marks=pytest.mark.slow) for m in sorted(registry())]
+
+
+@pytest.mark.parametrize("method", _registered())
+def test_canary_shipped_fit_equals_a_fresh_trace(method):
+    """The guard that replaces hashing the source: a shipped fit must equal a trace by today's code, for every
+    method, at a shape that is not an anchor. A change that alters traced numbers fails here — then bump
+    `peftbench.versions.ESTIMATOR_VERSION` (or the method's `version`) and rebuild the fits."""
+    from peftbench.errors import MethodNotApplicable
+    from peftbench.estimate import estimate, estimate_config
+    from peftbench.estimate.configs import load_any_config
+
+    model, kwargs = "qwen2.5-0.5b", dict(batch_size=3, seq_len=700, hardware=["16GB"])
+    try:
+        fast = estimate(model, method, **kwargs)
+    except MethodNotApplicable:  # shipped as not applicable: today's code must agree
+        with pytest.raises(MethodNotApplicable):
+            estimate_config(load_any_config(model), model, method, **kwargs)
+        return
+    slow = estimate_config(load_any_config(model), model, method, **kwargs)
+    assert fast.settings["answered_from"].startswith("shape fit") and slow.settings["answered_from"] == "trace"
+    message = f"{method}: the shipped fit differs from a fresh trace: bump ESTIMATOR_VERSION and rebuild the fits"
+    assert fast.peak_bytes == pytest.approx(slow.peak_bytes, rel=0.005), message
+    assert fast.flops_per_step == pytest.approx(slow.flops_per_step, rel=0.03), message
+    assert (fast.trainable_params, fast.total_params) == (slow.trainable_params, slow.total_params), message
 
 
 def test_shapes_outside_the_checked_range_are_traced(tmp_path):

@@ -8,44 +8,34 @@ logits) is the intercept. Tests and benchmarks/estimator_accuracy.py check this 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
+
+from peftbench.cache import cache_root, key_of, library_versions, read_json, write_json_atomic
+from peftbench.versions import ESTIMATOR_VERSION
 
 if TYPE_CHECKING:  # the trace module imports torch; this module must stay cheap to import
     from peftbench.estimate.trace import Shape
 
-TRACE_VERSION = 10  # bump when the traced step or the accounting changes: invalidates cached traces
 EXACT_UP_TO = 6  # layers: shallower models are traced whole
 CPU_OVERHEAD_BYTES = 24_000_000  # RSS beyond tensors: libtorch code pages a step
 # faults in (~22-23 MB in smaps), calibrated in benchmarks/estimator_accuracy.md
 
 
-def _cache_key(config, method_name: str, hp: dict[str, Any], task_kind: str, shape: Shape) -> str:
-    import peft
-    import torch
-    import transformers
-
-    blob = json.dumps([TRACE_VERSION, torch.__version__, transformers.__version__, peft.__version__,
-                       config.to_json_string(use_diff=False), method_name, hp, task_kind, asdict(shape)],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+def _cache_key(config, method, hp: dict[str, Any], task_kind: str, shape: Shape) -> str:
+    return key_of(ESTIMATOR_VERSION, library_versions(), config.to_json_string(use_diff=False), method.name,
+                  method.version, hp, task_kind, asdict(shape))
 
 
 def traced(config, method, hp: dict[str, Any], task_kind: str, shape: Shape, use_cache: bool = True) -> dict:
     """The (extrapolated) trace of one step as a JSON-able dict, from the disk cache when possible."""
-    from peftbench.models.catalogue import cache_dir
-
-    path = cache_dir() / "estimates" / f"{_cache_key(config, method.name, hp, task_kind, shape)}.json"
-    if use_cache and path.is_file():
-        return json.loads(path.read_text())
+    path = cache_root() / "estimates" / f"{_cache_key(config, method, hp, task_kind, shape)}.json"
+    cached = read_json(path) if use_cache else None
+    if cached is not None:
+        return cached
     result = _trace_extrapolated(config, method, hp, task_kind, shape)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result))
-        tmp.replace(path)
+        write_json_atomic(path, result)
     return result
 
 

@@ -4,8 +4,11 @@ batch size and sequence length without importing torch (see `shape_fit` and `fro
     python -m peftbench.estimate.ship_fits [--models a,b] [--methods x,y] [--checkpointing] [--jobs N]
 
 Each setting traces 7 shapes (4 anchors, 3 checks) at two depths, ~10-20 s per setting on this CPU. The
-file is rewritten after every setting, so an interrupted build resumes where it stopped.
-Fits made by other estimator code or library versions are dropped: their keys no longer match.
+file is rewritten after every setting, so an interrupted build resumes where it stopped (run it in the
+background: `nohup python -m peftbench.estimate.ship_fits --jobs 2 &`).
+Only what a version bump invalidates is rebuilt: every fit after an ESTIMATOR_VERSION bump or a library
+minor-version change (their keys no longer match), one method's fits after its `Method.version` or
+defaults change. Everything else is kept as it is.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from peftbench.estimate.front_cache import SHIPPED_FITS, code_hash, fit_key
+from peftbench.estimate.front_cache import SHIPPED_FITS, fit_key
+from peftbench.versions import ESTIMATOR_VERSION
 
 # The decoder LLMs people ask "will it fit?" about, largest first. Encoder-decoders and small models are
 # traced whole (more ops, ~3x the build time per setting) and are cheap to trace when asked.
@@ -56,6 +60,23 @@ def _entry(model: str, method: str, checkpointing: bool) -> dict[str, Any]:
     return {**built, "hyperparameters": hp, "extra_notes": [QLORA_NOTE] if m.quantize_4bit else []}
 
 
+def method_metadata() -> dict[str, dict[str, Any]]:
+    """What a method's fits depend on besides the estimator: its version and default hyper-parameters."""
+    from peftbench.methods import registry
+
+    return {name: {"version": m.version, "hyperparameters": m.hyperparameters(None)}
+            for name, m in sorted(registry().items())}
+
+
+def current_fits(store: dict[str, Any], methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The store's fits still valid for this estimator version and these method declarations."""
+    if store.get("estimator_version") != ESTIMATOR_VERSION:
+        return {}
+    shipped = store.get("methods", {})
+    return {key: fit for key, fit in store.get("fits", {}).items()
+            if fit["method"] in methods and shipped.get(fit["method"]) == methods[fit["method"]]}
+
+
 def _write(store: dict[str, Any]) -> None:
     SHIPPED_FITS.parent.mkdir(parents=True, exist_ok=True)
     tmp = SHIPPED_FITS.with_suffix(".tmp")
@@ -68,7 +89,6 @@ def _write(store: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from peftbench.estimate.front_cache import shipped_fits
     from peftbench.methods import registry
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -77,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpointing", action="store_true", help="also with gradient checkpointing")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    current = shipped_fits()
-    store = {"code_hash": code_hash(), "methods": sorted(registry()),
-             "fits": current.get("fits", {}) if current.get("code_hash") == code_hash() else {}}
+    methods = method_metadata()
+    with gzip.open(SHIPPED_FITS, "rt") if SHIPPED_FITS.is_file() else open(os.devnull) as f:
+        previous = json.loads(f.read() or "{}")
+    store = {"estimator_version": ESTIMATOR_VERSION, "methods": methods, "fits": current_fits(previous, methods)}
     todo = []
     for model in args.models.split(","):
         for method in args.methods.split(","):

@@ -63,6 +63,9 @@ class Method:
     peft_config: str | None = None  # name of the peft config class whose fields are valid overrides
     quantize_4bit: bool = False  # the base model is loaded in 4-bit (QLoRA)
     step_hook: Callable[[nn.Module, int], None] | None = None  # called after each optimizer step (AdaLoRA)
+    # Bump when a change alters what the method trains or how (its applier, its layer code): shipped shape
+    # fits of this method are then rebuilt (`python -m peftbench.estimate.ship_fits --methods NAME`).
+    version: int = 1
 
     def hyperparameters(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults merged with user overrides; unknown keys are rejected with the valid ones named."""

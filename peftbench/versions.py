@@ -1,0 +1,18 @@
+"""What cached and shipped answers mean, as versions: bump one when a change alters the answers it keys.
+
+Caches are keyed by these (plus library versions and inputs), not by source bytes, so renaming a helper
+or fixing a docstring keeps every cache valid, and a change that alters numbers says so here. Guards:
+`tests/test_shape_fit.py` traces a few shipped fits afresh (a forgotten bump fails there with "bump
+ESTIMATOR_VERSION and rebuild"), and checks every shipped fit's method metadata against the registry.
+"""
+
+# Traced memory, FLOPs or bytes of a step: the traced ops, the accounting, the CUDA-kernel emulation, the
+# depth extrapolation, model building. Bump, then `python -m peftbench.estimate.ship_fits` (rebuilds all).
+ESTIMATOR_VERSION = 10
+# The method registry's declarations (names, families, defaults, architectures, descriptions) that
+# torch-free callers read from a cache. A method's own `Method.version` covers what it trains.
+METHODS_VERSION = 1
+# What the recommender's fitted model, evidence reading and ranking compute (its JSON caches).
+RECOMMENDER_VERSION = 1
+# What a report page's derived answers (estimates, recommendations shown beside the tables) contain.
+REPORT_VERSION = 1
