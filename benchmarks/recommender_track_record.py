@@ -38,13 +38,13 @@ def ship(results: Path | None) -> None:
     import json
 
     from peftbench.recommend.fitting import default_evidence
-    from peftbench.recommend.store import FORMAT, SHIPPED_DIR, user_dir
+    from peftbench.recommend.store import SHIPPED_DIR, meaning_key, user_dir
 
     SHIPPED_DIR.mkdir(exist_ok=True)
     for name in ("methods.json", "estimates.json"):
         if (user_dir() / name).is_file():
             shutil.copy(user_dir() / name, SHIPPED_DIR / name)
-    key = f"{FORMAT}:{default_evidence(results).files_hash}"
+    key = f"{meaning_key('recommender', 'methods')}:{default_evidence(results).files_hash}"
     fitted = json.loads((user_dir() / "fitted.json").read_text())
     (SHIPPED_DIR / "fitted.json").write_text(json.dumps({key: fitted[key]} if key in fitted else {}))
     print(f"shipped cache -> {SHIPPED_DIR}")

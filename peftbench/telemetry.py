@@ -81,9 +81,9 @@ def machine_id() -> str:
     """
     import uuid
 
-    from peftbench.models.catalogue import cache_dir
+    from peftbench.cache import cache_root
 
-    path = cache_dir() / "machine-id"
+    path = cache_root() / "machine-id"
     if not path.is_file():
         new = uuid.uuid4().hex[:16]
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -6,7 +6,6 @@ is cached as JSON under the peftbench cache directory.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -68,20 +67,20 @@ def _timed(fn) -> float:
 
 
 def cpu_profile(threads: int | None = None) -> Profile:
-    from peftbench.models.catalogue import cache_dir
+    from peftbench.cache import cache_root, read_json, write_json_atomic
 
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
     model = cpu_name()
-    path = cache_dir() / "hardware" / "cpu.json"
+    path = cache_root() / "hardware" / "cpu.json"
     key = f"{model}|{threads}"
-    cached = json.loads(path.read_text()) if path.is_file() else {}
+    cached = read_json(path)
+    cached = cached if isinstance(cached, dict) else {}
     if key not in cached:
         cached[key] = _measure(threads)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cached, indent=1))
+        write_json_atomic(path, cached, indent=1)
     m = cached[key]
     flags = _cpu_flags()
     native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})

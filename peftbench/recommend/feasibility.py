@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftbench.recommend.store import key_of, read_json, source_hash, write_json
+from peftbench.recommend.store import key_of, meaning_key, read_json, write_json
 
 LORA_FAMILY = ("lora", "dora", "rslora")  # methods QLoRA's 4-bit base can stand in for
 
@@ -85,7 +85,7 @@ class CostModel:
 
     def __init__(self, gpu: Gpu, task_kind: str, seq_len: int, num_labels: int = 2) -> None:
         self.gpu, self.task_kind, self.seq_len, self.num_labels = gpu, task_kind, seq_len, num_labels
-        self.fingerprint = source_hash("estimate", "hardware", "methods", "models")
+        self.fingerprint = meaning_key("estimates", "methods")
         self.cache = read_json("estimates.json")
         self.new: dict[str, Any] = {}
 
@@ -114,8 +114,8 @@ class CostModel:
             return {"not_applicable": str(exc)}
         except (RuntimeError, ValueError, TypeError) as exc:
             # An estimator failure for one method must not sink the whole answer: that method is listed as
-            # not estimable. Cached like any answer: the key holds the estimator's source hash, so a fixed
-            # estimator is asked again.
+            # not estimable. Cached like any answer: the key holds the estimator's version, so a fixed
+            # estimator (with its version bumped) is asked again.
             return {"not_applicable": f"the estimator failed: {str(exc).splitlines()[0][:160]}"}
         full = est.to_dict()
         # Only what the recommender reads: keeps the shipped cache small (the breakdown is per-estimate MBs).

@@ -7,7 +7,7 @@ from typing import Any
 
 from peftbench.recommend.evidence import Evidence, Run, load_evidence
 from peftbench.recommend.quality import RelativeQualityModel, task_features
-from peftbench.recommend.store import FORMAT, read_json, source_hash, write_json
+from peftbench.recommend.store import meaning_key, read_json, write_json
 
 MIN_TASKS = 2  # fewer tasks than this and there is nothing to generalise from
 
@@ -34,7 +34,7 @@ def fit_quality(runs: list[Run]) -> RelativeQualityModel | None:
 
 def fitted_model(evidence: Evidence) -> RelativeQualityModel | None:
     """The model fitted on all evidence, from the JSON cache when the results files have not changed."""
-    key = f"{FORMAT}:{evidence.files_hash}"
+    key = f"{meaning_key('recommender', 'methods')}:{evidence.files_hash}"
     cached = read_json("fitted.json").get(key)
     if cached is not None:
         return RelativeQualityModel.from_dict(cached) if cached else None
@@ -45,7 +45,7 @@ def fitted_model(evidence: Evidence) -> RelativeQualityModel | None:
 
 def method_catalogue() -> dict[str, dict[str, Any]]:
     """name -> family, architectures, defaults. Cached because the registry imports torch (~5 s)."""
-    key = source_hash("methods")
+    key = meaning_key("methods")
     cached = read_json("methods.json").get(key)
     if cached:
         return cached

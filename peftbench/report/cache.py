@@ -2,8 +2,9 @@
 
 A cold estimate traces a model (~3-4 s each on this CPU), and a suite needs one per task x method, so a
 fresh clone could not regenerate every report in 30 s. The answers are therefore stored, keyed by their
-inputs and by the code that computes them, in `reports/derived-cache.json`; a change of results, of the
-estimator's or recommender's code, or of the hardware catalogue misses the stored answer and recomputes.
+inputs and by what the code computing them means (`peftbench.versions`), in `reports/derived-cache.json`;
+a change of results, a version bump or a change of the hardware catalogue misses the stored answer and
+recomputes.
 """
 
 from __future__ import annotations
@@ -16,31 +17,26 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from peftbench.cache import write_json_atomic
+
 CACHE_FILE = "derived-cache.json"
-# The code whose answers are stored: a change to any of these files invalidates the stored answers.
-SOURCES = ("estimate", "hardware", "recommend", "methods", "models")
 
 
 @lru_cache(maxsize=1)
 def environment() -> list[Any]:
-    """What, besides a call's own arguments, changes an estimate or a recommendation.
+    """What, besides a call's own arguments, changes an estimate or a recommendation: the versions of what
+    the estimator, the method registry, the recommender and the report compute (`peftbench.versions`),
+    the hardware catalogue's data and torch's version. Not the source bytes: an edit that changes no
+    answer keeps every stored answer."""
+    from peftbench import versions
+    from peftbench.hardware import DATA
 
-    The source of the estimator, recommender and what they read (methods, model catalogue, hardware
-    profiles) rather than library versions: a fresh clone with the same code hits the stored answers even
-    where pip resolved a slightly different transformers, and any edit of that code recomputes.
-    """
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        for path in sorted((package / name).rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".json", ".yaml"):
-                digest.update(path.relative_to(package).as_posix().encode())
-                digest.update(path.read_bytes())
     try:
         torch = metadata.version("torch")
     except metadata.PackageNotFoundError:
         torch = None
-    return [digest.hexdigest()[:16], torch]
+    return [versions.ESTIMATOR_VERSION, versions.METHODS_VERSION, versions.RECOMMENDER_VERSION,
+            versions.REPORT_VERSION, hashlib.sha256(DATA.read_bytes()).hexdigest()[:16], torch]
 
 
 class DerivedCache:
@@ -74,10 +70,7 @@ class DerivedCache:
         if self.path is None:
             return
         keep = {k: v for k, v in self.entries.items() if not prune or k in self.used}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(keep, sort_keys=True, indent=1) + "\n")
-        tmp.replace(self.path)
+        write_json_atomic(self.path, keep, sort_keys=True, indent=1)
 
 
 class Deadline:
