@@ -182,10 +182,9 @@ def validate_row(raw: Mapping[str, str | None], path: Path | str, line: int) -> 
         raise _fail(path, line, "full_ft_score", f"is empty but reference_method is {row.reference_method!r}")
     if row.std is not None and row.std < 0:
         raise _fail(path, line, "std", f"must not be negative, got {row.std}")
-    if row.method == "full":
-        if row.reference_method != "full" or row.full_ft_score != row.score:
-            raise _fail(path, line, "full_ft_score", "a full fine-tuning row must carry its own score with "
-                                                     "reference_method 'full'")
+    if row.method == "full" and (row.reference_method != "full" or row.full_ft_score != row.score):
+        raise _fail(path, line, "full_ft_score", "a full fine-tuning row must carry its own score with "
+                                                 "reference_method 'full'")
     if row.trainable_params is not None and row.trainable_params > row.total_params * 1.01 + 1:
         # 1% slack: sources round both counts (e.g. 175,255.8M trainable for "175B").
         raise _fail(path, line, "trainable_params", f"{row.trainable_params} exceeds total_params {row.total_params}")
