@@ -14,7 +14,7 @@ import sys
 from peftbench.errors import UserError
 
 # Module names under peftbench.cli, in the order `--help` lists them.
-COMMANDS = ("run", "info", "results", "estimate", "recommend", "report")
+COMMANDS = ("run", "info", "results", "estimate", "recommend", "report", "evidence")
 
 
 class _Parser(argparse.ArgumentParser):
