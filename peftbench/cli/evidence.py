@@ -24,10 +24,10 @@ def _sources(rows) -> list[dict]:
         by_source.setdefault(row.source_id, []).append(row)
     out = []
     for source_id, group in by_source.items():
-        sizes = [r.total_params for r in group]
+        sizes = [r.total_params for r in group if r.total_params is not None]
         out.append({"source": source_id, "citation": group[0].citation, "rows": len(group),
                     "methods": sorted({r.method for r in group if r.method}),
-                    "min_total_params": min(sizes), "max_total_params": max(sizes),
+                    "min_total_params": min(sizes, default=None), "max_total_params": max(sizes, default=None),
                     "task_kinds": sorted({r.task_kind for r in group})})
     return out
 

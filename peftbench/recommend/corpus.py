@@ -58,7 +58,7 @@ class PublishedRow:
     citation: str
     locator: str
     model: str
-    total_params: int
+    total_params: int | None  # None where the source does not say which size was used
     architecture: str
     task: str
     task_kind: str
@@ -155,7 +155,7 @@ def validate_row(raw: Mapping[str, str | None], path: Path | str, line: int) -> 
 
     row = PublishedRow(
         source_id=v["source_id"], citation=v["citation"], locator=v["locator"], model=v["model"],
-        total_params=_int(v["total_params"], path, line, "total_params", required=True, minimum=1),
+        total_params=_int(v["total_params"], path, line, "total_params", required=False, minimum=1),
         architecture=_enum(v["architecture"], ARCHITECTURES, path, line, "architecture", required=True),
         task=v["task"],
         task_kind=_enum(v["task_kind"], TASK_KINDS, path, line, "task_kind", required=True),
@@ -185,7 +185,8 @@ def validate_row(raw: Mapping[str, str | None], path: Path | str, line: int) -> 
     if row.method == "full" and (row.reference_method != "full" or row.full_ft_score != row.score):
         raise _fail(path, line, "full_ft_score", "a full fine-tuning row must carry its own score with "
                                                  "reference_method 'full'")
-    if row.trainable_params is not None and row.trainable_params > row.total_params * 1.01 + 1:
+    if (row.trainable_params is not None and row.total_params is not None
+            and row.trainable_params > row.total_params * 1.01 + 1):
         # 1% slack: sources round both counts (e.g. 175,255.8M trainable for "175B").
         raise _fail(path, line, "trainable_params", f"{row.trainable_params} exceeds total_params {row.total_params}")
     return row
@@ -233,7 +234,7 @@ def relative_quality(row: PublishedRow) -> float | None:
 def summary(rows: Iterable[PublishedRow]) -> dict[str, Any]:
     """Counts describing the corpus' breadth: sources, rows, methods, model sizes, task kinds, data sizes."""
     rows = list(rows)
-    sizes = [r.total_params for r in rows]
+    sizes = [r.total_params for r in rows if r.total_params is not None]
     return {
         "rows": len(rows),
         "sources": len({r.source_id for r in rows}),
