@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from peftbench.results import latest_records, suite_result_files
+from peftbench.results import latest_records, reference_results_dir, suite_result_files
 
 OUT = Path(__file__).with_name("estimator_in_harness.md")
 
@@ -20,7 +20,8 @@ OUT = Path(__file__).with_name("estimator_in_harness.md")
 def errors() -> dict[tuple[str, str], list[tuple[str, float]]]:
     """(suite, task) -> [(method, signed error %)] for ok runs with a prediction."""
     out: dict[tuple[str, str], list[tuple[str, float]]] = {}
-    for rec in latest_records(suite_result_files()):  # a run re-measured elsewhere counts once, as in tables
+    # a run re-measured elsewhere counts once, as in tables
+    for rec in latest_records(suite_result_files(reference_results_dir())):
         memory, prediction = rec.get("memory") or {}, rec.get("prediction") or {}
         predicted, peak = prediction.get("peak_bytes"), memory.get("peak_rss_train_bytes")
         base = memory.get("rss_before_load_bytes")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
-from peftbench.suites import SUITES_DIR, TaskSpec
+from peftbench.suites import TaskSpec, suites_dir
 
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 SUBSET_SEED = 1234  # fixed: the default-size subset must not change with the run's seed
@@ -42,7 +42,7 @@ def _load_splits(task: TaskSpec) -> dict[str, Any]:
     source = data["source"]
     try:
         if source == "shipped":
-            folder = SUITES_DIR / data["path"]
+            folder = suites_dir() / data["path"]
             return {s: _load_file(folder / f"{s}.jsonl", task) for s in ("train", "eval")}
         if source == "local":
             files = data.get("files") or {}

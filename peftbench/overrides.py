@@ -10,7 +10,8 @@ import yaml
 
 from peftbench.errors import UserError
 
-TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs")
+TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs",
+             "save_adapters", "save_full_weights")
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""The results store: one JSON line per finished run in `results/<suite>/runs.jsonl`, and the tidy table.
+"""The results store: one JSON line per finished run in `<results root>/<suite>/runs.jsonl`, and the tidy table.
+
+Two sets of results. The user's: `./results` in the current directory (or `--results DIR`, or
+`$PEFTBENCH_RESULTS`), where `peftbench run` writes. The reference results: measured by peftbench's
+maintainers, shipped inside the package (`peftbench.reference_results`) and read-only; the recommender
+learns from them and the published corpus, never from a user's ad-hoc runs unless named.
 
 Crash safety: each record is appended with a single `write` on an O_APPEND descriptor and fsynced. A
 SIGKILL cannot interrupt a write system call halfway, so the file always holds whole lines; a torn
@@ -10,11 +15,76 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RUNS_FILE = "runs.jsonl"
+RESULTS_ENV = "PEFTBENCH_RESULTS"
+
+
+def user_results_dir(explicit: Path | None = None) -> Path:
+    """Where the user's runs go: `explicit`, else `$PEFTBENCH_RESULTS`, else `./results`."""
+    return Path(explicit or os.environ.get(RESULTS_ENV) or Path.cwd() / "results").expanduser()
+
+
+def reference_results_dir() -> Path:
+    """The reference results shipped with the package (in a source checkout: `results/reference`)."""
+    from importlib.resources import files
+
+    return Path(str(files("peftbench.reference_results")))
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """A results root and what it is, so that every table, report and answer can say what it read."""
+
+    root: Path
+    kind: str  # "reference" | "user"
+
+    def describe(self) -> str:
+        if self.kind == "reference":
+            return f"the reference results shipped with peftbench (read-only, {self.root})"
+        return f"your results in {self.root}"
+
+    def files(self, suite: str | None = None) -> list[Path]:
+        if suite is None or suite == "all":
+            return suite_result_files(self.root)
+        path = self.root / suite / RUNS_FILE
+        return [path] if path.is_file() else []
+
+
+def choose_result_set(suite: str | None, explicit: Path | None = None, reference: bool = False) -> ResultSet:
+    """The set a table or report reads: the reference set when asked; else the user's results, where they
+    hold this suite (or, for `all`, anything); else — a fresh install — the reference set."""
+    if reference:
+        return ResultSet(reference_results_dir(), "reference")
+    user = ResultSet(user_results_dir(explicit), "user")
+    if explicit is not None or user.files(suite):
+        return user
+    return ResultSet(reference_results_dir(), "reference")
+
+
+def is_reference_dir(path: Path) -> bool:
+    try:
+        return Path(path).resolve() == reference_results_dir().resolve()
+    except OSError:
+        return False
+
+
+# What determines a run's result besides its seed. Records keep these, so runs are grouped as one
+# configuration (and their seeds averaged) only when every one of them agrees.
+_CONFIG_FIELDS = ("suite", "task", "model", "method", "hyperparameters", "scale", "data_fingerprint")
+
+
+def config_id(record: dict[str, Any]) -> str:
+    """One configuration's id: model, method configuration, data (sizes included, via the fingerprint of the
+    rows used), steps, batch size, learning rate and every other training setting — all but the seed and
+    the thread count. Derived from the record, so records written before the field existed group too."""
+    from peftbench.cache import key_of
+
+    train = {k: v for k, v in (record.get("train_config") or {}).items() if k != "threads"}
+    return key_of([record.get(k) for k in _CONFIG_FIELDS], train, length=12)
 
 
 class ResultStore:
@@ -22,7 +92,7 @@ class ResultStore:
         self.path = Path(path)
 
     @classmethod
-    def for_suite(cls, suite: str, root: Path = RESULTS_DIR) -> ResultStore:
+    def for_suite(cls, suite: str, root: Path) -> ResultStore:
         return cls(Path(root) / suite / RUNS_FILE)
 
     def records(self) -> list[dict[str, Any]]:
@@ -71,6 +141,17 @@ class ResultStore:
         os.replace(tmp, self.path)
 
 
+def disk_use(root: Path, suite: str | None = None) -> dict[str, int]:
+    """Bytes on disk under a results root (or one suite's folder): the runs files and the artifacts."""
+    base = Path(root) / suite if suite and suite != "all" else Path(root)
+    usage = {"runs_files": 0, "artifacts": 0}
+    if base.is_dir():
+        for path in base.rglob("*"):
+            if path.is_file():
+                usage["artifacts" if "artifacts" in path.parts else "runs_files"] += path.stat().st_size
+    return usage
+
+
 def latest_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Every record of these runs files, one per run: a rerun of the same run on another machine (a user
     re-measuring the committed reference runs) replaces the earlier record instead of counting as another
@@ -84,15 +165,46 @@ def load_table(paths: Iterable[Path]):
     `config`: the method plus any non-default hyper-parameters ("lora r=16"), the unit tables compare."""
     import pandas as pd
 
-    from peftbench.methods.base import variant_label
-
     records = latest_records(paths)
     if not records:
         return pd.DataFrame()
     table = pd.json_normalize(records, sep=".")
-    table["config"] = [variant_label(r["method"], r.get("hyperparameters")) for r in records]
+    table["config_id"] = [config_id(r) for r in records]
+    table["config"] = configuration_labels(records)
     return table
 
 
-def suite_result_files(root: Path = RESULTS_DIR) -> list[Path]:
+def configuration_labels(records: list[dict[str, Any]]) -> list[str]:
+    """Each record's configuration label: the method and its non-default hyper-parameters ("lora r=16"),
+    plus, where two configurations of one task would otherwise share a label, the settings that tell them
+    apart ("lora (max_steps=2, model=tiny)"): two configurations never read as two seeds of one."""
+    from peftbench.methods.base import variant_label
+
+    base = [variant_label(r["method"], r.get("hyperparameters")) for r in records]
+    ids = [config_id(r) for r in records]
+    groups: dict[tuple[Any, str], set[str]] = {}
+    for record, label, cid in zip(records, base, ids, strict=True):
+        groups.setdefault((record.get("suite"), record.get("task"), label), set()).add(cid)
+    settings = [_settings(r) for r in records]
+    labels = []
+    for i, (record, label) in enumerate(zip(records, base, strict=True)):
+        if len(groups[(record.get("suite"), record.get("task"), label)]) == 1:
+            labels.append(label)
+            continue
+        rivals = [settings[j] for j, r in enumerate(records) if (r.get("suite"), r.get("task"), base[j])
+                  == (record.get("suite"), record.get("task"), label) and ids[j] != ids[i]]
+        differing = sorted(k for k, v in settings[i].items() if any(o.get(k) != v for o in rivals))
+        labels.append(f"{label} ({', '.join(f'{k}={settings[i][k]}' for k in differing) or ids[i]})")
+    return labels
+
+
+def _settings(record: dict[str, Any]) -> dict[str, Any]:
+    train = record.get("train_config") or {}
+    return {"model": record.get("model"), "max_steps": train.get("max_steps"), "batch_size": train.get("batch_size"),
+            "lr": train.get("learning_rate"), "train_examples": record.get("train_examples"),
+            "eval_examples": record.get("eval_examples"), "scale": record.get("scale"),
+            "data": record.get("data_fingerprint")}
+
+
+def suite_result_files(root: Path) -> list[Path]:
     return sorted(Path(root).glob(f"*/{RUNS_FILE}"))

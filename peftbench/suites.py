@@ -1,4 +1,8 @@
-"""Suites: YAML files in `suites/` declaring tasks, their data, the default model, methods and seeds."""
+"""Suites: YAML files declaring tasks, their data, the default model, methods and seeds.
+
+peftbench's own suites ship inside the package (`peftbench.suite_files`; `suites/` in the repository);
+`suite=PATH.yaml` runs any other. A task's local data files resolve against its YAML file's folder.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,16 @@ from typing import Any
 import yaml
 
 from peftbench.errors import UserError
+from peftbench.vocabulary import TASK_KINDS
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-TASK_KINDS = ("classification", "generation", "multiple_choice")
+
+def suites_dir() -> Path:
+    """The shipped suites' folder (in a source checkout: `suites/`)."""
+    from importlib.resources import files
+
+    return Path(str(files("peftbench.suite_files")))
+
+
 KIND_FIELDS = {
     "classification": ("text", "label"),
     "generation": ("source", "target"),
@@ -110,21 +121,22 @@ class Suite:
         raise UserError(f"suite '{self.name}' has no task '{name}' (tasks: {names})")
 
 
-def available_suites(directory: Path = SUITES_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+def available_suites(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (directory or suites_dir()).glob("*.yaml"))
 
 
-def suite_path(name: str, directory: Path = SUITES_DIR) -> Path:
-    candidate = Path(name)
+def suite_path(name: str, directory: Path | None = None) -> Path:
+    candidate = Path(name).expanduser()
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return candidate
+        return candidate.resolve()
+    directory = directory or suites_dir()
     path = directory / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown suite '{name}' (available: {', '.join(available_suites(directory))})")
     return path
 
 
-def load_suite(name: str, directory: Path = SUITES_DIR) -> Suite:
+def load_suite(name: str, directory: Path | None = None) -> Suite:
     """Parse and validate a suite; every problem is a UserError naming the file and the field."""
     path = suite_path(name, directory)
     try:
@@ -172,6 +184,12 @@ def _parse_task(raw: Any, default_model: str, path: Path) -> TaskSpec:
     data = raw.get("data")
     if not isinstance(data, dict) or data.get("source") not in ("shipped", "local", "hub"):
         raise UserError(f"{where}: data.source must be shipped, local or hub")
+    if data["source"] == "local" and isinstance(data.get("files"), dict):
+        # Relative to the YAML file, not to wherever the command runs: a suite folder can be moved whole.
+        data = {**data, "files": {split: str((path.parent / str(f)).expanduser()) if f is not None else f
+                                  for split, f in data["files"].items()}}
+    if data["source"] == "hub" and isinstance(data.get("id"), str) and (path.parent / data["id"]).exists():
+        data = {**data, "id": str((path.parent / data["id"]).resolve())}  # a local copy beside the YAML
     fields = dict(raw.get("fields") or {r: r for r in KIND_FIELDS[kind]})
     missing = [r for r in KIND_FIELDS[kind] if r not in fields]
     if missing:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from peftbench.data import load_task_data
-from peftbench.suites import SUITES_DIR, available_suites, load_suite
+from peftbench.suites import available_suites, load_suite, suites_dir
 
 DOMAIN_SUITES = ["legal", "medical", "finance", "summarization", "translation", "classification"]
 
@@ -31,10 +31,10 @@ def test_every_task_of_every_suite_loads_its_declared_columns(name):
 
 
 def test_shipped_extracts_match_recorded_fingerprints():
-    fingerprints = json.loads((SUITES_DIR / "data" / "fingerprints.json").read_text())
+    fingerprints = json.loads((suites_dir() / "data" / "fingerprints.json").read_text())
     assert len(fingerprints) >= 12
     for relative, expected in fingerprints.items():
-        path = SUITES_DIR / "data" / relative
+        path = suites_dir() / "data" / relative
         assert hashlib.sha256(path.read_bytes()).hexdigest() == expected["sha256"], relative
         assert sum(1 for _ in path.open()) == expected["rows"], relative
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import read_records
 
-from peftbench.suites import SUITES_DIR
+from peftbench.suites import suites_dir
 
 # The shipped legal data, at test size: a few rows and short sequences keep each run under a minute.
 SUITE = f"""
@@ -15,8 +15,8 @@ train: {{max_steps: 2, batch_size: 2, eval_batch_size: 4}}
 tasks:
   - name: constitution_title
     kind: generation
-    data: {{source: local, files: {{train: {SUITES_DIR}/data/constitution_title/train.jsonl,
-                                    eval: {SUITES_DIR}/data/constitution_title/eval.jsonl}}}}
+    data: {{source: local, files: {{train: {suites_dir()}/data/constitution_title/train.jsonl,
+                                    eval: {suites_dir()}/data/constitution_title/eval.jsonl}}}}
     fields: {{source: source, target: target}}
     prompt: "Article of the Constitution of India:\\n{{source}}\\nTitle:"
     sizes: {{train: 8, eval: 4}}
@@ -24,8 +24,8 @@ tasks:
     max_target_length: 8
   - name: mmlu_law
     kind: multiple_choice
-    data: {{source: local, files: {{train: {SUITES_DIR}/data/mmlu_law/train.jsonl,
-                                    eval: {SUITES_DIR}/data/mmlu_law/eval.jsonl}}}}
+    data: {{source: local, files: {{train: {suites_dir()}/data/mmlu_law/train.jsonl,
+                                    eval: {suites_dir()}/data/mmlu_law/eval.jsonl}}}}
     fields: {{question: question, choices: choices, answer: answer}}
     prompt: "Question: {{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\n\\
       C. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:"

@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="peftbench", description="Benchmark, predict and recommend PEFT methods.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"peftbench.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"peftbench.cli.{name}":
-                raise
-            continue  # command not built yet
-        module.register(subparsers)
+        importlib.import_module(f"peftbench.cli.{name}").register(subparsers)
     return parser
 
 
@@ -61,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("peftbench: interrupted\n")
         return 130
+    except BrokenPipeError:  # `peftbench results ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from peftbench.errors import UserError
+from peftbench.vocabulary import TASK_KINDS
 
 GiB = 2**30
 
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
                    help="autocast with fp32 master weights")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw8bit", "sgd"))
-    p.add_argument("--task-kind", default="generation", choices=("generation", "classification", "multiple_choice"))
+    p.add_argument("--task-kind", default="generation", choices=TASK_KINDS)
     p.add_argument("--num-labels", type=int, default=2)
     hw = p.add_mutually_exclusive_group()
     hw.add_argument("--gpu", action="append", help="memory class, e.g. 16GB (picks the conservative card)")

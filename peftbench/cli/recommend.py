@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=5, help="how many methods to rank (default 5)")
     p.add_argument("--batch-size", type=int, default=8, help="effective batch size (default 8)")
     p.add_argument("--epochs", type=float, default=3.0, help="epochs, for the time budget (default 3)")
-    p.add_argument("--results", type=Path, help="results root (default: ./results)")
+    p.add_argument("--results", type=Path,
+                   help="learn from the runs under this results root instead of the reference results shipped with "
+                        "peftbench (the published corpus is used either way)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.add_argument("--evaluate", action="store_true", help="leave-one-task-out track record vs baselines")
     p.set_defaults(func=main)

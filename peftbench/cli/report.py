@@ -15,8 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="suite=NAME for one suite, or all for every suite with results (plus an index); "
                              "optionally results=PATH (a results root, suite folder or runs.jsonl)")
     parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="output file for one suite (default reports/NAME.html), or folder for all (reports/)")
-    parser.add_argument("--results", type=Path, default=None, help="results root (default: ./results)")
+                        help="output file for one suite (default ./reports/NAME.html), or folder for all (./reports/)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results root (default: $PEFTBENCH_RESULTS, else ./results; where neither holds the "
+                             "suite, the reference results shipped with peftbench)")
+    parser.add_argument("--reference", action="store_true", help="report the reference results shipped with peftbench")
     parser.add_argument("--no-estimates", action="store_true",
                         help="leave out the hardware matrix and recommender pick (faster, no estimator needed)")
     parser.add_argument("--estimate-budget", type=float, default=None, metavar="SECONDS",
@@ -68,11 +71,13 @@ def _options(args: argparse.Namespace, folder: Path):
 
 def main(args: argparse.Namespace) -> int:
     from peftbench.report import write_index, write_suite_report
-    from peftbench.results import RESULTS_DIR, suite_result_files
+    from peftbench.results import choose_result_set, suite_result_files
 
     suite, results = parse_selectors(args.selectors)
-    results = results or args.results or RESULTS_DIR
-    default_dir = RESULTS_DIR.parent / "reports"
+    result_set = choose_result_set(suite, results or args.results, args.reference)
+    results = result_set.root
+    print(f"Reading {result_set.describe()}.")
+    default_dir = Path.cwd() / "reports"
     if suite != "all":
         output = args.output or default_dir / f"{suite}.html"
         options = _options(args, output.parent)

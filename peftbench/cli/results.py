@@ -17,31 +17,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("selector", metavar="suite=NAME", help="suite=NAME, or suite=all")
     parser.add_argument("--format", choices=("table", "csv", "parquet", "json"), default="table")
     parser.add_argument("-o", "--output", type=Path, help="write to a file (required for parquet)")
-    parser.add_argument("--results", type=Path, default=None, help="results root (default: ./results)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results root (default: $PEFTBENCH_RESULTS, else ./results; where neither holds the "
+                             "suite, the reference results shipped with peftbench)")
+    parser.add_argument("--reference", action="store_true", help="read the reference results shipped with peftbench")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from peftbench.results import RESULTS_DIR, RUNS_FILE, load_table, suite_result_files
+    from peftbench.results import choose_result_set, disk_use, load_table
 
     key, _, suite = args.selector.partition("=")
     if key != "suite" or not suite:
         raise UserError(f"expected suite=NAME, got '{args.selector}'")
-    root = args.results or RESULTS_DIR
-    paths = suite_result_files(root) if suite == "all" else [root / suite / RUNS_FILE]
-    if not any(p.is_file() for p in paths):
-        raise UserError(f"no results for suite '{suite}' under {root}")
-    table = load_table(paths)
     if args.format == "parquet" and not args.output:
         raise UserError("--format parquet needs -o FILE")
+    result_set = choose_result_set(suite, args.results, args.reference)
+    paths = result_set.files(suite)
+    if not paths:
+        raise UserError(f"no results for suite '{suite}' under {result_set.root}")
+    table = load_table(paths)
     if args.format == "table":
+        print(f"Reading {result_set.describe()}.")
         print(seed_summary(table).to_string())
+        usage = disk_use(result_set.root, suite)
+        print(f"\nDisk: {_mib(usage['runs_files'])} of runs files, {_mib(usage['artifacts'])} of artifacts "
+              f"(adapters, logs) under {result_set.root / suite if suite != 'all' else result_set.root}.")
         return 0
     writers = {"csv": lambda out: table.to_csv(out, index=False),
                "json": lambda out: table.to_json(out, orient="records", indent=1),
                "parquet": lambda out: table.to_parquet(out, index=False)}
     writers[args.format](args.output or sys.stdout)
     return 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 def seed_summary(table):
@@ -51,13 +62,16 @@ def seed_summary(table):
     ok = table[table["status"] == "ok"]
     metric_cols = [c for c in ok.columns if c.startswith("metrics.")]
     rows = []
-    for (task, method), group in ok.groupby(["task", "config"], sort=True):  # config: "lora r=16" apart
+    # One row per configuration: "lora r=16" apart, and two runs that differ in steps, model, data or
+    # learning rate never averaged as two seeds of one (config_id).
+    for (task, method, _), group in ok.groupby(["task", "config", "config_id"], sort=True):
         row = {"task": task, "method": method, "seeds": len(group)}
         for col in metric_cols:
             values = group[col].dropna()
-            if len(values):
-                std = values.std(ddof=1) if len(values) > 1 else 0.0
-                row[col.removeprefix("metrics.")] = f"{values.mean():.1f} ± {std:.1f}"
+            if len(values) > 1:
+                row[col.removeprefix("metrics.")] = f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+            elif len(values):
+                row[col.removeprefix("metrics.")] = f"{values.iloc[0]:.1f}"  # one seed: no spread to show
         row["train_s"] = round(group["train_seconds"].mean(), 1)
         row["peak_MiB"] = round(group["memory.peak_rss_train_bytes"].mean() / 2**20)
         rows.append(row)

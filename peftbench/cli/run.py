@@ -14,19 +14,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "timeout=SECONDS device=cpu|cuda jobs=N|auto train.KEY=V methods.NAME.KEY=V")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     parser.add_argument("--force", action="store_true", help="rerun runs that already have a record")
-    parser.add_argument("--results", type=Path, default=None, help="results root (default: ./results)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results root (default: $PEFTBENCH_RESULTS, else ./results in this directory)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from peftbench.errors import UserError
     from peftbench.overrides import parse_overrides
-    from peftbench.results import RESULTS_DIR
+    from peftbench.results import is_reference_dir, user_results_dir
     from peftbench.runs.plan import build_plan
     from peftbench.runs.runner import run_plan
 
+    root = user_results_dir(args.results)
+    if is_reference_dir(root):
+        raise UserError(f"{root} holds the reference results shipped with peftbench, which are read-only: "
+                        "write your runs elsewhere (--results DIR)")
     plan = build_plan(parse_overrides(args.overrides))
-    summary = run_plan(plan, args.results or RESULTS_DIR, force=args.force, show_progress=not args.no_progress)
+    summary = run_plan(plan, root, force=args.force, show_progress=not args.no_progress)
     print(_summary_table(summary))
     return 0
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from peftbench.errors import UserError
+from peftbench.vocabulary import check_task_kind
 
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
@@ -41,8 +42,7 @@ def _validate(method: str, task_kind: str, batch_size: int, seq_len: int, dtype:
         raise UserError(f"unknown optimizer '{optimizer}' (valid: {', '.join(OPTIMIZERS)})")
     if batch_size < 1 or seq_len < 1:
         raise UserError("batch size and sequence length must be positive")
-    if task_kind not in ("generation", "classification", "multiple_choice"):
-        raise UserError(f"unknown task kind '{task_kind}' (valid: classification, generation, multiple_choice)")
+    check_task_kind(task_kind)
 
 
 def estimate(model: str, method: str, *, overrides: dict | None = None, task_kind: str = "generation",

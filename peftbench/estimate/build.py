@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from peftbench.errors import MethodNotApplicable, UserError
+from peftbench.errors import MethodNotApplicable
 from peftbench.models.catalogue import architecture_family
+from peftbench.vocabulary import check_task_kind
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Config keys that hold a layer count, across the architectures of the presets.
@@ -55,8 +56,7 @@ def model_class(config, task_kind: str):
     family = architecture_family(config)
     if task_kind == "classification":
         return tf.AutoModelForSequenceClassification
-    if task_kind not in ("generation", "multiple_choice"):
-        raise UserError(f"unknown task kind '{task_kind}' (valid: classification, generation, multiple_choice)")
+    check_task_kind(task_kind)
     if family == "encoder":
         raise MethodNotApplicable(f"{task_kind} needs a decoder or encoder-decoder model; "
                                   f"{config.model_type} is an encoder")

@@ -34,3 +34,8 @@ def save_trained(method: Method, model: nn.Module, directory: Path, hyperparamet
         save_file(tensors, str(directory / "adapter_model.safetensors"))
         (directory / "adapter_config.json").write_text(json.dumps({"peft_type": method.name.upper()}))
     return directory_bytes(directory)
+
+
+def trained_bytes(model: nn.Module) -> int:
+    """Bytes the trained tensors would take as safetensors (their data; the JSON header is a few KB)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)

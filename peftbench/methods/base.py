@@ -15,9 +15,7 @@ from typing import Any
 from torch import nn
 
 from peftbench.errors import MethodNotApplicable, UserError
-
-FAMILIES = ("full", "reparameterization", "adapter", "selective", "soft_prompt")
-ARCHITECTURES = ("encoder", "decoder", "encoder-decoder")
+from peftbench.vocabulary import ARCHITECTURES, FAMILIES  # noqa: F401  (re-exported)
 
 # Keys that configure training rather than the peft config; every method accepts them.
 TRAINING_KEYS = ("learning_rate",)

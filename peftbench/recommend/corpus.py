@@ -84,8 +84,10 @@ class PublishedRow:
 
 
 def published_dir() -> Path:
-    """The folder holding the corpus files."""
-    return Path(__file__).resolve().parents[2] / "results" / "published"
+    """The folder holding the corpus files: shipped in the package (`results/published` in the repository)."""
+    from importlib.resources import files
+
+    return Path(str(files("peftbench.published_results")))
 
 
 def _fail(path: Path | str, line: int, field: str, message: str) -> CorpusError:

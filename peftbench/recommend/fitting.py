@@ -58,6 +58,14 @@ def method_catalogue() -> dict[str, dict[str, Any]]:
 
 
 def default_evidence(results: Path | None = None) -> Evidence:
-    from peftbench.results import RESULTS_DIR, suite_result_files
+    """The reference results shipped with peftbench, or the evidence set the user names (`results`, a results
+    root): a user's ad-hoc runs in ./results (a 2-step check, a random-init model) are never evidence unasked."""
+    from peftbench.errors import UserError
+    from peftbench.results import reference_results_dir, suite_result_files
 
-    return load_evidence(suite_result_files(results or RESULTS_DIR))
+    if results is None:
+        return load_evidence(suite_result_files(reference_results_dir()))
+    files = suite_result_files(Path(results))
+    if not files:
+        raise UserError(f"--results {results}: no runs files there (expected {results}/<suite>/runs.jsonl)")
+    return load_evidence(files)

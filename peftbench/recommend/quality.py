@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("classification", "generation", "multiple_choice")
-ARCHITECTURES = ("encoder", "decoder", "encoder-decoder")
+from peftbench.vocabulary import ARCHITECTURES
+from peftbench.vocabulary import TASK_KINDS as KINDS
+
 NUMERIC = ("log_total_params", "log_train_examples", "log_input_tokens", "log_target_tokens", "log_trainable_fraction")
 Z_80 = 1.2816  # two-sided 80% normal interval
 

@@ -47,6 +47,9 @@ def build_plan(overrides: Overrides) -> Plan:
     if not (device == "cpu" or device.startswith("cuda")):
         raise UserError(f"device must be cpu or cuda, got {device!r}")
     timeout = _timeout(values.get("timeout", 3600))
+    trust_remote_code = _boolean(values, "trust_remote_code", False)
+    save_adapters = _boolean(values, "save_adapters", True)
+    save_full_weights = _boolean(values, "save_full_weights", False)
     jobs = _jobs(values.get("jobs", "auto"), device, TrainConfig.build(suite.train, {}, overrides.train).threads)
 
     specs = []
@@ -70,7 +73,8 @@ def build_plan(overrides: Overrides) -> Plan:
                 specs.append(RunSpec(suite=suite.name, task=_task_dict(task), model=model, method=method.name,
                                      hyperparameters=hyperparameters, train=train_dict, seed=seed, scale=scale,
                                      data_fingerprint=data.fingerprint, device=device,
-                                     trust_remote_code=bool(values.get("trust_remote_code", False))))
+                                     trust_remote_code=trust_remote_code, save_adapters=save_adapters,
+                                     save_full_weights=save_full_weights))
     return Plan(suite, specs, timeout, jobs)
 
 
@@ -79,6 +83,15 @@ def _task_dict(task: Any) -> dict[str, Any]:
     out["labels"] = list(out["labels"]) if out["labels"] else None
     out["metrics"] = list(out["metrics"])
     return out
+
+
+def _boolean(values: dict[str, Any], key: str, default: bool) -> bool:
+    """A real YAML boolean (true/false, yes/no) or the default. Anything else is refused, not coerced: for
+    trust_remote_code, `bool("false")` would be True and run the model folder's code."""
+    value = values.get(key, default)
+    if not isinstance(value, bool):
+        raise UserError(f"{key} must be true or false, got {value!r}")
+    return value
 
 
 def _timeout(value: Any) -> float | None:

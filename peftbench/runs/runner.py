@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftbench.results import RESULTS_DIR, ResultStore
+from peftbench.results import ResultStore
 from peftbench.runs.executor import Executor, LocalExecutor
 from peftbench.runs.plan import Plan
 from peftbench.runs.spec import RunSpec
@@ -23,7 +23,7 @@ class RunSummary:
         return Counter(r["status"] for r in self.records)
 
 
-def run_plan(plan: Plan, results_root: Path = RESULTS_DIR, force: bool = False,
+def run_plan(plan: Plan, results_root: Path, force: bool = False,
              executor: Executor | None = None, show_progress: bool = True) -> RunSummary:
     store = ResultStore.for_suite(plan.suite.name, results_root)
     store.repair()

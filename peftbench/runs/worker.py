@@ -118,7 +118,6 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
     import torch
 
     from peftbench import telemetry, training
-    from peftbench.methods.artifacts import save_trained
 
     torch.set_num_threads(spec.train["threads"])
     training.seed_everything(spec.seed)
@@ -153,10 +152,20 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
     out["metrics"] = setup.kind.evaluate(setup.model, setup.tokenizer, setup.task, setup.prepared,
                                          train["eval_batch_size"])
     out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
-    out["adapter_bytes"] = save_trained(setup.method, setup.model, artifacts, spec.hyperparameters,
-                                        setup.ctx.model_type)
-    out["adapter_path"] = str(artifacts)
+    out.update(_save(spec, setup, artifacts))
     return out
+
+
+def _save(spec: RunSpec, setup: _Setup, artifacts: Path) -> dict[str, Any]:
+    """Save what the run trained when asked (`save_adapters`, `save_full_weights`); otherwise record the
+    size it would take on disk, so that tables compare adapter sizes either way."""
+    from peftbench.methods.artifacts import save_trained, trained_bytes
+
+    keep = spec.save_full_weights if setup.method.name == "full" else spec.save_adapters
+    if not keep:
+        return {"adapter_bytes": trained_bytes(setup.model), "adapter_path": None, "adapter_saved": False}
+    size = save_trained(setup.method, setup.model, artifacts, spec.hyperparameters, setup.ctx.model_type)
+    return {"adapter_bytes": size, "adapter_path": str(artifacts), "adapter_saved": True}
 
 
 def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""The published-evidence corpus, shipped inside peftbench as `peftbench.published_results`."""

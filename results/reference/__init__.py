@@ -1,0 +1,1 @@
+"""The reference results, shipped inside peftbench as `peftbench.reference_results` (read-only)."""

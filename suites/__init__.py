@@ -1,0 +1,1 @@
+"""Suite definitions and their data extracts, shipped inside peftbench as `peftbench.suite_files`."""
