@@ -32,7 +32,7 @@ class Estimate:
         return asdict(self)
 
 
-def _validate(method: str, task_kind: str, batch_size: int, seq_len: int, dtype: str,
+def _validate(task_kind: str, batch_size: int, seq_len: int, dtype: str,
               mixed_precision: str | None, optimizer: str) -> None:
     if dtype not in DTYPE_CHOICES:
         raise UserError(f"unknown dtype '{dtype}' (valid: {', '.join(DTYPE_CHOICES)})")
@@ -56,7 +56,7 @@ def estimate(model: str, method: str, *, overrides: dict | None = None, task_kin
     from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.front_cache import front_load, front_store
 
-    _validate(method, task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer)
+    _validate(task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer)
     kwargs = dict(overrides=overrides, task_kind=task_kind, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
                   mixed_precision=mixed_precision, optimizer=optimizer,
                   gradient_checkpointing=gradient_checkpointing, hardware=hardware, num_labels=num_labels)

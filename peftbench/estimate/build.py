@@ -4,7 +4,7 @@ The model is created on the meta device (no memory, ~0.05 s even for 8B), wrappe
 `Method.apply` the harness uses (peft cannot be applied inside `FakeTensorMode`, but works on meta), and
 only then are its parameters replaced by fake CPU tensors for tracing. Replacement goes parameter by
 parameter and keeps a memo so tied weights stay tied: `Module.to_empty()` unties them and crashes on
-prompt tuning (estimator-notes.md).
+prompt tuning (both seen while building the estimator).
 """
 
 from __future__ import annotations

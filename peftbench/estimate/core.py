@@ -71,18 +71,18 @@ def traced_depths(config, exact: bool = False) -> list[int]:
     return [2 * period, 3 * period]
 
 
-def combine_depths(results: list[dict], depth: int, traced: list[int]) -> dict:
+def combine_depths(results: list[dict], depth: int, depths: list[int]) -> dict:
     """One trace per traced depth (`traced_depths`) -> the trace of the whole model."""
     for r in results:
         r.pop("events", None)
     if len(results) == 1:
-        return {**results[0], "depth": {"layers": depth, "traced": traced}}
+        return {**results[0], "depth": {"layers": depth, "traced": depths}}
     lo, hi = results
-    result = _linear(lo, hi, (depth - traced[0]) / (traced[1] - traced[0]))
+    result = _linear(lo, hi, (depth - depths[0]) / (depths[1] - depths[0]))
     for numbers in result["phases"].values():
         _raise_to_candidates(numbers)
     result["notes"] = sorted(set(lo["notes"]) | set(hi["notes"]))
-    result["depth"] = {"layers": depth, "traced": traced}
+    result["depth"] = {"layers": depth, "traced": depths}
     return result
 
 

@@ -7,7 +7,8 @@ each phase's peak. Storages are classified only at the end, because a tensor's r
 tensor becomes an activation when autograd saves it, a gradient when it lands in `.grad`.
 
 Written here rather than using `torch.distributed._tools.mem_tracker.MemTracker`: that tool crashed on
-frozen base weights and its per-module bookkeeping made an 8B trace take minutes (estimator-notes.md).
+frozen base weights and its per-module bookkeeping made an 8B trace take minutes (seen while
+building this tracer).
 """
 
 from __future__ import annotations

@@ -133,53 +133,47 @@ def _needs_cuda_bnb(ctx: MethodContext) -> str | None:
 
 _LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": None, "learning_rate": 5e-4}
 
+
+def _register_peft(name: str, family: str, description: str, defaults: dict[str, Any], config_name: str,
+                   **options: Any) -> None:
+    """A method peft implements: applied through `config_name`, whose fields are its valid overrides."""
+    register(Method(name, family, description, defaults, _peft_applier(config_name), peft_config=config_name,
+                    **options))
+
+
 for name, extra, description in [
     ("lora", {}, "Low-rank update B·A on attention projections (Hu et al. 2021)"),
     ("dora", {"use_dora": True}, "LoRA with a learned magnitude vector (Liu et al. 2024)"),
     ("rslora", {"use_rslora": True}, "LoRA scaled by alpha/sqrt(r), stable at high rank (Kalajdzievski 2023)"),
 ]:
-    register(Method(name, "reparameterization", description, {**_LORA, **extra},
-                    _peft_applier("LoraConfig"), peft_config="LoraConfig"))
+    _register_peft(name, "reparameterization", description, {**_LORA, **extra}, "LoraConfig")
 
-register(Method(
-    "qlora", "reparameterization", "LoRA on a 4-bit NF4-quantised frozen base (Dettmers et al. 2023)",
-    {**_LORA, "learning_rate": 2e-4}, _peft_applier("LoraConfig"), peft_config="LoraConfig",
-    quantize_4bit=True, check=_needs_cuda_bnb,
-))
-register(Method(
-    "adalora", "reparameterization", "LoRA with SVD-based adaptive rank allocation (Zhang et al. 2023)",
-    {"init_r": 12, "target_r": 8, "lora_alpha": 16, "target_modules": None, "total_step": None,
-     "learning_rate": 5e-4},
-    _peft_applier("AdaLoraConfig"), peft_config="AdaLoraConfig", step_hook=_adalora_step,
-))
-register(Method("loha", "reparameterization", "Low-rank Hadamard product update (Hyeon-Woo et al. 2022)",
-                {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4},
-                _peft_applier("LoHaConfig"), peft_config="LoHaConfig"))
-register(Method("lokr", "reparameterization", "Low-rank Kronecker product update (LyCORIS)",
-                {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4},
-                _peft_applier("LoKrConfig"), peft_config="LoKrConfig"))
-register(Method("vera", "reparameterization", "Shared frozen random low-rank pair, trained scaling vectors "
-                "(Kopiczko et al. 2024)", {"r": 256, "target_modules": None, "learning_rate": 5e-3},
-                _peft_applier("VeraConfig"), peft_config="VeraConfig"))
-register(Method("oft", "reparameterization", "Orthogonal fine-tuning: block-diagonal rotation of weights "
-                "(Qiu et al. 2023)", {"r": 0, "oft_block_size": 32, "target_modules": None, "learning_rate": 5e-4},
-                _peft_applier("OFTConfig"), peft_config="OFTConfig"))
-register(Method("boft", "reparameterization", "Butterfly-factorised orthogonal fine-tuning (Liu et al. 2024)",
-                {"boft_block_size": 4, "boft_n_butterfly_factor": 1, "target_modules": None, "learning_rate": 5e-4},
-                _peft_applier("BOFTConfig"), peft_config="BOFTConfig"))
-register(Method("ia3", "adapter", "Learned rescaling of keys, values and FFN activations (Liu et al. 2022)",
-                {"target_modules": None, "feedforward_modules": None, "learning_rate": 3e-3},
-                _peft_applier("IA3Config"), peft_config="IA3Config"))
-register(Method("ln_tuning", "selective", "Tune only the LayerNorm/RMSNorm parameters (Zhao et al. 2023)",
-                {"target_modules": None, "learning_rate": 1e-3},
-                _peft_applier("LNTuningConfig"), peft_config="LNTuningConfig"))
-register(Method("prompt_tuning", "soft_prompt", "Learned virtual tokens prepended to the input embeddings "
-                "(Lester et al. 2021)", {"num_virtual_tokens": 20, "learning_rate": 3e-2},
-                _peft_applier("PromptTuningConfig"), peft_config="PromptTuningConfig"))
-register(Method("prefix_tuning", "soft_prompt", "Learned key/value prefixes at every layer (Li & Liang 2021)",
-                {"num_virtual_tokens": 20, "learning_rate": 5e-3},
-                _peft_applier("PrefixTuningConfig"), peft_config="PrefixTuningConfig", check=_needs_kv_cache,
-                architectures=("decoder", "encoder-decoder")))
-register(Method("p_tuning", "soft_prompt", "Virtual tokens produced by a small MLP prompt encoder "
-                "(Liu et al. 2021)", {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 5e-3},
-                _peft_applier("PromptEncoderConfig"), peft_config="PromptEncoderConfig"))
+_register_peft("qlora", "reparameterization", "LoRA on a 4-bit NF4-quantised frozen base (Dettmers et al. 2023)",
+               {**_LORA, "learning_rate": 2e-4}, "LoraConfig", quantize_4bit=True, check=_needs_cuda_bnb)
+_register_peft("adalora", "reparameterization", "LoRA with SVD-based adaptive rank allocation (Zhang et al. 2023)",
+               {"init_r": 12, "target_r": 8, "lora_alpha": 16, "target_modules": None, "total_step": None,
+                "learning_rate": 5e-4}, "AdaLoraConfig", step_hook=_adalora_step)
+_register_peft("loha", "reparameterization", "Low-rank Hadamard product update (Hyeon-Woo et al. 2022)",
+               {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4}, "LoHaConfig")
+_register_peft("lokr", "reparameterization", "Low-rank Kronecker product update (LyCORIS)",
+               {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4}, "LoKrConfig")
+_register_peft("vera", "reparameterization", "Shared frozen random low-rank pair, trained scaling vectors "
+               "(Kopiczko et al. 2024)", {"r": 256, "target_modules": None, "learning_rate": 5e-3}, "VeraConfig")
+_register_peft("oft", "reparameterization", "Orthogonal fine-tuning: block-diagonal rotation of weights "
+               "(Qiu et al. 2023)", {"r": 0, "oft_block_size": 32, "target_modules": None, "learning_rate": 5e-4},
+               "OFTConfig")
+_register_peft("boft", "reparameterization", "Butterfly-factorised orthogonal fine-tuning (Liu et al. 2024)",
+               {"boft_block_size": 4, "boft_n_butterfly_factor": 1, "target_modules": None, "learning_rate": 5e-4},
+               "BOFTConfig")
+_register_peft("ia3", "adapter", "Learned rescaling of keys, values and FFN activations (Liu et al. 2022)",
+               {"target_modules": None, "feedforward_modules": None, "learning_rate": 3e-3}, "IA3Config")
+_register_peft("ln_tuning", "selective", "Tune only the LayerNorm/RMSNorm parameters (Zhao et al. 2023)",
+               {"target_modules": None, "learning_rate": 1e-3}, "LNTuningConfig")
+_register_peft("prompt_tuning", "soft_prompt", "Learned virtual tokens prepended to the input embeddings "
+               "(Lester et al. 2021)", {"num_virtual_tokens": 20, "learning_rate": 3e-2}, "PromptTuningConfig")
+_register_peft("prefix_tuning", "soft_prompt", "Learned key/value prefixes at every layer (Li & Liang 2021)",
+               {"num_virtual_tokens": 20, "learning_rate": 5e-3}, "PrefixTuningConfig", check=_needs_kv_cache,
+               architectures=("decoder", "encoder-decoder"))
+_register_peft("p_tuning", "soft_prompt", "Virtual tokens produced by a small MLP prompt encoder "
+               "(Liu et al. 2021)", {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 5e-3},
+               "PromptEncoderConfig")

@@ -1,6 +1,6 @@
 """Published quality figures, kept apart from peftbench's own runs and always shown with their source.
 
-Transcribed from /work/shared/published.md (LoRA paper, Hu et al. 2021, arXiv 2106.09685). They
+Transcribed from the LoRA paper (Hu et al. 2021, arXiv 2106.09685), Tables 2 and 4. They
 cover much larger models than peftbench can train on a CPU (125M-175B parameters), so they are the
 evidence for large models, and a check on the own-results model for small ones. The peft repository's
 `method_comparison/` results are deliberately absent: they are the held-out test of this recommender.
