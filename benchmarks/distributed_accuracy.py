@@ -260,7 +260,8 @@ def write_report(rows: list[str], errors: list[float], ds: list[str] | None) -> 
                  f"worst {worst:+.1%} (target: within 10%)."]
     if len(errors) < len(CASES):
         missing = CASES[len(errors):]
-        text += ["", f"Not measured in this run ({len(missing)} of {len(CASES)} cases, stopped for time: the shared 2-core "
+        text += ["", f"Not measured in this run ({len(missing)} of {len(CASES)} cases, stopped for time: the shared "
+                 "2-core "
                  "CPU ran at load ~18 and each case took 3-5 minutes): "
                  + "; ".join(f"{c[0]} ({c[1]} layers) {c[2]} {c[3]} x{c[4]}" for c in missing) + ". SmolLM2-135M is "
                  "its preset config with random weights, not the packaged checkpoint (no memory-mapped weights)."]
