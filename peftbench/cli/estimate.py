@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     hw.add_argument("--gpu", action="append", help="memory class, e.g. 16GB (picks the conservative card)")
     hw.add_argument("--hardware", action="append", help="profile name(s), comma-separated: t4,a100-80gb,cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    multi = p.add_argument_group("several GPUs (data parallel; --batch-size is then the per-GPU micro-batch)")
+    multi.add_argument("--gpus", type=int, default=None, help="number of GPUs (default 1)")
+    multi.add_argument("--strategy", default=None, help="ddp | fsdp | zero2 | zero3 (default ddp with --gpus > 1)")
+    multi.add_argument("--offload", default=None, help="none | optimizer | params (zero2/zero3; fsdp: params)")
     p.set_defaults(func=run_estimate)
 
     h = subparsers.add_parser("hardware", help="list the hardware profiles the estimator knows")
@@ -63,8 +67,18 @@ def _hardware(args) -> list[str] | None:
     return [n.strip() for item in names for n in item.split(",") if n.strip()] if names else None
 
 
+def _plan(args):
+    """The multi-GPU plan, or None for the plain single-GPU answer (no --gpus > 1, --strategy or --offload)."""
+    if (args.gpus is None or args.gpus == 1) and args.strategy is None and args.offload is None:
+        return None
+    from peftbench.estimate.distributed import check_plan
+
+    return check_plan(args.gpus, args.strategy, args.offload)
+
+
 def run_estimate(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
+    args.plan = _plan(args)
     if args.method == "all":
         from peftbench.estimate.front_cache import shipped_methods
 
@@ -96,12 +110,16 @@ def _one(method: str, args, overrides: dict | None) -> dict[str, Any]:
     from peftbench.errors import MethodNotApplicable
     from peftbench.estimate import estimate
 
+    kwargs = dict(overrides=overrides, task_kind=args.task_kind, batch_size=args.batch_size, seq_len=args.seq_len,
+                  dtype=args.dtype, mixed_precision=args.mixed_precision, optimizer=args.optimizer,
+                  gradient_checkpointing=args.gradient_checkpointing, hardware=_hardware(args),
+                  num_labels=args.num_labels)
     try:
-        return estimate(args.model, method, overrides=overrides, task_kind=args.task_kind,
-                        batch_size=args.batch_size, seq_len=args.seq_len, dtype=args.dtype,
-                        mixed_precision=args.mixed_precision, optimizer=args.optimizer,
-                        gradient_checkpointing=args.gradient_checkpointing, hardware=_hardware(args),
-                        num_labels=args.num_labels).to_dict()
+        if getattr(args, "plan", None) is not None:
+            from peftbench.estimate.distributed import estimate_distributed
+
+            return estimate_distributed(args.model, method, args.plan, **kwargs)
+        return estimate(args.model, method, **kwargs).to_dict()
     except MethodNotApplicable as exc:
         if args.method != "all":
             raise UserError(f"{method} cannot be applied: {exc}") from None
@@ -119,8 +137,10 @@ def _print_table(results: list[dict[str, Any]]) -> None:
         b = r["breakdown"]
         row = {"method": r["method"], "trainable": f"{r['trainable_params']:,}", "peak GiB": r["peak_bytes"] / GiB}
         for key, column in (("weights", "weights"), ("gradients", "grads"), ("optimizer_states", "optim"),
-                            ("activations", "activ"), ("temporaries", "temps"), ("overhead", "other")):
-            row[column] = b[key] / GiB
+                            ("activations", "activ"), ("temporaries", "temps"), ("gathered", "gathered"),
+                            ("buckets", "buckets"), ("overhead", "other")):
+            if key in b:
+                row[column] = b[key] / GiB
         row["TFLOP"] = r["flops_per_step"] / 1e12
         for name, p in r["profiles"].items():
             row[name] = f"{'ok' if p['fits'] else 'OOM'} {p['step_seconds']:.3g}s b≤{p['max_batch_size']}"
@@ -135,6 +155,11 @@ def _print_table(results: list[dict[str, Any]]) -> None:
               f"{', autocast ' + s['mixed_precision'] if s['mixed_precision'] else ''}, {s['optimizer']}"
               f"{', gradient checkpointing' if s['gradient_checkpointing'] else ''}. Peak = CUDA reserved memory "
               "(add the CUDA context, 0.4-1.2 GiB by card, for nvidia-smi); cell = fits, step time, largest batch.")
+        if "gpus" in first:
+            print(f"Per GPU: {first['gpus']} GPUs, {first['strategy']}"
+                  f"{', offload ' + first['offload'] if first['offload'] != 'none' else ''}; global batch "
+                  f"{s['global_batch_size']}; communication {first['communication_bytes_per_step'] / 1e9:.2f} GB "
+                  "per GPU per step; 1-GPU peak " f"{first['single_gpu_peak_bytes'] / GiB:.2f} GiB.")
         for note in {n for r in results for n in r.get("notes", [])}:
             print("note:", note)
         sources = sorted({r["settings"].get("answered_from", "") for r in results if "skipped" not in r})

@@ -95,6 +95,27 @@ def estimate_config(config, label: str, method: str, *, overrides: dict | None =
                     gradient_checkpointing=gradient_checkpointing)
 
 
+def single_gpu_trace(model: str, method: str, **kwargs: Any) -> dict[str, Any]:
+    """The CUDA trace `estimate` answers from (the shipped shape fit where it covers the call, else the
+    cached trace), for models built on top of it (`distributed`). Same arguments as `estimate`."""
+    from peftbench.estimate.configs import load_any_config
+    from peftbench.estimate.core import traced
+    from peftbench.estimate.front_cache import load_fit
+    from peftbench.estimate.shape_fit import evaluate
+    from peftbench.estimate.trace import Shape
+    from peftbench.methods import get_method
+
+    entry = load_fit(model, method, kwargs, "cuda")
+    if entry is not None and "not_applicable" not in entry and entry["seq_range"] and \
+            entry["seq_range"][0] <= kwargs["seq_len"] <= entry["seq_range"][1]:
+        return evaluate(entry["fit"], kwargs["batch_size"], kwargs["seq_len"])
+    m = get_method(method)
+    shape = Shape(kwargs["batch_size"], kwargs["seq_len"], kwargs["dtype"], kwargs["mixed_precision"],
+                  kwargs["optimizer"], kwargs["gradient_checkpointing"], device="cuda",
+                  num_labels=kwargs["num_labels"])
+    return traced(load_any_config(model), m, m.hyperparameters(kwargs["overrides"]), kwargs["task_kind"], shape)
+
+
 def _from_shape_fit(model: str, method: str, kwargs: dict[str, Any]) -> Estimate | None:
     """The answer from a shipped shape fit (no torch import), or None where none covers this call."""
     from peftbench.errors import MethodNotApplicable

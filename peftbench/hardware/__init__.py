@@ -32,6 +32,9 @@ class Profile:
     source: str = ""
     note: str = ""
     efficiency: dict[str, float] = field(default_factory=dict)
+    # GPU-to-GPU link of a multi-GPU machine of this card and its host link, GB/s per direction, with a
+    # source (`peftbench.estimate.distributed`); empty for the CPU profile.
+    interconnect: dict[str, Any] = field(default_factory=dict)
 
     def precision(self, dtype: str) -> str:
         """The 16-bit format actually used: bf16 falls back to fp16 mixed precision where unsupported."""
@@ -50,6 +53,11 @@ def _data() -> dict[str, Any]:
 def allocator() -> dict[str, float]:
     """CUDA caching-allocator overheads (fragmentation share, cuBLAS workspace)."""
     return {k: v for k, v in _data()["allocator"].items() if not k.startswith("_")}
+
+
+def collectives() -> dict[str, float]:
+    """Share of a link's per-direction rate that collectives reach (an assumption, see profiles.json)."""
+    return {k: v for k, v in _data()["collectives"].items() if not k.startswith("_")}
 
 
 def gpu_profiles() -> dict[str, Profile]:

@@ -185,3 +185,21 @@ class CostModel:
                         f"(its smallest peak, at {setting}; the stated GPU has "
                         f"{self.gpu.memory_bytes / 2**30:.0f} GiB)")
         return remedies
+
+
+# ---- multi-GPU hook (issue 17) ---------------------------------------------------------------------------
+# Kept apart on purpose: the recommender is being rewritten; the lead wires this into `recommend --gpus N`.
+def multi_gpu_fit(model: str, method: str, gpu: Gpu, task_kind: str, seq_len: int, batch: int,
+                  max_gpus: int = 64, num_labels: int = 2) -> dict[str, Any] | None:
+    """When `method` does not fit one `gpu`: the fewest GPUs of that card on which it fits and the cheapest
+    strategy there (ddp < zero2 < fsdp < zero3 < offload), as {gpus, strategy, offload, per_gpu_peak_bytes,
+    step_seconds}; None when nothing up to `max_gpus` fits. `batch` is the per-GPU micro-batch."""
+    from dataclasses import asdict
+
+    from peftbench.estimate.distributed import smallest_fit
+
+    if gpu.custom or gpu.profile == "cpu":
+        return None  # a stated memory size borrows another card's profile: no interconnect to speak of
+    fit = smallest_fit(model, method, gpu.profile, max_gpus=max_gpus, task_kind=task_kind, seq_len=seq_len,
+                       batch_size=batch, num_labels=num_labels)
+    return asdict(fit) if fit is not None else None
