@@ -7,19 +7,30 @@ learns from them and the published corpus, never from a user's ad-hoc runs unles
 
 Crash safety: each record is appended with a single `write` on an O_APPEND descriptor and fsynced. A
 SIGKILL cannot interrupt a write system call halfway, so the file always holds whole lines; a torn
-final line (power loss) is cut off the next time the store opens. The parent process is the only writer.
+final line (power loss) is cut off the next time the store opens. Only drivers (`peftbench run`) write, under an
+fcntl lock on the suite folder's `.runs.lock`, so concurrent drivers of one suite never interleave a rewrite
+with an append. A line that is not a run record is skipped by every reader and reported once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable
+import sys
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no cross-process lock (concurrent drivers of one suite are then unsupported)
+    fcntl = None
+
 RUNS_FILE = "runs.jsonl"
+LOCK_FILE = ".runs.lock"
 RESULTS_ENV = "PEFTBENCH_RESULTS"
 
 
@@ -87,58 +98,159 @@ def config_id(record: dict[str, Any]) -> str:
     return key_of([record.get(k) for k in _CONFIG_FIELDS], train, length=12)
 
 
+# What every reader relies on (`r["method"]`, `r["task"]`, grouping by run id): a line without these is not a
+# run record. Nested fields, where present, must have the type readers index them as.
+_REQUIRED = ("run_id", "status", "suite", "task", "method")
+_NESTED = {"hyperparameters": dict, "train_config": dict, "metrics": dict, "memory": dict, "device": dict,
+           "versions": dict, "prediction": dict, "train_loss_curve": list}
+_reported: set[tuple[str, int]] = set()  # (file, line) already reported in this process: each is said once
+
+
+def not_a_record(value: Any) -> str | None:
+    """Why a parsed JSON line is not a run record, or None when it is one."""
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__ if value is not None else 'null'}, not an object"
+    missing = [k for k in _REQUIRED if not isinstance(value.get(k), str) or not value[k]]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if "seed" in value and (not isinstance(value["seed"], int) or isinstance(value["seed"], bool)):
+        return "seed is not an integer"
+    wrong = [k for k, kind in _NESTED.items() if value.get(k) is not None and not isinstance(value[k], kind)]
+    return f"{', '.join(wrong)} of the wrong type" if wrong else None
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(the record, None), or (None, why the line is not one)."""
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None, "not JSON"
+    why = not_a_record(value)
+    return (None, why) if why else (value, None)
+
+
 class ResultStore:
+    """One suite's runs file. Every reader of runs files goes through `records()`; concurrent drivers of one
+    suite folder serialise their appends and rewrites with `locked()`."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+        self._thread_lock = threading.RLock()
 
     @classmethod
     def for_suite(cls, suite: str, root: Path) -> ResultStore:
         return cls(Path(root) / suite / RUNS_FILE)
 
     def records(self) -> list[dict[str, Any]]:
+        """Every run record in the file. A line that is not one (not JSON, or JSON that is not a record) is
+        skipped and reported once on stderr with its line number: one bad line never blocks a table, a report,
+        a recommendation or a resume. A last line without its newline is an append in progress (or torn by a
+        power loss: `repair` cuts it) and is skipped silently."""
+        return [record for _, _, record in self._lines() if record is not None]
+
+    def _lines(self) -> list[tuple[int, bytes, dict[str, Any] | None]]:
+        """(line number, raw line, the record or None) for every line of the file."""
         if not self.path.is_file():
             return []
-        records = []
-        for line in self.path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a power loss; `repair` removes it before the next append
-        return records
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        torn = lines.pop()  # b"" when the file ends with a newline
+        out, bad = [], []
+        for number, raw in enumerate(lines, start=1):
+            if raw.strip():
+                record, why = _parse(raw)
+                out.append((number, raw, record))
+                if why:
+                    bad.append((number, why))
+        if torn.strip():
+            out.append((len(lines) + 1, torn, _parse(torn)[0]))  # a whole record that lacks its newline counts
+        self._report(bad)
+        return out
+
+    def _report(self, bad: list[tuple[int, str]]) -> None:
+        where = os.path.abspath(self.path)
+        fresh = [(n, why) for n, why in bad if (where, n) not in _reported]
+        if not fresh:
+            return
+        _reported.update((where, n) for n, _ in fresh)
+        shown = "; ".join(f"line {n}: {why}" for n, why in fresh[:5])
+        more = f"; and {len(fresh) - 5} more" if len(fresh) > 5 else ""
+        sys.stderr.write(f"peftbench: warning: {self.path}: skipped {len(fresh)} line(s) that are not run records "
+                         f"({shown}{more})\n")
 
     def completed_ids(self, machine: str | None = None) -> set[str]:
         """Run ids recorded (on `machine`, when given: another machine's record is not this one's measurement)."""
-        return {r["run_id"] for r in self.records() if machine is None or r.get("machine_id") == machine}
+        return set(self.latest(machine))
+
+    def latest(self, machine: str | None = None) -> dict[str, dict[str, Any]]:
+        """The last record of each run (recorded on `machine`, when given), by run id."""
+        return {r["run_id"]: r for r in self.records() if machine is None or r.get("machine_id") == machine}
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive use of the runs file among processes (an fcntl lock on a file beside it, released by the
+        kernel if the holder dies) and threads; reentrant. Readers need no lock: appends are single writes
+        and rewrites are atomic renames."""
+        with self._thread_lock:
+            if self._lock_depth == 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path.parent / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_fd is not None:
+                    os.close(self._lock_fd)  # closing releases the flock
+                    self._lock_fd = None
 
     def repair(self) -> None:
         if not self.path.is_file():
             return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
+        with self.locked():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                last = data[data.rfind(b"\n") + 1:]
+                with open(self.path, "r+b") as handle:
+                    if _parse(last)[0] is not None:  # whole, only its newline is missing
+                        handle.seek(0, os.SEEK_END)
+                        handle.write(b"\n")
+                    else:
+                        handle.truncate(data.rfind(b"\n") + 1)
 
     def append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            written = os.write(fd, line)
-            if written != len(line):  # only on a full disk; leave no half line behind
-                os.ftruncate(fd, os.fstat(fd).st_size - written)
-                raise OSError(f"short write to {self.path}")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self.locked():
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                written = os.write(fd, line)
+                if written != len(line):  # only on a full disk; leave no half line behind
+                    os.ftruncate(fd, os.fstat(fd).st_size - written)
+                    raise OSError(f"short write to {self.path}")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
-    def remove(self, run_ids: Iterable[str], machine: str | None = None) -> None:
-        """Drop records (for `--force` reruns; only `machine`'s, when given), rewriting the file atomically."""
-        drop = set(run_ids)
-        keep = [r for r in self.records()
-                if r["run_id"] not in drop or (machine is not None and r.get("machine_id") != machine)]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+    def replace(self, record: dict[str, Any], machine: str | None = None) -> None:
+        """Append `record`, dropping the earlier records of its run (only `machine`'s, when given): a rerun
+        (`--force`, `--retry-failed`) replaces what it reran. The file is rewritten atomically; lines that are
+        not records are kept as they were (they are the user's to inspect, not ours to delete)."""
+        run_id = record["run_id"]
+        with self.locked():
+            keep = [raw for _, raw, r in self._lines()
+                    if r is None or r["run_id"] != run_id or (machine is not None and r.get("machine_id") != machine)]
+            keep.append(json.dumps(record, sort_keys=True, default=str).encode())
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            with open(tmp, "wb") as handle:
+                handle.write(b"".join(raw + b"\n" for raw in keep))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
 
 
 def disk_use(root: Path, suite: str | None = None) -> dict[str, int]:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,20 @@ class TrainResult:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def rng_preserved(cuda: bool = False) -> Iterator[None]:
+    """Run a block without moving the seeded generators a run draws from (Python's, torch's CPU one and,
+    with `cuda`, the CUDA ones): what happens inside — e.g. the estimator tracing a model on a cache miss —
+    cannot change the run's initialisation, dropout or batches."""
+    state = random.getstate()
+    devices = list(range(torch.cuda.device_count())) if cuda and torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
 
 def batch_indices(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:

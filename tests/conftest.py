@@ -35,6 +35,34 @@ def cli(capsys):
     return run
 
 
+def worker_pids(*, parent: int | None = None, session: int | None = None) -> list[int]:
+    """Live (not zombie) `peftbench.runs.worker` processes descending from `parent` and/or in `session`,
+    read from /proc (Linux; psutil is not a dependency)."""
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        procs[int(entry.name)] = (fields[0], int(fields[1]), int(fields[3]), cmdline)  # state, ppid, session
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid in procs and pid not in seen:
+            seen.add(pid)
+            pid = procs[pid][1]
+            if pid == parent:
+                return True
+        return False
+
+    return [pid for pid, (state, _, sid, cmdline) in procs.items()
+            if state != "Z" and "peftbench.runs.worker" in cmdline
+            and (parent is None or descends(pid)) and (session is None or sid == session)]
+
+
 def read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import read_records
+from conftest import read_records, worker_pids
 
 FAMILY_METHODS = ["full", "lora", "adapter", "bitfit", "prompt_tuning", "prefix_tuning"]
 RECORD_FIELDS = {
@@ -21,19 +21,27 @@ RECORD_FIELDS = {
 }
 
 
+FAMILY_OVERRIDES = ["suite=smoke", "tasks=[rt_sentiment]", f"methods=[{','.join(FAMILY_METHODS)}]", "train.max_steps=3"]
+
+
 @pytest.fixture(scope="module")
 def family_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     from peftbench.cli import main
 
-    code = main(["run", "suite=smoke", "tasks=[rt_sentiment]", f"methods=[{','.join(FAMILY_METHODS)}]",
-                 "train.max_steps=3", "--no-progress", "--results", str(root)])
+    code = main(["run", *FAMILY_OVERRIDES, "--no-progress", "--results", str(root)])
     assert code == 0
     return root, read_records(root / "smoke" / "runs.jsonl")
 
 
 def test_every_family_runs_and_records_every_field(family_run):
+    from peftbench.overrides import parse_overrides
+    from peftbench.runs.plan import build_plan
+
     _, records = family_run
+    plan = build_plan(parse_overrides(FAMILY_OVERRIDES))
+    expected_concurrency = min(plan.jobs, len(plan.specs))
+    assert plan.jobs == len(os.sched_getaffinity(0)) // plan.specs[0].train["threads"]
     by_method = {r["method"]: r for r in records}
     assert set(by_method) == set(FAMILY_METHODS)
     for name in ["full", "lora", "adapter", "bitfit", "prompt_tuning"]:
@@ -46,8 +54,9 @@ def test_every_family_runs_and_records_every_field(family_run):
         assert record["memory"]["peak_rss_train_bytes"] > record["memory"]["rss_at_start_bytes"]
         assert record["adapter_bytes"] > 0 and record["device"]["type"] == "cpu"
         assert {"python", "torch", "transformers", "peft", "datasets"} <= set(record["versions"])
-        # jobs=auto: one single-threaded run per usable core, and every record says how many shared the CPU
-        assert record["device"]["concurrent_runs"] == len(os.sched_getaffinity(0))
+        # jobs=auto: one single-threaded run per usable core (no more than there are runs), and every record
+        # says how many shared the CPU
+        assert record["device"]["concurrent_runs"] == expected_concurrency
     assert {by_method[m]["family"] for m in FAMILY_METHODS} == {"full", "reparameterization", "adapter",
                                                                 "selective", "soft_prompt"}
     # PEFT methods train a small fraction; full fine-tuning trains everything.
@@ -94,11 +103,18 @@ def test_rerun_skips_and_force_replaces(family_run, cli):
                        "train.max_steps=3", "--no-progress", "--results", str(root))
     assert code == 0 and "2 already recorded" in out
     assert read_records(root / "smoke" / "runs.jsonl") == records
+    lines = (root / "smoke" / "runs.jsonl").read_text().splitlines()
     code, out, _ = cli("run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[prefix_tuning]",
                        "train.max_steps=3", "--force", "--no-progress", "--results", str(root))
     after = read_records(root / "smoke" / "runs.jsonl")
-    assert code == 0 and len(after) == len(records)
+    assert code == 0 and "1 skipped; 0 already recorded" in out and len(after) == len(records)
     assert sorted(r["run_id"] for r in after) == sorted(r["run_id"] for r in records)
+    # --force really reran it: the record was rewritten (a later finish), the others left byte for byte.
+    old = next(r for r in records if r["method"] == "prefix_tuning")
+    new = next(r for r in after if r["method"] == "prefix_tuning")
+    assert new["finished_at"] > old["finished_at"] and new != old
+    after_lines = (root / "smoke" / "runs.jsonl").read_text().splitlines()
+    assert [line for line in lines if json.loads(line)["method"] != "prefix_tuning"] == after_lines[:-1]
 
 
 def test_runs_recorded_on_another_machine_are_measured_again_here(tmp_path, cli):
@@ -133,23 +149,63 @@ def test_results_command_exports_tidy_table(family_run, cli, tmp_path):
     assert code == 0 and len(table) == len(records) and "metrics.accuracy" in table.columns
 
 
-def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
-    """Kill the suite mid-flight (twice), resume, and check every planned run is recorded exactly once."""
+def _parsed_records(path) -> list[dict]:
+    """Every line of a runs file, which must all be whole run records."""
+    from peftbench.results import not_a_record
+
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = [json.loads(line) for line in lines]
+    assert not [r for r in records if not_a_record(r)], records
+    return records
+
+
+def _wait_for_records(path, count: int, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and len(path.read_text().splitlines()) >= count):
+        assert proc.poll() is None and time.monotonic() < deadline, "the suite ended before the kill"
+        time.sleep(0.1)
+
+
+def test_sigkill_after_records_exist_loses_and_duplicates_nothing(tmp_path):
+    """Kill the suite twice, each time after records exist (at a random moment in a later run), the first
+    time the driver alone (its worker must stop by itself, its temporary folder is swept by the next run),
+    the second its whole process group. The file always parses, and each resume runs exactly the rest."""
+    methods = ["lora", "bitfit", "ia3"]
+    results, scratch = tmp_path / "results" / "smoke" / "runs.jsonl", tmp_path / "tmp"
+    scratch.mkdir()
     argv = [sys.executable, "-m", "peftbench", "run", "suite=smoke", "tasks=[rt_sentiment]",
-            "methods=[lora,bitfit,ia3]", "train.max_steps=2", "--no-progress", "--results", str(tmp_path)]
-    results = tmp_path / "smoke" / "runs.jsonl"
-    rng = random.Random(7)
-    for _ in range(2):
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(6, 20))
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        if results.exists():
-            [json.loads(line) for line in results.read_text().splitlines()]  # always parses
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    records = read_records(results)
-    assert sorted(r["method"] for r in records) == ["bitfit", "ia3", "lora"]
-    assert len({r["run_id"] for r in records}) == 3
+            f"methods=[{','.join(methods)}]", "sizes.train=16", "sizes.eval=8", "train.max_steps=2", "jobs=1",
+            "--no-progress", "--results", str(tmp_path / "results")]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    for trial, whole_group in enumerate((False, True), start=1):
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            _wait_for_records(results, trial, proc)  # trial 2 is itself a resume, killed after its own record
+            time.sleep(rng.uniform(0, 3))  # into the next run: loading, training, evaluating or recording
+        finally:
+            if whole_group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait()
+        deadline = time.monotonic() + 30
+        while worker_pids(session=proc.pid):  # an orphaned worker notices its driver is gone and exits
+            assert time.monotonic() < deadline, "an orphaned worker kept running"
+            time.sleep(0.2)
+        records = _parsed_records(results)
+        assert trial <= len(records) < len(methods), f"seed {seed}: {len(records)} records after kill {trial}"
+        assert len({r["run_id"] for r in records}) == len(records), f"seed {seed}: a run recorded twice"
+    before = results.read_text()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = results.read_text()
+    records = _parsed_records(results)
+    assert after.startswith(before), f"seed {seed}: the resume rewrote earlier records"
+    assert sorted(r["method"] for r in records) == sorted(methods), f"seed {seed}"
+    assert len({r["run_id"] for r in records}) == len(methods), f"seed {seed}: a run recorded twice"
+    assert list(scratch.glob("peftbench-run-*")) == [], "the killed driver's temporary folder was not swept"
 
 
 def test_failing_and_timed_out_runs_are_recorded_and_the_suite_goes_on(cli, tmp_path):

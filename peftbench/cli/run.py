@@ -1,4 +1,4 @@
-"""`peftbench run suite=NAME [key=value ...] [--force]`"""
+"""`peftbench run suite=NAME [key=value ...] [--force] [--retry-failed]`"""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "timeout=SECONDS device=cpu|cuda jobs=N|auto train.KEY=V methods.NAME.KEY=V")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     parser.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="rerun the runs recorded as failed, timeout or oom (not ok or skipped ones); "
+                             "the new record replaces the old")
     parser.add_argument("--results", type=Path, default=None,
                         help="results root (default: $PEFTBENCH_RESULTS, else ./results in this directory)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -32,7 +35,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"{root} holds the reference results shipped with peftbench, which are read-only: "
                         "write your runs elsewhere (--results DIR)")
     plan = build_plan(parse_overrides(args.overrides))
-    summary = run_plan(plan, root, force=args.force, show_progress=not args.no_progress)
+    summary = run_plan(plan, root, force=args.force, retry_failed=args.retry_failed,
+                       show_progress=not args.no_progress)
     print(_summary_table(summary))
     return 0
 
@@ -47,7 +51,9 @@ def _summary_table(summary) -> str:
                  "note": (r.get("error") or "")[:60]} for r in summary.records]
         lines.append(pd.DataFrame(rows).to_string(index=False))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.status_counts().items())) or "nothing new"
-    lines.append(f"\n{counts}; {summary.skipped_existing} already recorded on this machine. "
+    elsewhere = (f"; {summary.run_elsewhere} run by another `peftbench run` at the same time"
+                 if summary.run_elsewhere else "")
+    lines.append(f"\n{counts}; {summary.skipped_existing} already recorded on this machine{elsewhere}. "
                  f"Results: {summary.results_file}")
     return "\n".join(lines)
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +40,35 @@ class LocalExecutor(Executor):
     def __init__(self, timeout_seconds: float | None = None, jobs: int = 1) -> None:
         self.timeout_seconds = timeout_seconds
         self.jobs = max(1, jobs)
+        self._live: set[subprocess.Popen] = set()
+        self._live_lock = threading.Lock()
+        self._stopping = False
 
     def execute(self, specs: Iterable[RunSpec], artifacts_dir: Path, on_record: OnRecord,
                 on_event: OnEvent | None = None) -> None:
-        specs = list(specs)
-        if self.jobs == 1 or len(specs) < 2:
-            for spec in specs:
-                on_record(spec, self._run_one(spec, artifacts_dir / spec.run_id, on_event))
-            return
-        self._execute_parallel(specs, artifacts_dir, on_record, on_event)
+        """Specs are taken from `specs` one at a time as workers free up (a lazy iterable lets the caller
+        claim each run just before it starts). On an interrupt (KeyboardInterrupt, or SIGTERM turned into
+        one by the driver) the workers are killed, their temporary folders removed, and nothing is recorded
+        for the runs they were doing: those stay pending for the next run."""
+        from peftbench.runs.scratch import sweep_stale
 
-    def _execute_parallel(self, specs: list[RunSpec], artifacts_dir: Path, on_record: OnRecord,
+        sweep_stale()
+        if not isinstance(specs, Sized):
+            specs = list(specs)
+        jobs = min(self.jobs, len(specs))
+        self._stopping = False
+        try:
+            if jobs <= 1:
+                for spec in specs:
+                    on_record(spec, self._run_one(spec, artifacts_dir / spec.run_id, on_event))
+            else:
+                self._execute_parallel(iter(specs), jobs, artifacts_dir, on_record, on_event)
+        finally:
+            self._stop_workers()
+
+    def _execute_parallel(self, specs: Iterator[RunSpec], jobs: int, artifacts_dir: Path, on_record: OnRecord,
                           on_event: OnEvent | None) -> None:
         """Threads only wait on worker processes; records and events reach the caller one at a time."""
-        import threading
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         lock = threading.Lock()
@@ -62,37 +78,81 @@ class LocalExecutor(Executor):
                 with lock:
                     on_event(spec, event)
 
-        jobs = min(self.jobs, len(specs))
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            running = {pool.submit(self._run_one, spec, artifacts_dir / spec.run_id, locked_event, jobs): spec
-                       for spec in specs}
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    spec = running.pop(future)
-                    with lock:
-                        on_record(spec, future.result())
+            running: dict[Any, RunSpec] = {}
+
+            def submit_next() -> None:
+                spec = next(specs, None)
+                if spec is not None:
+                    running[pool.submit(self._run_one, spec, artifacts_dir / spec.run_id, locked_event, jobs)] = spec
+
+            try:
+                for _ in range(jobs):
+                    submit_next()
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        spec = running.pop(future)
+                        with lock:
+                            on_record(spec, future.result())
+                        submit_next()
+            except BaseException:
+                self._stop_workers()  # before the pool waits for its threads, which wait on the workers
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    def _stop_workers(self) -> None:
+        self._stopping = True
+        with self._live_lock:
+            for process in self._live:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
 
     def _run_one(self, spec: RunSpec, artifacts: Path, on_event: OnEvent | None,
                  concurrent_runs: int = 1) -> dict[str, Any]:
+        from peftbench.runs.scratch import oom_kills, run_folder
+
         artifacts.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="peftbench-run-") as tmp:
-            spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        with run_folder() as tmp:
+            spec_file, result_file = tmp / "spec.json", tmp / "result.json"
             spec_file.write_text(spec.to_json())
             log_path = artifacts / "run.log"
             started = time.monotonic()
+            ooms_before = oom_kills()
             with open(log_path, "w") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "peftbench.runs.worker", str(spec_file), str(result_file), str(artifacts)],
-                    stdout=subprocess.PIPE, stderr=log, text=True, env=_worker_env(spec, concurrent_runs))
-                timed_out = self._pump_events(process, spec, started, on_event)
+                process = self._start(spec, [str(spec_file), str(result_file), str(artifacts)], log, tmp,
+                                      concurrent_runs)
+                try:
+                    timed_out = self._pump_events(process, spec, started, on_event)
+                finally:
+                    self._reap(process)
             if timed_out:
                 return _crash_record(spec, "timeout", f"run exceeded the {self.timeout_seconds:g} s timeout", started)
             if result_file.is_file():
                 return json.loads(result_file.read_text())
-            tail = log_path.read_text()[-600:].strip().splitlines()[-3:]
-            return _crash_record(spec, "oom" if process.returncode == -9 else "failed",
-                                 f"worker exited with code {process.returncode}: {' | '.join(tail)}", started)
+            tail = " | ".join(log_path.read_text(errors="replace")[-600:].strip().splitlines()[-3:])
+            status, how = _exit_cause(process.returncode, ooms_before, oom_kills())
+            return _crash_record(spec, status, f"worker {how}: {tail}" if tail else f"worker {how}", started)
+
+    def _start(self, spec: RunSpec, args: list[str], log: Any, tmp: Path, concurrent_runs: int) -> subprocess.Popen:
+        with self._live_lock:
+            if self._stopping:
+                raise KeyboardInterrupt("stopping")
+            process = subprocess.Popen([sys.executable, "-m", "peftbench.runs.worker", *args],
+                                       stdout=subprocess.PIPE, stderr=log, text=True,
+                                       env=_worker_env(spec, concurrent_runs, tmp))
+            self._live.add(process)
+        return process
+
+    def _reap(self, process: subprocess.Popen) -> None:
+        """The worker is gone when this returns (killed if the driver is being interrupted)."""
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        process.wait()
+        process.stdout.close()
+        with self._live_lock:
+            self._live.discard(process)
 
     def _pump_events(self, process: subprocess.Popen, spec: RunSpec, started: float,
                      on_event: OnEvent | None) -> bool:
@@ -117,8 +177,29 @@ class LocalExecutor(Executor):
                         on_event(spec, json.loads(line))
 
 
-def _worker_env(spec: RunSpec, concurrent_runs: int = 1) -> dict[str, str]:
+def _exit_cause(returncode: int, ooms_before: dict[str, int], ooms_after: dict[str, int]) -> tuple[str, str]:
+    """(status, how the worker ended) for a worker that left no result. A SIGKILL is `oom` only when the
+    kernel counted an OOM kill meanwhile: a user's `kill -9` exits the same way."""
+    if returncode >= 0:
+        return "failed", f"exited with code {returncode}"
+    number = -returncode
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = "an unknown signal"
+    if number == signal.SIGKILL:
+        grew = [k for k, v in ooms_after.items() if v > ooms_before.get(k, v)]
+        if grew:
+            return "oom", f"killed by the kernel's OOM killer (signal 9; oom_kill counter grew in {', '.join(grew)})"
+        unknown = "" if ooms_after else "; no OOM-kill counter readable here"
+        return "failed", f"killed by signal 9 (SIGKILL), not by the OOM killer{unknown}"
+    return "failed", f"killed by signal {number} ({name})"
+
+
+def _worker_env(spec: RunSpec, concurrent_runs: int = 1, tmp: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if tmp is not None:  # whatever the worker and its libraries put in a temporary folder goes with the run's
+        env.update(TMPDIR=str(tmp), TEMP=str(tmp), TMP=str(tmp))
     env["PEFTBENCH_CONCURRENT_RUNS"] = str(concurrent_runs)  # recorded: timings measured beside other runs
     threads = str(spec.train.get("threads", 1))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="false",

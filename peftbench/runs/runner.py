@@ -1,54 +1,131 @@
-"""Run a plan: skip what is recorded, execute the rest through an executor, append each record."""
+"""Run a plan: skip what is recorded, claim and execute the rest through an executor, record each run once."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from peftbench.results import ResultStore
+from peftbench.runs.claims import RunClaims
 from peftbench.runs.executor import Executor, LocalExecutor
 from peftbench.runs.plan import Plan
 from peftbench.runs.spec import RunSpec
+
+# Statuses `--retry-failed` reruns: the run did not finish. `ok` and `skipped` (method not applicable) stand.
+RETRY_STATUSES = ("failed", "timeout", "oom")
 
 
 @dataclass
 class RunSummary:
     results_file: Path
     skipped_existing: int = 0
+    run_elsewhere: int = 0  # claimed or recorded by another `peftbench run` of this suite meanwhile
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def status_counts(self) -> Counter:
         return Counter(r["status"] for r in self.records)
 
 
-def run_plan(plan: Plan, results_root: Path, force: bool = False,
+def run_plan(plan: Plan, results_root: Path, force: bool = False, retry_failed: bool = False,
              executor: Executor | None = None, show_progress: bool = True) -> RunSummary:
-    store = ResultStore.for_suite(plan.suite.name, results_root)
-    store.repair()
+    """Run what is not recorded on this machine yet (with `force`, everything; with `retry_failed`, also the
+    runs whose record says they did not finish); a rerun's record replaces the earlier one. Several drivers
+    may run one plan into one folder at once: each run is claimed before it starts (see `claims`)."""
     from peftbench.telemetry import machine_id
 
+    store = ResultStore.for_suite(plan.suite.name, results_root)
+    store.repair()
     todo = _dedupe(plan.specs)
     here = machine_id()  # resume skips what *this* machine recorded; committed reference runs are re-measured
-    if force:
-        store.remove((s.run_id for s in todo), machine=here)
-    done = store.completed_ids(machine=here)
-    pending = [s for s in todo if s.run_id not in done]
+    recorded = store.latest(machine=here)
+    # Runs to do again, each with the record it replaces: if that record changes meanwhile, another driver
+    # has already redone the run.
+    redo = {rid: _fingerprint(r) for rid, r in recorded.items()
+            if force or (retry_failed and r["status"] in RETRY_STATUSES)}
+    pending = [s for s in todo if s.run_id not in recorded or s.run_id in redo]
     summary = RunSummary(store.path, skipped_existing=len(todo) - len(pending))
     executor = executor or LocalExecutor(plan.timeout, plan.jobs)
     progress = _Progress(len(pending), show_progress, step_bar=plan.jobs == 1)
+    claims = RunClaims(store.path.parent)
+
+    def still_to_do(spec: RunSpec) -> bool:
+        current = store.latest(machine=here).get(spec.run_id)
+        return current is None or (spec.run_id in redo and _fingerprint(current) == redo[spec.run_id])
 
     def on_record(spec: RunSpec, record: dict[str, Any]) -> None:
-        store.append(record)
+        if spec.run_id in redo:
+            store.replace(record, machine=here)
+        else:
+            store.append(record)
+        claims.release(spec.run_id, recorded=True)
         summary.records.append(record)
         progress.finished(spec, record)
 
+    def skip_elsewhere(spec: RunSpec) -> None:
+        summary.run_elsewhere += 1
+        progress.elsewhere(spec)
+
     try:
-        executor.execute(pending, store.path.parent / "artifacts", on_record, progress.event)
+        with interrupts_raised():
+            executor.execute(_Claimed(pending, claims, still_to_do, skip_elsewhere),
+                             store.path.parent / "artifacts", on_record, progress.event)
     finally:
+        claims.release_all()
         progress.close()
     return summary
+
+
+class _Claimed:
+    """The pending runs, each yielded only once this driver has claimed it and it is still to do; sized
+    (the executor sizes its pool by the count) but lazy, so that concurrent drivers share the runs."""
+
+    def __init__(self, pending: list[RunSpec], claims: RunClaims, still_to_do: Callable[[RunSpec], bool],
+                 on_skip: Callable[[RunSpec], None]) -> None:
+        self.pending, self.claims, self.still_to_do, self.on_skip = pending, claims, still_to_do, on_skip
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def __iter__(self) -> Iterator[RunSpec]:
+        for spec in self.pending:
+            if not self.claims.try_claim(spec.run_id):
+                self.on_skip(spec)
+                continue
+            if not self.still_to_do(spec):  # recorded by another driver between our plan and our claim
+                self.claims.release(spec.run_id, recorded=False)
+                self.on_skip(spec)
+                continue
+            yield spec
+
+
+def _fingerprint(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, default=str)
+
+
+@contextlib.contextmanager
+def interrupts_raised() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt in the driver, as Ctrl-C does, so that the executor stops
+    its workers and removes its temporary folders instead of dying with them left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:
@@ -77,6 +154,10 @@ class _Progress:
         elif event.get("event") == "step":
             self.step_bar.update(1)
             self.step_bar.set_postfix(loss=event["loss"])
+
+    def elsewhere(self, spec: RunSpec) -> None:
+        self.suite_bar.total = max(0, (self.suite_bar.total or 0) - 1)  # not ours to run after all
+        self.suite_bar.refresh()
 
     def finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
         self.suite_bar.update(1)

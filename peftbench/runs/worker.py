@@ -65,6 +65,7 @@ class _Setup:
 
 
 def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, Any]]:
+    from peftbench import training
     from peftbench.data import load_task_data
     from peftbench.methods import MethodContext, count_parameters, get_method
     from peftbench.models import load_for_task
@@ -90,7 +91,8 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
     model_path, _ = resolve_model(spec.model)
     tokenizer = load_tokenizer(model_path, ctx.architecture, spec.trust_remote_code)
     prepared = kind.prepare(task, tokenizer, data.train, data.eval)
-    prediction = _predict(config, spec, task, prepared)
+    with training.rng_preserved(cuda=spec.device.startswith("cuda")):  # warm or cold cache: the same run
+        prediction = _predict(config, spec, task, prepared)
 
     import gc
 
@@ -186,8 +188,26 @@ def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, 
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _exit_with_parent() -> None:
+    """End this worker when its driver dies (a SIGKILL gives the driver no chance to stop it): nobody would
+    record its result, and the driver's next run sweeps its temporary folder."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def main(argv: list[str]) -> int:
     from peftbench.estimate.measure import pin_malloc_threshold
+
+    _exit_with_parent()
 
     # Before any allocation: with glibc's adaptive mmap threshold the same step's peak RSS varies by up to
     # 50% with what ran before; pinned, RSS follows live tensors (see pin_malloc_threshold).
