@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from peftbench.paths import check_input_dir
+
+    check_input_dir(args.results, "--results")
     if args.evaluate:
         from peftbench.recommend.evaluate import evaluate, format_table
 
