@@ -31,6 +31,7 @@ OWN_TYPES: dict[str, Any] = {"reduction_factor": int, "target_modules": str | li
 def validate_hyperparameters(method: Any, hyperparameters: Mapping[str, Any]) -> None:
     """UserError naming `methods.NAME.KEY`, the valid type or range, and the value, for the first bad one."""
     hints = _peft_hints(method.peft_config) if method.peft_config else OWN_TYPES
+    defaults = {**(_peft_defaults(method.peft_config) if method.peft_config else {}), **method.defaults}
     for key, value in hyperparameters.items():
         where = f"methods.{method.name}.{key}"
         if key == "learning_rate":
@@ -41,7 +42,7 @@ def validate_hyperparameters(method: Any, hyperparameters: Mapping[str, Any]) ->
         if hint is None:
             continue  # a key this version cannot type; peft checks it when the config is built
         _check(_matches(value, hint), where, _describe(hint), value)
-        _check_range(key, value, method.defaults.get(key), where)
+        _check_range(key, value, defaults.get(key), where)
     if method.peft_config:
         _build_config(method, hyperparameters)
 
@@ -74,6 +75,14 @@ def _peft_hints(config_name: str) -> dict[str, Any]:
     import peft
 
     return typing.get_type_hints(getattr(peft, config_name))
+
+
+def _peft_defaults(config_name: str) -> dict[str, Any]:
+    import dataclasses
+
+    import peft
+
+    return {f.name: f.default for f in dataclasses.fields(getattr(peft, config_name))}
 
 
 def _build_config(method: Any, hyperparameters: Mapping[str, Any]) -> None:

@@ -84,10 +84,13 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
               batch_size: int = 8, epochs: float = 3.0, results: Path | None = None) -> Recommendation:
     Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
     check_input_dir(results, "--results")
+    for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
+    target = resolve_gpu(gpu, hardware)  # before the evidence is read: a bad card name costs nothing
     evidence = default_evidence(results)
     query = resolve_task(task, evidence.runs, data, model)
     apply_overrides(query, train_examples, seq_len)
-    target = resolve_gpu(gpu, hardware)
     costs = CostModel(target, query.kind, query.seq_len(seq_len), query.num_labels)
     ctx = _Context(evidence, fitted_model(evidence), method_catalogue(), query, costs, batch_size, epochs,
                    max_hours, max_adapter_mb * 2**20 if max_adapter_mb else None, _unstable(evidence))
