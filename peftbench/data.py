@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError, shown
+from peftbench.paths import is_file
 from peftbench.suites import TaskSpec, suites_dir
 
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -79,7 +80,7 @@ def _load_file(path: Path, task: TaskSpec) -> Any:
     fmt = FORMATS.get(path.suffix)
     if fmt is None:
         raise UserError(f"task '{task.name}': {path} must be one of {', '.join(FORMATS)}")
-    if not path.is_file():
+    if not is_file(path):
         raise UserError(f"task '{task.name}': data file {path} does not exist")
     if fmt != "parquet" and not _utf8_text(path, task):
         raise UserError(f"task '{task.name}': data file {path} is empty")

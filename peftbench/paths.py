@@ -24,37 +24,70 @@ def check_name(name: object, what: str = "suite name") -> str:
     return name
 
 
+def is_file(path: Path | str) -> bool:
+    """`Path.is_file()` for a path the user typed: False, not an exception, for a name too long for the file
+    system or one holding a NUL byte (pathlib lets ENAMETOOLONG through)."""
+    try:
+        return Path(path).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path | str) -> bool:
+    try:
+        return Path(path).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path | str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError):
+        return False
+
+
 def check_output_file(path: Path, flag: str = "-o") -> Path:
     """A file the command may create or replace: its folder exists and is writable, and it is no folder."""
-    path = Path(path).expanduser()
+    path = _checked_names(Path(path).expanduser(), flag)
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
+    if is_dir(path):
         raise UserError(f"{flag} {shown(str(path))} is a folder; name a file")
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
+    if not is_dir(parent):
+        what = "is not a folder" if exists(parent) else "does not exist"
         raise UserError(f"{flag} {shown(str(path))}: folder {shown(str(parent))} {what}")
-    if not _writable(parent) or (path.exists() and not os.access(path, os.W_OK)):
+    if not _writable(parent) or (exists(path) and not os.access(path, os.W_OK)):
         raise UserError(f"{flag} {shown(str(path))}: not writable here; name a file in a folder you can write to")
     return path
 
 
 def check_output_dir(path: Path, flag: str = "-o") -> Path:
     """A folder the command may create (with its parents) and write into."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
+    path = _checked_names(Path(path).expanduser(), flag)
+    if exists(path) and not is_dir(path):
         raise UserError(f"{flag} {shown(str(path))} is a file; name a folder")
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while not exists(existing) and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not _writable(existing):
+    if not is_dir(existing) or not _writable(existing):
         raise UserError(f"{flag} {shown(str(path))}: {shown(str(existing))} is not a writable folder")
     return path
 
 
 def check_input_dir(path: Path | None, flag: str) -> Path | None:
     """A folder the command reads (None: not given)."""
-    if path is not None and not Path(path).expanduser().is_dir():
+    if path is not None and not is_dir(path):
         raise UserError(f"{flag} {shown(str(path))}: no such folder")
+    return path
+
+
+NAME_MAX = 255  # bytes in one file name on every common file system
+
+
+def _checked_names(path: Path, flag: str) -> Path:
+    for part in path.parts:
+        if "\x00" in part or len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise UserError(f"{flag} {shown(str(path))}: a name in it is longer than {NAME_MAX} bytes or holds a NUL")
     return path
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from peftbench.errors import UserError, shown
-from peftbench.paths import check_name
+from peftbench.paths import check_name, exists, is_file
 from peftbench.vocabulary import TASK_KINDS
 
 
@@ -174,13 +174,13 @@ def suite_path(name: str, directory: Path | None = None) -> Path:
     """A `suite=` value: a YAML file, or the name of a shipped suite (a plain identifier)."""
     candidate = Path(name).expanduser()
     if candidate.suffix in (".yaml", ".yml"):
-        if not candidate.is_file():
+        if not is_file(candidate):
             raise UserError(f"suite file {shown(name)} does not exist")
         return candidate.resolve()
     directory = directory or suites_dir()
     check_name(name, "suite")
     path = directory / f"{name}.yaml"
-    if not path.is_file():
+    if not is_file(path):
         raise UserError(f"unknown suite {shown(name)} (available: {', '.join(available_suites(directory))}, "
                         "or a path to a .yaml file)")
     return path
@@ -339,7 +339,7 @@ def _data(value: Any, where: str, path: Path) -> dict[str, Any]:
         splits = _mapping(data.get("splits"), f"{where}: data.splits")
         if splits and (set(splits) != {"train", "eval"} or not all(isinstance(v, str) for v in splits.values())):
             raise UserError(f"{where}: data.splits must map train and eval to hub split names, got {shown(splits)}")
-        if (path.parent / data["id"]).exists():
+        if exists(path.parent / data["id"]):
             data = {**data, "id": str((path.parent / data["id"]).resolve())}  # a local copy beside the YAML
     return data
 

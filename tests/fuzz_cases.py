@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 NASTY_SCALARS = [".nan", ".inf", "-.inf", "-1", "0", "1", "2", "0.5", "1e308", "-149793", "abc", "ü", "true",
                  "false", "'false'", "maybe", "null", "", "99999999999999999999", "[]", "[1,2]", "[a,b]",
                  "[nonexistent]", "{a: 1}", "fp16", "cuda", "cudaXYZ", "../../x", "/abs", "a\\r\\nb", "'\r\n'",
-                 "$\\frac{x$", "[", "{", ":", "- a"]
+                 "$\\frac{x$", "[", "{", ":", "- a", "x" * 300, "x" * 300 + ".yaml", "a\x00b"]
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 VALUE = st.one_of(st.sampled_from(NASTY_SCALARS), TEXT, st.integers(-(2**70), 2**70).map(str),
                   st.floats(allow_nan=True, allow_infinity=True).map(repr))

@@ -52,10 +52,11 @@ def parse_selectors(selectors: list[str]) -> tuple[str, Path | None]:
 
 def suite_file(suite: str, results: Path) -> Path:
     """The runs file of one suite; `results` may be the root, a suite folder or the runs.jsonl itself."""
+    from peftbench.paths import is_file
     from peftbench.results import RUNS_FILE
 
     for candidate in (results / suite / RUNS_FILE, results / RUNS_FILE, results):
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     raise UserError(f"no results for suite '{suite}' under {results}")
 
@@ -73,7 +74,7 @@ def _options(args: argparse.Namespace, folder: Path):
 
 
 def main(args: argparse.Namespace) -> int:
-    from peftbench.paths import check_output_dir
+    from peftbench.paths import check_output_dir, is_dir
     from peftbench.report import write_index, write_suite_report
     from peftbench.results import choose_result_set, suite_result_files
 
@@ -81,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     default_dir = Path.cwd() / "reports"
     output = args.output or (default_dir / f"{suite}.html" if suite != "all" else default_dir)
     if suite != "all":  # the page's folder is created where missing; it must be creatable and writable
-        if output.is_dir():
+        if is_dir(output):
             raise UserError(f"-o {shown(str(output))} is a folder; name the .html file to write")
         check_output_dir(output.parent)
     elif output.suffix == ".html":

@@ -50,6 +50,26 @@ def _validate(task_kind: str, batch_size: int, seq_len: int, dtype: str,
     check_task_kind(task_kind)
 
 
+def _validate_model(model: str) -> None:
+    """A preset, a packaged model, an existing path, or something shaped like a hub id (`org/name`)."""
+    from peftbench.estimate.configs import preset_for
+    from peftbench.models.catalogue import CATALOGUE
+    from peftbench.paths import exists
+
+    if not isinstance(model, str) or not model.strip():
+        raise UserError("--model needs a value: a preset (e.g. llama-3.2-1b), a packaged model, a config.json "
+                        "or model folder, or a hub id like org/name")
+    if preset_for(model) or model in CATALOGUE or exists(model):
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise UserError(f"unknown model {shown(model)}: not a preset, a packaged model, an existing path or a "
+                        "hub id like org/name") from None
+
+
 def _validate_overrides(method: str, overrides: dict | None) -> None:
     """Hyper-parameter types and ranges (`methods.lora.r=-1` or `=abc`), before any cached answer is looked up.
     Without overrides the method's defaults hold, and the registry (which imports torch) is not needed."""
@@ -72,6 +92,7 @@ def estimate(model: str, method: str, *, overrides: dict | None = None, task_kin
     from peftbench.estimate.front_cache import front_load, front_store
 
     _validate(task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer, num_labels)
+    _validate_model(model)
     _validate_overrides(method, overrides)
     kwargs = dict(overrides=overrides, task_kind=task_kind, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
                   mixed_precision=mixed_precision, optimizer=optimizer,

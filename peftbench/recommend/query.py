@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError, shown
+from peftbench.paths import is_dir, is_file
 from peftbench.recommend.evidence import Run
 
 KIND_ALIASES = {"classification": "classification", "summarization": "generation", "translation": "generation",
@@ -133,7 +134,7 @@ def _profile_data(query: TaskQuery, path: Path, model: str | None) -> None:
 
     if Path(path).suffix not in FORMATS:
         raise UserError(f"--data {path}: must be one of {', '.join(FORMATS)} (hub datasets need network access)")
-    if not Path(path).is_file():
+    if not is_file(path):
         raise UserError(f"--data {path}: no such file")
     import datasets
 
@@ -163,7 +164,7 @@ def _tokenizer(model: str | None, query: TaskQuery) -> Any:
         from peftbench.models.catalogue import CATALOGUE, architecture_family, resolve_model
         from peftbench.models.loading import load_config, load_tokenizer
 
-        name = model if model in CATALOGUE or (model and Path(model).is_dir()) else None
+        name = model if model in CATALOGUE or (model and is_dir(model)) else None
         if name:
             config, _, _ = load_config(name)
             return load_tokenizer(resolve_model(name)[0], architecture_family(config))

@@ -57,6 +57,7 @@ def build_plan(overrides: Overrides) -> Plan:
                                                                 for k, v in overrides.sizes.items()}})
                  for t in tasks]
     specs = []
+    configs: dict[str, Any] = {}  # each model's config, read once per plan
     common = dict(suite=suite.name, scale=scale, device=device, trust_remote_code=trust_remote_code,
                   save_adapters=save_adapters, save_full_weights=save_full_weights)
     for task in tasks:
@@ -64,7 +65,7 @@ def build_plan(overrides: Overrides) -> Plan:
         chosen = [(method, _hyperparameters(method, overrides.method_params.get(method.name), train))
                   for method in method_objs]
         model, data = _model_and_data(task, model_override or task.model, trust_remote_code, scale, chosen,
-                                      set(overrides.method_params))
+                                      set(overrides.method_params), configs)
         for method, hyperparameters in chosen:
             train_dict = dataclasses.asdict(train) | {"learning_rate": hyperparameters["learning_rate"]}
             specs += [RunSpec(task=_task_dict(task), model=model, method=method.name, hyperparameters=hyperparameters,
@@ -85,20 +86,17 @@ def _hyperparameters(method: Any, overrides: dict[str, Any] | None, train: Train
     return hyperparameters
 
 
-_CONFIGS: dict[tuple[str, bool], Any] = {}
-
-
 def _model_and_data(task: Any, model: str, trust_remote_code: bool, scale: str,
-                    chosen: list[tuple[Any, dict[str, Any]]], overridden: set[str]) -> tuple[str, Any]:
+                    chosen: list[tuple[Any, dict[str, Any]]], overridden: set[str],
+                    configs: dict[str, Any]) -> tuple[str, Any]:
     """The model checked (it exists; the task's sequences and the methods fit it) and the task's data loaded."""
     from peftbench.data import load_task_data
     from peftbench.runs import preflight
 
-    if (model, trust_remote_code) not in _CONFIGS:
-        _CONFIGS.clear()  # one plan's models; a later plan re-reads them (a folder may have changed)
-        _CONFIGS[(model, trust_remote_code)] = preflight.model_config(model, trust_remote_code)
+    if model not in configs:
+        configs[model] = preflight.model_config(model, trust_remote_code)
     data = load_task_data(task, scale)
-    preflight.check_task_fits(task, model, _CONFIGS[(model, trust_remote_code)], chosen, overridden)
+    preflight.check_task_fits(task, model, configs[model], chosen, overridden)
     return model, data
 
 
