@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
+from peftbench.paths import is_file
 from peftbench.suites import TaskSpec, suites_dir
 
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -31,6 +32,8 @@ def load_task_data(task: TaskSpec, scale: str = "default") -> TaskData:
             raise UserError(f"task '{task.name}': the {split_name} split is empty")
     if scale != "full":
         splits = {name: _subset(ds, task.sizes.get(name)) for name, ds in splits.items()}
+    for split_name, dataset in splits.items():
+        _check_values(task, split_name, dataset)
     return TaskData(splits["train"], splits["eval"], fingerprint_rows(splits["train"], splits["eval"]))
 
 
@@ -77,14 +80,53 @@ def _load_file(path: Path, task: TaskSpec) -> Any:
     fmt = FORMATS.get(path.suffix)
     if fmt is None:
         raise UserError(f"task '{task.name}': {path} must be one of {', '.join(FORMATS)}")
-    if not path.is_file():
+    if not is_file(path):
         raise UserError(f"task '{task.name}': data file {path} does not exist")
-    if not path.read_text(errors="replace").strip():
+    if fmt != "parquet" and not _utf8_text(path, task):
         raise UserError(f"task '{task.name}': data file {path} is empty")
     try:
         return datasets.load_dataset(fmt, data_files=str(path), split="train")
     except (datasets.exceptions.DatasetGenerationError, StopIteration) as exc:
         raise UserError(f"task '{task.name}': cannot parse {path}: {exc.__cause__ or exc}") from None
+
+
+def _utf8_text(path: Path, task: TaskSpec) -> bool:
+    """Whether the file holds anything but whitespace; a UserError where it is not UTF-8 (datasets would
+    fail deep inside its JSON or CSV reader with a traceback)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    content, offset = False, 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                content = bool(decoder.decode(chunk).strip()) or content
+            except UnicodeDecodeError as exc:
+                raise UserError(f"task '{task.name}': data file {path} is not UTF-8 (byte {offset + exc.start}); "
+                                "save it as UTF-8") from None
+            offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise UserError(f"task '{task.name}': data file {path} ends inside a UTF-8 character; save it as UTF-8") \
+            from None
+    return content
+
+
+def _check_values(task: TaskSpec, split: str, dataset: Any) -> None:
+    """No missing values in the declared columns, and (where the suite declares them) only known labels: found
+    here, before any run starts, not inside each run's worker."""
+    for role, column in task.fields.items():
+        values = dataset[column]
+        missing = sum(1 for v in values if v is None)
+        if missing:
+            raise UserError(f"task '{task.name}': {split} column '{column}' ({role}) has {missing} empty (null) "
+                            "value(s); fill or drop those rows")
+    if task.kind == "classification" and task.labels:
+        unknown = sorted({str(v) for v in dataset[task.fields["label"]]} - set(task.labels))
+        if unknown:
+            raise UserError(f"task '{task.name}': {split} labels {', '.join(shown(u) for u in unknown[:5])} are not "
+                            f"in the declared label set {list(task.labels)}")
 
 
 def _derive_columns(task: TaskSpec, dataset: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
 
 TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs",
              "save_adapters", "save_full_weights")
@@ -27,24 +27,25 @@ def parse_overrides(tokens: list[str]) -> Overrides:
     for token in tokens:
         key, sep, raw = token.partition("=")
         if not sep or not key:
-            raise UserError(f"override '{token}' must look like key=value (e.g. train.max_steps=20)")
+            raise UserError(f"override {shown(token)} must look like key=value (e.g. train.max_steps=20)")
         try:
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError:
-            raise UserError(f"override '{token}': cannot parse value '{raw}'") from None
+            raise UserError(f"override {shown(token)}: cannot parse value {shown(raw)} (YAML: a number, true/false, "
+                            "a word or a [list])") from None
         parts = key.split(".")
         if parts[0] == "train" and len(parts) == 2:
             parsed.train[parts[1]] = value
         elif parts[0] == "sizes" and len(parts) == 2 and parts[1] in ("train", "eval"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"{key} must be a positive integer, got {raw!r}")
+                raise UserError(f"{key} must be a positive integer, got {shown(value)}")
             parsed.sizes[parts[1]] = value
         elif parts[0] == "methods" and len(parts) == 3:
             parsed.method_params.setdefault(parts[1], {})[parts[2]] = value
         elif len(parts) == 1 and key in TOP_LEVEL:
             parsed.values[key] = value
         else:
-            raise UserError(f"unknown override key '{key}' (valid: {', '.join(TOP_LEVEL)}, train.KEY, "
+            raise UserError(f"unknown override key {shown(key)} (valid: {', '.join(TOP_LEVEL)}, train.KEY, "
                             "sizes.train, sizes.eval, methods.NAME.KEY)")
     return parsed
 
@@ -52,5 +53,5 @@ def parse_overrides(tokens: list[str]) -> Overrides:
 def as_list(value: Any, key: str, item_type: type) -> list[Any]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(i, item_type) and not isinstance(i, bool) for i in items):
-        raise UserError(f"{key} must be a {item_type.__name__} or a list of them, e.g. {key}=[a,b]; got {value!r}")
+        raise UserError(f"{key} must be a {item_type.__name__} or a list of them, e.g. {key}=[a,b]; got {shown(value)}")
     return items

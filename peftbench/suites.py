@@ -7,13 +7,15 @@ peftbench's own suites ship inside the package (`peftbench.suite_files`; `suites
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
+from peftbench.paths import check_name, exists, is_file
 from peftbench.vocabulary import TASK_KINDS
 
 
@@ -58,6 +60,9 @@ class TrainConfig:
     def build(cls, *layers: dict[str, Any]) -> TrainConfig:
         merged: dict[str, Any] = {}
         for layer in layers:
+            if layer is not None and not isinstance(layer, dict):
+                raise UserError(f"train must be a mapping of training keys (e.g. {{max_steps: 20}}), "
+                                f"got {shown(layer)}")
             merged.update(layer or {})
         valid = {f.name: f for f in dataclasses.fields(cls)}
         for key in merged:
@@ -68,17 +73,57 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
+        """Every value's type and range; bools are not numbers, and nan or inf are not numbers either."""
         for name in ("max_steps", "batch_size", "eval_batch_size", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"train.{name} must be a positive integer, got {value!r}")
-        if self.learning_rate is not None and not (isinstance(self.learning_rate, (int, float))
-                                                   and self.learning_rate > 0):
-            raise UserError(f"train.learning_rate must be a positive number, got {self.learning_rate!r}")
-        if not (isinstance(self.lr_multiplier, (int, float)) and self.lr_multiplier > 0):
-            raise UserError(f"train.lr_multiplier must be a positive number, got {self.lr_multiplier!r}")
+            positive_int(getattr(self, name), f"train.{name}")
+        if self.learning_rate is not None:
+            number(self.learning_rate, "train.learning_rate", low=0.0, low_open=True)
+        number(self.lr_multiplier, "train.lr_multiplier", low=0.0, low_open=True)
+        number(self.weight_decay, "train.weight_decay", low=0.0)
+        number(self.warmup_ratio, "train.warmup_ratio", low=0.0, high=1.0)
+        number(self.max_grad_norm, "train.max_grad_norm", low=0.0)  # 0: no clipping
         if self.dtype not in ("fp32", "bf16", "fp16"):
-            raise UserError(f"train.dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
+            raise UserError(f"train.dtype must be fp32, bf16 or fp16, got {shown(self.dtype)}")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise UserError("train.gradient_checkpointing must be true or false, "
+                            f"got {shown(self.gradient_checkpointing)}")
+
+
+def positive_int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{name} must be a positive integer, got {shown(value)}")
+    return value
+
+
+def number(value: Any, name: str, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> float:
+    """A finite int or float (not a bool) within [low, high] (or (low, high] when `low_open`)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int)
+                                                                              or math.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        raise UserError(f"{name} must be a finite number{_range_text(low, high, low_open)}, got {shown(value)}")
+    return value
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool) -> str:
+    if low is None:
+        return f" <= {high:g}" if high is not None else ""
+    if high is None:
+        return f" > {low:g}" if low_open else f" >= {low:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+SEED_MAX = 2**32 - 1  # numpy's generators take seeds in [0, 2**32 - 1]
+
+
+def seed(value: Any, name: str = "seeds") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= SEED_MAX:
+        raise UserError(f"{name}: each seed must be an integer from 0 to {SEED_MAX}, got {shown(value)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -126,82 +171,194 @@ def available_suites(directory: Path | None = None) -> list[str]:
 
 
 def suite_path(name: str, directory: Path | None = None) -> Path:
+    """A `suite=` value: a YAML file, or the name of a shipped suite (a plain identifier)."""
     candidate = Path(name).expanduser()
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+    if candidate.suffix in (".yaml", ".yml"):
+        if not is_file(candidate):
+            raise UserError(f"suite file {shown(name)} does not exist")
         return candidate.resolve()
     directory = directory or suites_dir()
+    check_name(name, "suite")
     path = directory / f"{name}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown suite '{name}' (available: {', '.join(available_suites(directory))})")
+    if not is_file(path):
+        raise UserError(f"unknown suite {shown(name)} (available: {', '.join(available_suites(directory))}, "
+                        "or a path to a .yaml file)")
     return path
+
+
+SUITE_KEYS = ("name", "description", "model", "methods", "seeds", "train", "tasks", "hub_tasks")
 
 
 def load_suite(name: str, directory: Path | None = None) -> Suite:
     """Parse and validate a suite; every problem is a UserError naming the file and the field."""
     path = suite_path(name, directory)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a suite must be a mapping with 'name' and 'tasks'")
-    unknown = set(raw) - {"name", "description", "model", "methods", "seeds", "train", "tasks", "hub_tasks"}
+    unknown = set(raw) - set(SUITE_KEYS)
     if unknown:
-        raise UserError(f"{path}: unknown suite keys {sorted(unknown)}")
+        raise UserError(f"{path}: unknown suite keys {sorted(map(str, unknown))} (valid: {', '.join(SUITE_KEYS)})")
+    suite_name = check_name(raw.get("name", path.stem), f"{path}: suite name")  # its results folder
     tasks = raw.get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise UserError(f"{path}: 'tasks' must be a non-empty list")
-    default_model = raw.get("model", "minilm")
+    default_model = _text(raw.get("model", "minilm"), f"{path}: model")
     parsed = tuple(_parse_task(t, default_model, path) for t in tasks)
-    hub = tuple(_parse_task(t, default_model, path) for t in raw.get("hub_tasks") or [])
+    hub_raw = raw.get("hub_tasks") or []
+    if not isinstance(hub_raw, list):
+        raise UserError(f"{path}: 'hub_tasks' must be a list of tasks")
+    hub = tuple(_parse_task(t, default_model, path) for t in hub_raw)
     offline = [t.name for t in hub if t.data["source"] != "hub"]
     if offline:
         raise UserError(f"{path}: hub_tasks {offline} must have data.source hub")
     names = [t.name for t in parsed + hub]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: duplicate task names in {names}")
-    suite = Suite(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")),
-                  model=default_model, methods=tuple(raw.get("methods") or ("lora",)),
-                  seeds=tuple(raw.get("seeds") or (0,)), train=dict(raw.get("train") or {}), tasks=parsed,
-                  path=path, hub_tasks=hub)
+    methods = raw.get("methods") or ["lora"]
+    methods = [methods] if isinstance(methods, str) else methods
+    if not isinstance(methods, list) or not all(isinstance(m, str) and m for m in methods):
+        raise UserError(f"{path}: methods must be a list of method names, got {shown(raw.get('methods'))}")
+    seeds = raw.get("seeds")
+    seeds = [0] if seeds is None else [seeds] if isinstance(seeds, int) else seeds
+    if not isinstance(seeds, list) or not seeds:
+        raise UserError(f"{path}: seeds must be a list of integers, got {shown(raw.get('seeds'))}")
+    suite = Suite(name=suite_name, description=str(raw.get("description") or ""), model=default_model,
+                  methods=tuple(methods), seeds=tuple(seed(s, f"{path}: seeds") for s in seeds),
+                  train=_mapping(raw.get("train"), f"{path}: train"), tasks=parsed, path=path, hub_tasks=hub)
     TrainConfig.build(suite.train)
+    for task in parsed + hub:
+        TrainConfig.build(suite.train, task.train)
     return suite
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where} must be a non-empty string, got {shown(value)}")
+    return value
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise UserError(f"{where} must be a mapping of names to values, got {shown(value)}")
+    return dict(value)
 
 
 def _parse_task(raw: Any, default_model: str, path: Path) -> TaskSpec:
     if not isinstance(raw, dict) or "name" not in raw:
         raise UserError(f"{path}: every task needs a 'name'")
-    where = f"{path}: task '{raw['name']}'"
+    name = raw["name"]
+    if not isinstance(name, (str, int)) or isinstance(name, bool) or not str(name).strip() \
+            or not str(name).isprintable():
+        raise UserError(f"{path}: task name {shown(name)} must be a non-empty single-line string")
+    where = f"{path}: task {shown(str(name))}"
     kind = raw.get("kind")
     if kind not in TASK_KINDS:
-        raise UserError(f"{where}: kind must be one of {', '.join(TASK_KINDS)}, got {kind!r}")
+        raise UserError(f"{where}: kind must be one of {', '.join(TASK_KINDS)}, got {shown(kind)}")
     allowed = {f.name for f in dataclasses.fields(TaskSpec)}
     unknown = set(raw) - allowed
     if unknown:
-        raise UserError(f"{where}: unknown keys {sorted(unknown)} (valid: {', '.join(sorted(allowed))})")
-    data = raw.get("data")
-    if not isinstance(data, dict) or data.get("source") not in ("shipped", "local", "hub"):
-        raise UserError(f"{where}: data.source must be shipped, local or hub")
-    if data["source"] == "local" and isinstance(data.get("files"), dict):
-        # Relative to the YAML file, not to wherever the command runs: a suite folder can be moved whole.
-        data = {**data, "files": {split: str((path.parent / str(f)).expanduser()) if f is not None else f
-                                  for split, f in data["files"].items()}}
-    if data["source"] == "hub" and isinstance(data.get("id"), str) and (path.parent / data["id"]).exists():
-        data = {**data, "id": str((path.parent / data["id"]).resolve())}  # a local copy beside the YAML
-    fields = dict(raw.get("fields") or {r: r for r in KIND_FIELDS[kind]})
-    missing = [r for r in KIND_FIELDS[kind] if r not in fields]
+        raise UserError(f"{where}: unknown keys {sorted(map(str, unknown))} (valid: {', '.join(sorted(allowed))})")
+    fields = _fields(raw.get("fields"), kind, where)
+    prompt = raw.get("prompt")
+    if prompt is not None or kind != "classification":
+        _check_prompt(prompt, fields, kind, where)
+    sizes = _mapping(raw.get("sizes"), f"{where}: sizes")
+    for split, size in sizes.items():
+        if split not in ("train", "eval"):
+            raise UserError(f"{where}: sizes keys are train and eval, got {shown(split)}")
+        positive_int(size, f"{where}: sizes.{split}")
+    max_length = positive_int(raw.get("max_length", 128), f"{where}: max_length")
+    max_target_length = positive_int(raw.get("max_target_length", 32), f"{where}: max_target_length")
+    if kind == "generation" and max_target_length >= max_length:
+        raise UserError(f"{where}: max_target_length ({max_target_length}) must be below max_length ({max_length}), "
+                        "which counts prompt and target together")
+    return TaskSpec(name=str(name), kind=kind, data=_data(raw.get("data"), where, path), fields=fields,
+                    model=_text(raw.get("model", default_model), f"{where}: model"), sizes=sizes,
+                    max_length=max_length, max_target_length=max_target_length, prompt=prompt,
+                    labels=_labels(raw.get("labels"), where), metrics=_metrics(raw.get("metrics"), kind, where),
+                    train=_mapping(raw.get("train"), f"{where}: train"),
+                    description=str(raw.get("description") or ""))
+
+
+def _fields(value: Any, kind: str, where: str) -> dict[str, str]:
+    roles = KIND_FIELDS[kind]
+    if value is None:
+        return {r: r for r in roles}
+    fields = _mapping(value, f"{where}: fields")
+    if not all(isinstance(v, str) and v for v in fields.values()):
+        raise UserError(f"{where}: fields must map each role to a column name, got {shown(value)}")
+    missing = [r for r in roles if r not in fields]
     if missing:
-        raise UserError(f"{where}: fields must map {', '.join(KIND_FIELDS[kind])}; missing {missing}")
-    if kind != "classification" and not raw.get("prompt"):
-        raise UserError(f"{where}: {kind} tasks need a 'prompt' template")
-    sizes = dict(raw.get("sizes") or {})
-    labels = raw.get("labels")
-    return TaskSpec(name=str(raw["name"]), kind=kind, data=data, fields=fields,
-                    model=str(raw.get("model", default_model)),
-                    sizes={k: int(v) for k, v in sizes.items()}, max_length=int(raw.get("max_length", 128)),
-                    max_target_length=int(raw.get("max_target_length", 32)), prompt=raw.get("prompt"),
-                    labels=tuple(str(x) for x in labels) if labels else None,
-                    metrics=tuple(raw.get("metrics") or DEFAULT_METRICS[kind]), train=dict(raw.get("train") or {}),
-                    description=str(raw.get("description", "")))
+        raise UserError(f"{where}: fields must map {', '.join(roles)}; missing {missing}")
+    return fields
+
+
+def _check_prompt(prompt: Any, fields: dict[str, str], kind: str, where: str) -> None:
+    import string
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UserError(f"{where}: {kind} tasks need a 'prompt' template (a string with {{placeholders}})")
+    try:
+        names = {field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(prompt)
+                 if field is not None}
+    except ValueError as exc:
+        raise UserError(f"{where}: prompt template is malformed ({exc}); write literal braces as {{{{ }}}}") from None
+    unknown = sorted(names - set(fields))
+    if unknown:
+        raise UserError(f"{where}: prompt placeholders {unknown} are not fields (valid: {', '.join(fields)})")
+
+
+def _data(value: Any, where: str, path: Path) -> dict[str, Any]:
+    data = _mapping(value, f"{where}: data")
+    source = data.get("source")
+    if source not in ("shipped", "local", "hub"):
+        raise UserError(f"{where}: data.source must be shipped, local or hub, got {shown(source)}")
+    if source == "shipped":
+        _text(data.get("path"), f"{where}: data.path (a folder under the shipped data)")
+    elif source == "local":
+        files = data.get("files")
+        if not isinstance(files, dict) or set(files) != {"train", "eval"} \
+                or not all(isinstance(f, str) and f for f in files.values()):
+            raise UserError(f"{where}: data.files must map train and eval to file paths, got {shown(files)}")
+        # Relative to the YAML file, not to wherever the command runs: a suite folder can be moved whole.
+        data = {**data, "files": {split: str((path.parent / f).expanduser()) for split, f in files.items()}}
+    else:
+        _text(data.get("id"), f"{where}: data.id (a hub dataset id or a local copy)")
+        for key in ("config", "revision"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise UserError(f"{where}: data.{key} must be a string, got {shown(data[key])}")
+        splits = _mapping(data.get("splits"), f"{where}: data.splits")
+        if splits and (set(splits) != {"train", "eval"} or not all(isinstance(v, str) for v in splits.values())):
+            raise UserError(f"{where}: data.splits must map train and eval to hub split names, got {shown(splits)}")
+        if exists(path.parent / data["id"]):
+            data = {**data, "id": str((path.parent / data["id"]).resolve())}  # a local copy beside the YAML
+    return data
+
+
+def _labels(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) for v in value):
+        raise UserError(f"{where}: labels must be a non-empty list of label names, got {shown(value)}")
+    labels = tuple(str(v) for v in value)
+    if len(set(labels)) != len(labels):
+        raise UserError(f"{where}: labels repeat a name: {list(labels)}")
+    return labels
+
+
+def _metrics(value: Any, kind: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return tuple(DEFAULT_METRICS[kind])
+    valid = DEFAULT_METRICS[kind]
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) and m in valid for m in value):
+        raise UserError(f"{where}: metrics must be a list drawn from {', '.join(valid)}, got {shown(value)}")
+    return tuple(value)

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, one_line
 
 # Module names under peftbench.cli, in the order `--help` lists them.
 COMMANDS = ("run", "info", "results", "estimate", "recommend", "report", "evidence")
@@ -19,7 +19,7 @@ COMMANDS = ("run", "info", "results", "estimate", "recommend", "report", "eviden
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
-        sys.stderr.write(f"peftbench: error: {message}\n")
+        sys.stderr.write(f"peftbench: error: {one_line(message)}\n")
         raise SystemExit(2)
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        sys.stderr.write(f"peftbench: error: {exc}\n")
+        sys.stderr.write(f"peftbench: error: {one_line(str(exc))}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("peftbench: interrupted\n")

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
 from peftbench.vocabulary import TASK_KINDS
 
 GiB = 2**30
@@ -53,18 +53,24 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         key, sep, raw = item.partition("=")
         parts = key.split(".")
         if not sep or len(parts) != 3 or parts[0] != "methods" or not all(parts):
-            raise UserError(f"override '{item}' must look like methods.NAME.KEY=VALUE")
+            raise UserError(f"override {shown(item)} must look like methods.NAME.KEY=VALUE")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
-            raise UserError(f"cannot parse the value of '{item}'") from None
+            raise UserError(f"cannot parse the value of {shown(item)}") from None
         out.setdefault(parts[1], {})[parts[2]] = value
     return out
 
 
 def _hardware(args) -> list[str] | None:
-    names = args.gpu or args.hardware
-    return [n.strip() for item in names for n in item.split(",") if n.strip()] if names else None
+    names = args.gpu if args.gpu is not None else args.hardware
+    if names is None:
+        return None
+    parsed = [n.strip() for item in names for n in item.split(",") if n.strip()]
+    if not parsed:
+        raise UserError("--gpu / --hardware need a value: a memory class such as 16GB, or profile names "
+                        "(peftbench hardware lists them)")
+    return parsed
 
 
 def _plan(args):

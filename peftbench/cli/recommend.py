@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from peftbench.paths import check_input_dir, exists
+
+    check_input_dir(args.results, "--results")
     if args.evaluate:
         from peftbench.recommend.evaluate import evaluate, format_table
 
@@ -46,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.task:
         raise UserError("--task is required (a kind such as summarization, or SUITE/TASK)")
-    if args.data is not None and not args.data.exists():
+    if args.data is not None and not exists(args.data):
         raise UserError(f"--data {args.data}: no such file")
     from peftbench.recommend.engine import recommend
 

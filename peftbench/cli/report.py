@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,18 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_selectors(selectors: list[str]) -> tuple[str, Path | None]:
-    """`suite=NAME` or `all`, with an optional `results=PATH`."""
+    """`suite=NAME` or `all`, with an optional `results=PATH`. NAME names the page written under reports/, so
+    it is a plain identifier (nothing like `../../x`)."""
+    from peftbench.paths import check_name
+
     suite, results = None, None
     for item in selectors:
         key, eq, value = item.partition("=")
         if item == "all":
             suite = "all"
-        elif key == "suite" and eq and value:
-            suite = value
+        elif key == "suite" and eq:
+            suite = value if value == "all" else check_name(value, "suite")
         elif key == "results" and eq and value:
             results = Path(value)
         else:
-            raise UserError(f"expected suite=NAME, all or results=PATH, got '{item}'")
+            raise UserError(f"expected suite=NAME, all or results=PATH, got {shown(item)}")
     if suite is None:
         raise UserError("say which suite: suite=NAME, or all")
     return suite, results
@@ -49,10 +52,11 @@ def parse_selectors(selectors: list[str]) -> tuple[str, Path | None]:
 
 def suite_file(suite: str, results: Path) -> Path:
     """The runs file of one suite; `results` may be the root, a suite folder or the runs.jsonl itself."""
+    from peftbench.paths import is_file
     from peftbench.results import RUNS_FILE
 
     for candidate in (results / suite / RUNS_FILE, results / RUNS_FILE, results):
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     raise UserError(f"no results for suite '{suite}' under {results}")
 
@@ -70,16 +74,25 @@ def _options(args: argparse.Namespace, folder: Path):
 
 
 def main(args: argparse.Namespace) -> int:
+    from peftbench.paths import check_output_dir, is_dir
     from peftbench.report import write_index, write_suite_report
     from peftbench.results import choose_result_set, suite_result_files
 
     suite, results = parse_selectors(args.selectors)
+    default_dir = Path.cwd() / "reports"
+    output = args.output or (default_dir / f"{suite}.html" if suite != "all" else default_dir)
+    if suite != "all":  # the page's folder is created where missing; it must be creatable and writable
+        if is_dir(output):
+            raise UserError(f"-o {shown(str(output))} is a folder; name the .html file to write")
+        check_output_dir(output.parent)
+    elif output.suffix == ".html":
+        raise UserError("with 'all', -o names a folder (one page per suite plus index.html)")
+    else:
+        check_output_dir(output)
     result_set = choose_result_set(suite, results or args.results, args.reference)
     results = result_set.root
     print(f"Reading {result_set.describe()}.")
-    default_dir = Path.cwd() / "reports"
     if suite != "all":
-        output = args.output or default_dir / f"{suite}.html"
         options = _options(args, output.parent)
         _say(write_suite_report(suite, suite_file(suite, results), output, options))
         if options.estimates:
@@ -90,9 +103,7 @@ def main(args: argparse.Namespace) -> int:
     files = [path for path in suite_result_files(results) if ResultStore(path).records()]
     if not files:
         raise UserError(f"no results under {results} (expected {results}/<suite>/runs.jsonl)")
-    folder = args.output or default_dir
-    if folder.suffix == ".html":
-        raise UserError("with 'all', -o names a folder (one page per suite plus index.html)")
+    folder = output
     options = _options(args, folder)
     done = [write_suite_report(path.parent.name, path, folder / f"{path.parent.name}.html", options)
             for path in files]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
 
 SUMMARY_COLUMNS = ["task", "method", "family", "seed", "status", "trainable_params", "train_seconds",
                    "tokens_per_second", "memory.peak_rss_train_bytes", "adapter_bytes"]
@@ -25,13 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from peftbench.paths import check_name, check_output_file
     from peftbench.results import choose_result_set, disk_use, load_table
 
     key, _, suite = args.selector.partition("=")
     if key != "suite" or not suite:
-        raise UserError(f"expected suite=NAME, got '{args.selector}'")
+        raise UserError(f"expected suite=NAME, got {shown(args.selector)}")
     if args.format == "parquet" and not args.output:
         raise UserError("--format parquet needs -o FILE")
+    if suite != "all":
+        check_name(suite, "suite")
+    if args.output is not None:
+        check_output_file(args.output)
     result_set = choose_result_set(suite, args.results, args.reference)
     paths = result_set.files(suite)
     if not paths:
@@ -47,7 +52,10 @@ def main(args: argparse.Namespace) -> int:
     writers = {"csv": lambda out: table.to_csv(out, index=False),
                "json": lambda out: table.to_json(out, orient="records", indent=1),
                "parquet": lambda out: table.to_parquet(out, index=False)}
-    writers[args.format](args.output or sys.stdout)
+    try:
+        writers[args.format](args.output or sys.stdout)
+    except OSError as exc:  # checked above; a full disk or a folder removed meanwhile still lands here
+        raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
 from peftbench.vocabulary import check_task_kind
 
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
@@ -32,17 +32,52 @@ class Estimate:
         return asdict(self)
 
 
+MAX_BATCH, MAX_SEQ_LEN, MAX_LABELS = 1 << 20, 1 << 24, 1 << 20  # beyond any training step a card could hold
+
+
 def _validate(task_kind: str, batch_size: int, seq_len: int, dtype: str,
-              mixed_precision: str | None, optimizer: str) -> None:
+              mixed_precision: str | None, optimizer: str, num_labels: int = 2) -> None:
     if dtype not in DTYPE_CHOICES:
         raise UserError(f"unknown dtype '{dtype}' (valid: {', '.join(DTYPE_CHOICES)})")
     if mixed_precision not in (None, "bf16", "fp16"):
         raise UserError(f"unknown mixed precision '{mixed_precision}' (valid: bf16, fp16)")
     if optimizer not in OPTIMIZERS:
         raise UserError(f"unknown optimizer '{optimizer}' (valid: {', '.join(OPTIMIZERS)})")
-    if batch_size < 1 or seq_len < 1:
-        raise UserError("batch size and sequence length must be positive")
+    for flag, value, high in (("--batch-size", batch_size, MAX_BATCH), ("--seq-len", seq_len, MAX_SEQ_LEN),
+                              ("--num-labels", num_labels, MAX_LABELS)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            raise UserError(f"{flag} must be an integer from 1 to {high}, got {shown(value)}")
     check_task_kind(task_kind)
+
+
+def _validate_model(model: str) -> None:
+    """A preset, a packaged model, an existing path, or something shaped like a hub id (`org/name`)."""
+    from peftbench.estimate.configs import preset_for
+    from peftbench.models.catalogue import CATALOGUE
+    from peftbench.paths import exists
+
+    if not isinstance(model, str) or not model.strip():
+        raise UserError("--model needs a value: a preset (e.g. llama-3.2-1b), a packaged model, a config.json "
+                        "or model folder, or a hub id like org/name")
+    if preset_for(model) or model in CATALOGUE or exists(model):
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise UserError(f"unknown model {shown(model)}: not a preset, a packaged model, an existing path or a "
+                        "hub id like org/name") from None
+
+
+def _validate_overrides(method: str, overrides: dict | None) -> None:
+    """Hyper-parameter types and ranges (`methods.lora.r=-1` or `=abc`), before any cached answer is looked up.
+    Without overrides the method's defaults hold, and the registry (which imports torch) is not needed."""
+    if overrides:
+        from peftbench.methods import get_method
+
+        m = get_method(method)
+        m.validate_hyperparameters(m.hyperparameters(overrides))
 
 
 def estimate(model: str, method: str, *, overrides: dict | None = None, task_kind: str = "generation",
@@ -56,7 +91,9 @@ def estimate(model: str, method: str, *, overrides: dict | None = None, task_kin
     from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.front_cache import front_load, front_store
 
-    _validate(task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer)
+    _validate(task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer, num_labels)
+    _validate_model(model)
+    _validate_overrides(method, overrides)
     kwargs = dict(overrides=overrides, task_kind=task_kind, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
                   mixed_precision=mixed_precision, optimizer=optimizer,
                   gradient_checkpointing=gradient_checkpointing, hardware=hardware, num_labels=num_labels)

@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 from peftbench.errors import UserError
+from peftbench.paths import is_file
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -35,7 +36,7 @@ def load_any_config(model: str):
     path = Path(model).expanduser()
     if preset is not None:
         source = str(preset)
-    elif path.is_file() and path.name.endswith(".json"):
+    elif is_file(path) and path.name.endswith(".json"):
         source = str(path.parent) if path.name == "config.json" else str(path)
         if path.name != "config.json":
             return _config_from_json(path)

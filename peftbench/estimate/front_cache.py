@@ -28,12 +28,13 @@ _FIT_SETTINGS = ("overrides", "task_kind", "dtype", "mixed_precision", "optimize
 
 def _config_content(model: str) -> str:
     from peftbench.estimate.configs import preset_for
+    from peftbench.paths import is_dir, is_file
 
     preset = preset_for(model)
     path = preset / "config.json" if preset else Path(model).expanduser()
-    if path.is_dir():
+    if is_dir(path):
         path = path / "config.json"
-    return path.read_text() if path.is_file() else model  # packaged / hub: the name stands for the config
+    return path.read_text() if is_file(path) else model  # packaged / hub: the name stands for the config
 
 
 def _key(model: str, method: str, kwargs: dict[str, Any]) -> str | None:

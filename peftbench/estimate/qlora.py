@@ -20,14 +20,23 @@ BLOCK = 64  # NF4 quantisation block (values per absmax)
 BLOCK2 = 256  # double quantisation block (absmax values per fp32 scale)
 
 
-def _quantised(name: str, module: nn.Module) -> bool:
+def _quantised(name: str, module: nn.Module, keep: set[str] = frozenset()) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return isinstance(module, nn.Linear) and "lora_" not in name and not name.endswith(SKIP) \
-        and leaf not in SKIP
+        and leaf not in SKIP and not keep & set(name.split("."))
+
+
+def kept_in_fp32(model: nn.Module) -> set[str]:
+    """Modules transformers never quantises because the model keeps them in fp32 (T5's feed-forward output
+    `wo`, whose input T5 casts to the weight's dtype: a packed uint8 weight would make it uint8)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(getattr(base, "_keep_in_fp32_modules", None) or ()) | \
+        set(getattr(base, "_keep_in_fp32_modules_strict", None) or ())
 
 
 def upcast_non_linear(model: nn.Module) -> None:
-    quantised = {id(m.weight) for n, m in model.named_modules() if _quantised(n, m)}
+    keep = kept_in_fp32(model)
+    quantised = {id(m.weight) for n, m in model.named_modules() if _quantised(n, m, keep)}
     for param in model.parameters():
         if id(param) not in quantised and param.dtype in (torch.float16, torch.bfloat16):
             param.data = param.data.to(torch.float32)
@@ -72,7 +81,8 @@ class Linear4bit(nn.Module):
 
 def quantize_base_linears(model: nn.Module, compute_dtype: torch.dtype = torch.bfloat16) -> int:
     """Replace every quantisable frozen linear by `Linear4bit`; returns how many were replaced."""
-    targets = [(n, m) for n, m in model.named_modules() if _quantised(n, m)]
+    keep = kept_in_fp32(model)
+    targets = [(n, m) for n, m in model.named_modules() if _quantised(n, m, keep)]
     for name, module in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

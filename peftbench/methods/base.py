@@ -75,6 +75,13 @@ class Method:
             merged[key] = value
         return merged
 
+    def validate_hyperparameters(self, hyperparameters: Mapping[str, Any]) -> None:
+        """Types and ranges of merged hyper-parameters (peft's config field types, positive ranks, dropouts
+        in [0, 1), real booleans): a UserError naming the key, before any run starts."""
+        from peftbench.methods.validation import validate_hyperparameters
+
+        validate_hyperparameters(self, hyperparameters)
+
     def variant_label(self, hyperparameters: Mapping[str, Any]) -> str:
         """The method's name, plus the hyper-parameters that differ from its defaults ("lora r=16"), so that
         configurations of one method are told apart in tables. The learning rate and the schedule-derived

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from peftbench.cache import cache_root
 from peftbench.errors import UserError
+from peftbench.paths import is_dir, is_file
 
 ENCODER_TYPES = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "albert", "xlm-roberta",
                  "mpnet", "modernbert"}
@@ -75,8 +76,8 @@ def resolve_model(name: str) -> tuple[str, str]:
     if name in CATALOGUE:
         return str(CATALOGUE[name].locate()), "packaged"
     path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
+    if is_dir(path):
+        if not is_file(path / "config.json"):
             raise UserError(f"model directory '{name}' has no config.json")
         return str(path), "local"
     if path.suffix or name.startswith((".", "/")) or name.count("/") > 1:

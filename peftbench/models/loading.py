@@ -25,8 +25,9 @@ def load_config(name: str, trust_remote_code: bool = False):
     path, source = resolve_model(name)
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), path, source
-    except OSError as exc:
-        raise UserError(f"cannot load model '{name}' ({source}): {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError) as exc:  # missing, offline, not a transformers config, unknown model type
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"cannot load model '{name}' ({source}): {first}") from None
 
 
 def load_tokenizer(path: str, family: str, trust_remote_code: bool = False):

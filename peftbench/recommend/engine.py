@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
+from peftbench.paths import check_input_dir
 from peftbench.recommend.evidence import Evidence, seed_spread
 from peftbench.recommend.feasibility import Cost, CostModel, resolve_gpu
 from peftbench.recommend.fitting import default_evidence, fitted_model, method_catalogue
@@ -17,7 +18,7 @@ from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
 from peftbench.recommend.predict import PROXIES, Subject, predict_quality
 from peftbench.recommend.published import published_points
-from peftbench.recommend.query import TaskQuery, apply_overrides, resolve_task
+from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, resolve_task
 
 SMALL_DATA = 1000  # examples; the data-size rule's first step, and where seed spread is measured
 UNSTABLE_FACTOR = 2.0  # "unstable": seed spread at least this multiple of the methods' median spread
@@ -81,12 +82,15 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
               data: Path | None = None, train_examples: int | None = None, seq_len: int | None = None,
               max_hours: float | None = None, max_adapter_mb: float | None = None, top: int = 5,
               batch_size: int = 8, epochs: float = 3.0, results: Path | None = None) -> Recommendation:
-    if top < 1 or batch_size < 1 or epochs <= 0:
-        raise UserError("--top, --batch-size and --epochs must be positive")
+    Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
+    check_input_dir(results, "--results")
+    for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
+    target = resolve_gpu(gpu, hardware)  # before the evidence is read: a bad card name costs nothing
     evidence = default_evidence(results)
     query = resolve_task(task, evidence.runs, data, model)
     apply_overrides(query, train_examples, seq_len)
-    target = resolve_gpu(gpu, hardware)
     costs = CostModel(target, query.kind, query.seq_len(seq_len), query.num_labels)
     ctx = _Context(evidence, fitted_model(evidence), method_catalogue(), query, costs, batch_size, epochs,
                    max_hours, max_adapter_mb * 2**20 if max_adapter_mb else None, _unstable(evidence))

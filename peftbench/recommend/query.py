@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
+from peftbench.paths import is_dir, is_file
 from peftbench.recommend.evidence import Run
 
 KIND_ALIASES = {"classification": "classification", "summarization": "generation", "translation": "generation",
@@ -38,13 +39,39 @@ class TaskQuery:
         return DEFAULT_SEQ_LEN
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The numbers a request may carry; every one is checked before any evidence is read."""
+
+    top: int = 5
+    batch_size: int = 8
+    epochs: float = 3.0
+    max_hours: float | None = None
+    max_adapter_mb: float | None = None
+    train_examples: int | None = None
+    seq_len: int | None = None
+
+    def validate(self) -> None:
+        from peftbench.suites import number
+
+        for flag, value, high in (("--top", self.top, 10_000), ("--batch-size", self.batch_size, 1 << 20),
+                                  ("--train-examples", self.train_examples, 10**12),
+                                  ("--seq-len", self.seq_len, 1 << 24)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high):
+                raise UserError(f"{flag} must be an integer from 1 to {high}, got {shown(value)}")
+        number(self.epochs, "--epochs", low=0.0, low_open=True, high=1e6)
+        for flag, value in (("--max-hours", self.max_hours), ("--max-adapter-mb", self.max_adapter_mb)):
+            if value is not None:
+                number(value, flag, low=0.0, low_open=True, high=1e12)
+
+
 def resolve_task(task: str, runs: list[Run], data: Path | None = None, model: str | None = None) -> TaskQuery:
     if "/" in task and task.lower() not in KIND_ALIASES:
         query = _benchmarked(task, runs)
     elif task.lower() in KIND_ALIASES:
         query = _kind(task.lower(), runs)
     else:
-        raise UserError(f"unknown task '{task}': give a kind ({', '.join(KIND_ALIASES)}) or SUITE/TASK")
+        raise UserError(f"unknown task {shown(task)}: give a kind ({', '.join(KIND_ALIASES)}) or SUITE/TASK")
     if data is not None:
         _profile_data(query, data, model)
     return query
@@ -107,7 +134,7 @@ def _profile_data(query: TaskQuery, path: Path, model: str | None) -> None:
 
     if Path(path).suffix not in FORMATS:
         raise UserError(f"--data {path}: must be one of {', '.join(FORMATS)} (hub datasets need network access)")
-    if not Path(path).is_file():
+    if not is_file(path):
         raise UserError(f"--data {path}: no such file")
     import datasets
 
@@ -137,7 +164,7 @@ def _tokenizer(model: str | None, query: TaskQuery) -> Any:
         from peftbench.models.catalogue import CATALOGUE, architecture_family, resolve_model
         from peftbench.models.loading import load_config, load_tokenizer
 
-        name = model if model in CATALOGUE or (model and Path(model).is_dir()) else None
+        name = model if model in CATALOGUE or (model and is_dir(model)) else None
         if name:
             config, _, _ = load_config(name)
             return load_tokenizer(resolve_model(name)[0], architecture_family(config))

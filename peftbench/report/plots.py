@@ -18,7 +18,10 @@ AXES = (  # x field, axis label, log scale
     ("train_seconds", "train time (s)", False),
     ("adapter_bytes", "adapter size (bytes, log)", True),
 )
-_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "peftbench", "font.size": 9, "axes.titlesize": 9}
+# Task and method names are the user's text: `$` must not start matplotlib's mathtext (`cost $\frac{x$` would
+# crash the report) and no text is handed to LaTeX.
+_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "peftbench", "font.size": 9, "axes.titlesize": 9,
+          "text.parse_math": False, "text.usetex": False}
 
 
 def _pyplot():

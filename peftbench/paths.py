@@ -1,0 +1,107 @@
+"""Names that become folder names, and files the user names for output: checked before anything is written.
+
+A suite's name is the folder its runs go to (`<results>/<name>/`) and the name of its report page, so it
+must be a plain identifier: nothing that could climb out of the results or reports folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from peftbench.errors import UserError, shown
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+RESERVED = ("reference", "published")  # result folders shipped with peftbench
+
+
+def check_name(name: object, what: str = "suite name") -> str:
+    """`name` if it is a safe folder name (letters, digits, `_`, `-`; not a reserved folder), else UserError."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in RESERVED:
+        raise UserError(f"{what} {shown(name)} is not valid: use letters, digits, '_' and '-' only "
+                        f"(not empty, not {' or '.join(RESERVED)})")
+    return name
+
+
+def is_file(path: Path | str) -> bool:
+    """`Path.is_file()` for a path the user typed: False, not an exception, for a name too long for the file
+    system or one holding a NUL byte (pathlib lets ENAMETOOLONG through)."""
+    try:
+        return Path(path).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path | str) -> bool:
+    try:
+        return Path(path).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path | str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError):
+        return False
+
+
+def check_output_file(path: Path, flag: str = "-o") -> Path:
+    """A file the command may create or replace: its folder exists and is writable, and it is no folder."""
+    path = _checked_names(Path(path).expanduser(), flag)
+    parent = path.parent if str(path.parent) else Path(".")
+    if is_dir(path):
+        raise UserError(f"{flag} {shown(str(path))} is a folder; name a file")
+    if not is_dir(parent):
+        what = "is not a folder" if exists(parent) else "does not exist"
+        raise UserError(f"{flag} {shown(str(path))}: folder {shown(str(parent))} {what}")
+    if not _writable(parent) or (exists(path) and not os.access(path, os.W_OK)):
+        raise UserError(f"{flag} {shown(str(path))}: not writable here; name a file in a folder you can write to")
+    return path
+
+
+def check_output_dir(path: Path, flag: str = "-o") -> Path:
+    """A folder the command may create (with its parents) and write into."""
+    path = _checked_names(Path(path).expanduser(), flag)
+    if exists(path) and not is_dir(path):
+        raise UserError(f"{flag} {shown(str(path))} is a file; name a folder")
+    existing = path
+    while not exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not is_dir(existing) or not _writable(existing):
+        raise UserError(f"{flag} {shown(str(path))}: {shown(str(existing))} is not a writable folder")
+    return path
+
+
+def check_input_dir(path: Path | None, flag: str) -> Path | None:
+    """A folder the command reads (None: not given)."""
+    if path is not None and not is_dir(path):
+        raise UserError(f"{flag} {shown(str(path))}: no such folder")
+    return path
+
+
+NAME_MAX = 255  # bytes in one file name on every common file system
+
+
+def _checked_names(path: Path, flag: str) -> Path:
+    for part in path.parts:
+        if "\x00" in part or len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise UserError(f"{flag} {shown(str(path))}: a name in it is longer than {NAME_MAX} bytes or holds a NUL")
+    return path
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in `folder`. `os.access` alone says yes to root for /proc or a read-only
+    mount, so a probe file is created and removed at once."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".peftbench-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(probe)
+    return True

@@ -1,0 +1,235 @@
+"""Hypothesis strategies and properties for the input fuzz tests (tests/test_fuzz_inputs.py) and for the
+counts reported in benchmarks/fuzz_counts.md (benchmarks/fuzz_counts.py runs the same ones, longer).
+
+Every property accepts one generated input and either returns (the input held: refused with exactly one
+line and exit code 2 and nothing written, or accepted as valid) or raises AssertionError / the crash.
+Nothing here trains: `run` inputs stop at the plan, and end-to-end `run` calls always carry a bad value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import strategies as st
+
+# ---- values a hostile or careless user types -------------------------------------------------------------
+NASTY_SCALARS = [".nan", ".inf", "-.inf", "-1", "0", "1", "2", "0.5", "1e308", "-149793", "abc", "ü", "true",
+                 "false", "'false'", "maybe", "null", "", "99999999999999999999", "[]", "[1,2]", "[a,b]",
+                 "[nonexistent]", "{a: 1}", "fp16", "cuda", "cudaXYZ", "../../x", "/abs", "a\\r\\nb", "'\r\n'",
+                 "$\\frac{x$", "[", "{", ":", "- a", "x" * 300, "x" * 300 + ".yaml", "a\x00b"]
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+VALUE = st.one_of(st.sampled_from(NASTY_SCALARS), TEXT, st.integers(-(2**70), 2**70).map(str),
+                  st.floats(allow_nan=True, allow_infinity=True).map(repr))
+
+TRAIN_KEYS = ["max_steps", "batch_size", "eval_batch_size", "learning_rate", "lr_multiplier", "weight_decay",
+              "warmup_ratio", "max_grad_norm", "dtype", "gradient_checkpointing", "threads", "nosuch"]
+LORA_KEYS = ["r", "lora_alpha", "lora_dropout", "use_dora", "target_modules", "learning_rate", "init_lora_weights",
+             "layers_to_transform", "use_rslora", "bias", "nosuch"]
+RUN_KEYS = (["model", "device", "seeds", "timeout", "trust_remote_code", "scale", "jobs", "save_adapters",
+             "methods", "tasks", "nosuch", "", "suite"]
+            + [f"train.{k}" for k in TRAIN_KEYS] + ["sizes.train", "sizes.eval", "sizes.nosuch"]
+            + [f"methods.lora.{k}" for k in LORA_KEYS] + ["methods.ia3.target_modules", "methods..r"])
+# Each generated override list starts from a small valid plan (one task, one method, one seed), so that
+# the cases which pass validation stay cheap to plan.
+BASE_RUN = ["suite=smoke", "tasks=[rt_sentiment]", "methods=[lora]", "sizes.train=16", "sizes.eval=16"]
+# Values sure to be refused: end-to-end `run` cases carry one, so nothing can start training.
+SURE_BAD = ["seeds=-1", "device=cudaXYZ", "train.warmup_ratio=abc", "methods.lora.r=0", "timeout=.nan",
+            "train.lr_multiplier=true", "model=", "methods.lora.lora_dropout=5", "trust_remote_code=maybe"]
+
+
+# Values a careful user would type, per key: most generated pairs use one, so that many plans pass and the
+# property checks what an accepted plan holds, not only what is refused.
+GOOD_VALUES = {
+    "model": ["minilm"], "device": ["cpu"], "seeds": ["0", "[0,1]", "4294967295"], "timeout": ["60", "0.5", "null"],
+    "trust_remote_code": ["false"], "scale": ["default"], "jobs": ["1", "auto"], "save_adapters": ["true", "false"],
+    "methods": ["[lora]", "lora"], "tasks": ["[rt_sentiment]"], "suite": ["smoke"],
+    "train.max_steps": ["1", "20"], "train.batch_size": ["2"], "train.eval_batch_size": ["4"],
+    "train.learning_rate": ["1e-4", "0.01", "null"], "train.lr_multiplier": ["0.5", "4"],
+    "train.weight_decay": ["0", "0.01"], "train.warmup_ratio": ["0", "0.1", "1"], "train.max_grad_norm": ["0", "1.0"],
+    "train.dtype": ["fp32", "bf16"], "train.gradient_checkpointing": ["true", "false"], "train.threads": ["1"],
+    "sizes.train": ["8"], "sizes.eval": ["8"], "methods.lora.r": ["1", "4", "64"], "methods.lora.lora_alpha": ["8"],
+    "methods.lora.lora_dropout": ["0", "0.1", "0.99"], "methods.lora.use_dora": ["true", "false"],
+    "methods.lora.target_modules": ["[query]", "[query, value]", "all-linear", "null"],
+    "methods.lora.learning_rate": ["0.001"], "methods.lora.init_lora_weights": ["true", "gaussian"],
+    "methods.lora.layers_to_transform": ["[0, 1]", "0"], "methods.lora.use_rslora": ["true"],
+    "methods.lora.bias": ["none", "all"],
+}
+
+
+@st.composite
+def run_overrides(draw: Any) -> list[str]:
+    tokens = []
+    for key in draw(st.lists(st.sampled_from(RUN_KEYS), min_size=1, max_size=4)):
+        good = GOOD_VALUES.get(key)
+        value = draw(st.sampled_from(good)) if good and draw(st.integers(0, 9)) < 7 else draw(VALUE)
+        tokens.append(f"{key}={value}")
+    if draw(st.integers(0, 9)) == 0:
+        tokens.append(draw(st.sampled_from(["noequals", "=1", "a.b.c.d=1", "train=1"])))
+    # The base's methods=[lora] and tasks=[rt_sentiment] keep plans small; later tokens override them.
+    return BASE_RUN + tokens
+
+
+def check_plan(tokens: list[str]) -> str:
+    """`run`'s validation on `tokens`: a UserError of one non-empty line, or a plan whose values are valid."""
+    from peftbench.errors import UserError, one_line
+    from peftbench.overrides import parse_overrides
+    from peftbench.runs.plan import build_plan
+
+    try:
+        plan = build_plan(parse_overrides(tokens))
+    except UserError as exc:
+        message = one_line(str(exc))
+        assert message.strip() and "\n" not in message and "Traceback" not in message
+        return "refused"
+    _assert_valid_plan(plan)
+    return "accepted"
+
+
+def _assert_valid_plan(plan: Any) -> None:
+    from peftbench.methods import get_method
+    from peftbench.suites import SEED_MAX, TrainConfig
+
+    assert plan.specs and plan.jobs >= 1
+    assert plan.timeout is None or (math.isfinite(plan.timeout) and plan.timeout > 0)
+    for spec in plan.specs:
+        assert isinstance(spec.seed, int) and 0 <= spec.seed <= SEED_MAX
+        assert re.fullmatch(r"cpu|cuda(:\d+)?", spec.device) and isinstance(spec.trust_remote_code, bool)
+        TrainConfig(**spec.train).validate()  # raises if any training value is out of range
+        get_method(spec.method).validate_hyperparameters(spec.hyperparameters)
+
+
+# ---- the command line, end to end -------------------------------------------------------------------------
+def call_cli(argv: list[str], cwd: Path) -> tuple[int, str, str]:
+    """The CLI in this process, in `cwd`; (exit code, stdout, stderr). Any exception but SystemExit is a crash."""
+    from peftbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's own errors
+                code = exc.code
+    finally:
+        os.chdir(here)
+    return int(code or 0), out.getvalue(), err.getvalue()
+
+
+def assert_refused(argv: list[str], expect_refusal: bool = True) -> str:
+    """Exit 2 with exactly one stderr line and nothing written in a fresh working folder (or, where
+    `expect_refusal` is False, exit 0); returns "refused" or "accepted"."""
+    with tempfile.TemporaryDirectory(prefix="peftbench-fuzz-") as folder:
+        cwd = Path(folder)
+        code, out, err = call_cli(argv + (["--results", str(cwd / "results")] if argv[0] == "run" else []), cwd)
+        written = sorted(p.name for p in cwd.iterdir())
+    if code == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("peftbench: error: "), (argv, err)
+        assert "Traceback" not in err and written == [], (argv, written)
+        return "refused"
+    assert not expect_refusal, (argv, code, err[-500:])
+    assert code == 0, (argv, code, err[-500:])
+    return "accepted"
+
+
+# ---- estimate and recommend flags -------------------------------------------------------------------------
+FIT_MODELS = ["llama-3.2-1b", "qwen2.5-0.5b", "gemma-2-2b", "mistral-7b"]  # shipped shape fits: no tracing
+FIT_METHODS = ["lora", "dora", "ia3", "prompt_tuning", "full", "qlora", "bitfit", "vera"]
+BAD_FLAG_VALUES = ["-1", "0", "nan", "inf", "-inf", "abc", "", "1e400", "99999999999999999999", "-5", "ü", "\r\n"]
+
+
+@st.composite
+def estimate_argv(draw: Any) -> tuple[list[str], bool]:
+    """Flags for `estimate`; (argv, sure to be refused). Valid cases stay on shipped shape fits."""
+    argv = ["estimate", "--model", draw(st.sampled_from(FIT_MODELS)), "--method", draw(st.sampled_from(FIT_METHODS)),
+            "--batch-size", str(draw(st.integers(1, 64))), "--seq-len", str(draw(st.integers(64, 8192))), "--json"]
+    bad = draw(st.lists(st.sampled_from(["--batch-size", "--seq-len", "--num-labels", "--model", "--method",
+                                         "--dtype", "--task-kind", "--gpu", "override"]), max_size=2, unique=True))
+    for flag in bad:
+        value = draw(st.sampled_from(BAD_FLAG_VALUES))
+        if flag == "override":
+            argv.append(f"methods.{argv[4]}.{draw(st.sampled_from(['r', 'lora_dropout', 'nosuch']))}={value}")
+        elif flag in ("--model", "--method"):
+            argv[argv.index(flag) + 1] = draw(st.sampled_from(["nosuch", "../x", "", "org/nosuch", "\x1b[2J"]))
+        else:
+            argv += [flag, value]
+    return argv, bool(bad)
+
+
+RECOMMEND_FLAGS = ["--epochs", "--max-hours", "--max-adapter-mb", "--top", "--batch-size", "--train-examples",
+                   "--seq-len", "--results", "--gpu", "--task", "--hardware", "--data"]
+
+
+@st.composite
+def recommend_argv(draw: Any) -> list[str]:
+    """Flags for `recommend`, at least one of them bad (a valid request reads the whole evidence base)."""
+    argv = ["recommend", "--task", draw(st.sampled_from(["classification", "summarization", "smoke/rt_sentiment"]))]
+    for flag in draw(st.lists(st.sampled_from(RECOMMEND_FLAGS), min_size=1, max_size=3, unique=True)):
+        if flag in ("--results", "--data"):
+            value = draw(st.sampled_from(["/nonexistent", "/nonexistent/x.csv", "\r\n"]))
+        elif flag in ("--gpu", "--hardware", "--task"):
+            value = draw(st.sampled_from(["nosuch", "-5GB", "0GB", "nanGB", "", "../x", "\x00"]))
+        else:
+            value = draw(st.sampled_from(BAD_FLAG_VALUES))
+        argv += [flag, value]
+    return argv
+
+
+# ---- suite YAML documents ---------------------------------------------------------------------------------
+YAML_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**70), TEXT,
+                      st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["../../x", "/abs", "", "."]))
+YAML_VALUE = st.recursive(YAML_LEAF, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                             st.dictionaries(TEXT, inner, max_size=3)), max_leaves=6)
+VALID_TASK = {"name": "t", "kind": "classification", "data": {"source": "local", "files": {"train": "a.jsonl",
+                                                                                           "eval": "b.jsonl"}},
+              "fields": {"text": "text", "label": "label"}, "labels": ["neg", "pos"], "max_length": 64,
+              "sizes": {"train": 8, "eval": 8}, "metrics": ["accuracy"], "train": {"max_steps": 2}}
+TASK_KEYS = list(VALID_TASK) + ["prompt", "model", "max_target_length", "description", "nosuch"]
+SUITE_KEYS = ["name", "description", "model", "methods", "seeds", "train", "tasks", "hub_tasks", "nosuch"]
+
+
+@st.composite
+def suite_documents(draw: Any) -> str:
+    """A suite file: a valid one with a few fields replaced by random YAML values, or random text."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.text(max_size=60))
+    task = dict(VALID_TASK)
+    for key in draw(st.lists(st.sampled_from(TASK_KEYS), max_size=2, unique=True)):
+        task[key] = draw(YAML_VALUE)
+    suite: dict[str, Any] = {"name": "fuzz", "methods": ["lora"], "seeds": [0], "tasks": [task]}
+    for key in draw(st.lists(st.sampled_from(SUITE_KEYS), max_size=2, unique=True)):
+        suite[key] = draw(YAML_VALUE)
+    return yaml.safe_dump(suite, allow_unicode=True)
+
+
+def check_suite(text: str) -> str:
+    """`load_suite` on the document: a one-line UserError, or a Suite whose every field has its type."""
+    from peftbench.errors import UserError
+    from peftbench.paths import NAME_PATTERN, RESERVED
+    from peftbench.suites import load_suite
+
+    with tempfile.TemporaryDirectory(prefix="peftbench-fuzz-") as folder:
+        path = Path(folder) / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            suite = load_suite(str(path))
+        except UserError as exc:
+            assert str(exc).strip()
+            return "refused"
+    assert NAME_PATTERN.fullmatch(suite.name) and suite.name not in RESERVED
+    assert all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in suite.seeds)
+    for task in suite.tasks:
+        assert isinstance(task.max_length, int) and task.max_length > 0
+        assert all(isinstance(v, int) and v > 0 for v in task.sizes.values())
+        assert isinstance(task.fields, dict) and all(isinstance(v, str) for v in task.fields.values())
+    return "accepted"

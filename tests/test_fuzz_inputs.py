@@ -1,0 +1,72 @@
+"""Fuzz tests of every input a user types: random `run` overrides, `estimate` and `recommend` flags, and suite
+YAML documents. Each case must be refused with exactly one line, exit code 2 and nothing written, or be
+accepted as valid — never a traceback, never a value that fails later inside a run.
+
+Bounded for CI: few examples, derandomized (the same cases on every run), no deadline (the first case pays
+for imports). benchmarks/fuzz_counts.py runs the same strategies with many more examples and reports the
+counts in benchmarks/fuzz_counts.md.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from fuzz_cases import (
+    SURE_BAD,
+    assert_refused,
+    check_plan,
+    check_suite,
+    estimate_argv,
+    recommend_argv,
+    run_overrides,
+    suite_documents,
+)
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+FUZZ = settings(derandomize=True, deadline=None, database=None, print_blob=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@settings(FUZZ, max_examples=40)
+@given(run_overrides())
+def test_random_run_overrides_build_a_valid_plan_or_are_refused(tokens):
+    check_plan(tokens)
+
+
+@settings(FUZZ, max_examples=6)
+@given(run_overrides(), st.sampled_from(SURE_BAD))
+def test_random_run_command_lines_exit_2_with_one_line(tokens, bad):
+    # One sure-to-be-refused value, anywhere: the whole command line must stop before anything runs.
+    assert assert_refused(["run", *tokens, bad]) == "refused"
+
+
+@settings(FUZZ, max_examples=25)
+@given(estimate_argv())
+def test_random_estimate_flags(case):
+    argv, sure_bad = case
+    assert_refused(argv, expect_refusal=sure_bad)
+
+
+@settings(FUZZ, max_examples=15)
+@given(recommend_argv())
+def test_random_recommend_flags(argv):
+    assert assert_refused(argv) == "refused"
+
+
+@settings(FUZZ, max_examples=60)
+@given(suite_documents())
+def test_random_suite_documents(text):
+    check_suite(text)
+
+
+@settings(FUZZ, max_examples=5)
+@given(suite_documents())
+def test_random_suite_documents_end_to_end(text):
+    assume(check_suite(text) == "refused")  # an accepted one would start training
+    with tempfile.TemporaryDirectory(prefix="peftbench-fuzz-") as folder:
+        path = Path(folder) / "suite.yaml"
+        path.write_text(text, encoding="utf-8")
+        assert assert_refused(["run", f"suite={path}"]) == "refused"
+        assert [p.name for p in Path(folder).iterdir()] == ["suite.yaml"]
