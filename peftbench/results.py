@@ -108,7 +108,7 @@ class ResultStore:
 
     def completed_ids(self, machine: str | None = None) -> set[str]:
         """Run ids recorded (on `machine`, when given: another machine's record is not this one's measurement)."""
-        return {r["run_id"] for r in self.records() if machine is None or r.get("machine_id") == machine}
+        return {r["run_id"] for r in self.records() if machine is None or _recorded_on(r, machine)}
 
     def repair(self) -> None:
         if not self.path.is_file():
@@ -135,10 +135,15 @@ class ResultStore:
         """Drop records (for `--force` reruns; only `machine`'s, when given), rewriting the file atomically."""
         drop = set(run_ids)
         keep = [r for r in self.records()
-                if r["run_id"] not in drop or (machine is not None and r.get("machine_id") != machine)]
+                if r["run_id"] not in drop or (machine is not None and not _recorded_on(r, machine))]
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in keep))
         os.replace(tmp, self.path)
+
+
+def _recorded_on(record: dict[str, Any], machine: str) -> bool:
+    """Measured on `machine`, or recorded by it from a run it handed to a Ray cluster (`recorded_by`)."""
+    return machine in (record.get("machine_id"), record.get("recorded_by"))
 
 
 def disk_use(root: Path, suite: str | None = None) -> dict[str, int]:

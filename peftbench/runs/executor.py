@@ -3,9 +3,9 @@
 `LocalExecutor` runs each spec in a fresh Python process: a crash, OOM or segfault in a run cannot take
 the suite down, and the process's peak memory belongs to that run alone. With `jobs > 1` it keeps that many
 worker processes busy at once (single-threaded CPU runs scale better across processes than across torch
-threads: tokenisation, generation loops and small matmuls do not parallelise inside one process). A distributed
-executor (e.g. Ray) implements the same `execute` and may call `on_record` from many runs at once; the
-parent process stays the only writer of the results file.
+threads: tokenisation, generation loops and small matmuls do not parallelise inside one process).
+`RayExecutor` (`peftbench.runs.ray_executor`) hands each spec to a Ray cluster, where a task runs the same
+`run_worker`; records come back to the parent process, which stays the only writer of the results file.
 """
 
 from __future__ import annotations
@@ -75,46 +75,68 @@ class LocalExecutor(Executor):
 
     def _run_one(self, spec: RunSpec, artifacts: Path, on_event: OnEvent | None,
                  concurrent_runs: int = 1) -> dict[str, Any]:
-        artifacts.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="peftbench-run-") as tmp:
-            spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-            spec_file.write_text(spec.to_json())
-            log_path = artifacts / "run.log"
-            started = time.monotonic()
-            with open(log_path, "w") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "peftbench.runs.worker", str(spec_file), str(result_file), str(artifacts)],
-                    stdout=subprocess.PIPE, stderr=log, text=True, env=_worker_env(spec, concurrent_runs))
-                timed_out = self._pump_events(process, spec, started, on_event)
-            if timed_out:
-                return _crash_record(spec, "timeout", f"run exceeded the {self.timeout_seconds:g} s timeout", started)
-            if result_file.is_file():
-                return json.loads(result_file.read_text())
-            tail = log_path.read_text()[-600:].strip().splitlines()[-3:]
-            return _crash_record(spec, "oom" if process.returncode == -9 else "failed",
-                                 f"worker exited with code {process.returncode}: {' | '.join(tail)}", started)
+        return run_worker(spec, artifacts, self.timeout_seconds, on_event, concurrent_runs)
 
-    def _pump_events(self, process: subprocess.Popen, spec: RunSpec, started: float,
-                     on_event: OnEvent | None) -> bool:
-        """Forward the worker's JSON events until it exits; kill it at the timeout. True if timed out."""
-        import selectors
 
-        selector = selectors.DefaultSelector()
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while True:
-            remaining = None if self.timeout_seconds is None else self.timeout_seconds - (time.monotonic() - started)
-            if remaining is not None and remaining <= 0:
-                process.kill()
+def run_worker(spec: RunSpec, artifacts: Path, timeout_seconds: float | None, on_event: OnEvent | None,
+               concurrent_runs: int = 1, die_with_parent: bool = False) -> dict[str, Any]:
+    """Run one spec in a fresh worker process, its stderr in `artifacts/run.log`; return its record (a crash
+    record when it died or timed out). Every executor runs its specs through this, wherever it runs them.
+
+    `die_with_parent`: the worker is SIGKILLed when the calling thread's process dies (Linux), so a killed
+    Ray worker does not leave an orphaned run training on a node.
+    """
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="peftbench-run-") as tmp:
+        spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_file.write_text(spec.to_json())
+        log_path = artifacts / "run.log"
+        started = time.monotonic()
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "peftbench.runs.worker", str(spec_file), str(result_file), str(artifacts)],
+                stdout=subprocess.PIPE, stderr=log, text=True, env=_worker_env(spec, concurrent_runs),
+                preexec_fn=_die_with_parent if die_with_parent else None)
+            timed_out = _pump_events(process, spec, started, timeout_seconds, on_event)
+        if timed_out:
+            return crash_record(spec, "timeout", f"run exceeded the {timeout_seconds:g} s timeout", started)
+        if result_file.is_file():
+            return json.loads(result_file.read_text())
+        tail = log_path.read_text()[-600:].strip().splitlines()[-3:]
+        return crash_record(spec, "oom" if process.returncode == -9 else "failed",
+                            f"worker exited with code {process.returncode}: {' | '.join(tail)}", started)
+
+
+def _pump_events(process: subprocess.Popen, spec: RunSpec, started: float, timeout_seconds: float | None,
+                 on_event: OnEvent | None) -> bool:
+    """Forward the worker's JSON events until it exits; kill it at the timeout. True if timed out."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    while True:
+        remaining = None if timeout_seconds is None else timeout_seconds - (time.monotonic() - started)
+        if remaining is not None and remaining <= 0:
+            process.kill()
+            process.wait()
+            return True
+        if selector.select(timeout=min(remaining, 1.0) if remaining is not None else 1.0):
+            line = process.stdout.readline()
+            if not line:
                 process.wait()
-                return True
-            if selector.select(timeout=min(remaining, 1.0) if remaining is not None else 1.0):
-                line = process.stdout.readline()
-                if not line:
-                    process.wait()
-                    return False
-                if on_event is not None and line.startswith("{"):
-                    with contextlib.suppress(json.JSONDecodeError):  # a library printed a brace line
-                        on_event(spec, json.loads(line))
+                return False
+            if on_event is not None and line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):  # a library printed a brace line
+                    on_event(spec, json.loads(line))
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: ask Linux to SIGKILL it when its parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _worker_env(spec: RunSpec, concurrent_runs: int = 1) -> dict[str, str]:
@@ -126,7 +148,7 @@ def _worker_env(spec: RunSpec, concurrent_runs: int = 1) -> dict[str, str]:
     return env
 
 
-def _crash_record(spec: RunSpec, status: str, error: str, started: float) -> dict[str, Any]:
+def crash_record(spec: RunSpec, status: str, error: str, started: float) -> dict[str, Any]:
     record = base_record(spec)
     record.update(status=status, error=error, wall_seconds=round(time.monotonic() - started, 3),
                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -11,6 +11,7 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.overrides import Overrides, as_list
+from peftbench.runs.ray_executor import RayOptions, ray_options
 from peftbench.runs.spec import RunSpec
 from peftbench.suites import Suite, TrainConfig, load_suite
 
@@ -21,6 +22,7 @@ class Plan:
     specs: list[RunSpec]
     timeout: float | None
     jobs: int = 1
+    ray: RayOptions | None = None  # executor=ray and its settings; None: the local executor
 
 
 def build_plan(overrides: Overrides) -> Plan:
@@ -46,6 +48,7 @@ def build_plan(overrides: Overrides) -> Plan:
     device = str(values.get("device", "cpu"))
     if not (device == "cpu" or device.startswith("cuda")):
         raise UserError(f"device must be cpu or cuda, got {device!r}")
+    ray = ray_options(values, device)
     timeout = _timeout(values.get("timeout", 3600))
     trust_remote_code = _boolean(values, "trust_remote_code", False)
     save_adapters = _boolean(values, "save_adapters", True)
@@ -75,7 +78,7 @@ def build_plan(overrides: Overrides) -> Plan:
                                      data_fingerprint=data.fingerprint, device=device,
                                      trust_remote_code=trust_remote_code, save_adapters=save_adapters,
                                      save_full_weights=save_full_weights))
-    return Plan(suite, specs, timeout, jobs)
+    return Plan(suite, specs, timeout, jobs, ray)
 
 
 def _task_dict(task: Any) -> dict[str, Any]:

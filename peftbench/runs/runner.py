@@ -36,7 +36,7 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False,
     done = store.completed_ids(machine=here)
     pending = [s for s in todo if s.run_id not in done]
     summary = RunSummary(store.path, skipped_existing=len(todo) - len(pending))
-    executor = executor or LocalExecutor(plan.timeout, plan.jobs)
+    executor = executor or _executor_for(plan)
     progress = _Progress(len(pending), show_progress, step_bar=plan.jobs == 1)
 
     def on_record(spec: RunSpec, record: dict[str, Any]) -> None:
@@ -49,6 +49,14 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False,
     finally:
         progress.close()
     return summary
+
+
+def _executor_for(plan: Plan) -> Executor:
+    if plan.ray is not None:
+        from peftbench.runs.ray_executor import RayExecutor
+
+        return RayExecutor(plan.ray, plan.timeout)
+    return LocalExecutor(plan.timeout, plan.jobs)
 
 
 def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:
