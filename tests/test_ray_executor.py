@@ -31,17 +31,23 @@ def ray_cluster():
 
 
 def _worker_pids(run_ids: set[str]) -> dict[int, int]:
-    """{pid: parent pid} of the run subprocesses (`peftbench.runs.worker`) of these runs."""
+    """{pid: parent pid} of the run subprocesses (`peftbench.runs.worker`) that this session's Ray tasks
+    started for these runs (their artifacts folder is under this test session's cache: other processes on
+    the machine may be running the same specs)."""
+    from peftbench.cache import cache_root
+    from peftbench.runs.ray_executor import NODE_ARTIFACTS
+
+    ours = {str(cache_root() / NODE_ARTIFACTS / run_id) for run_id in run_ids}
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            argv = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0")]
             stat = (entry / "stat").read_text()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             continue
-        if b"peftbench.runs.worker" in argv and any(Path(a.decode()).name in run_ids for a in argv[-3:] if a):
+        if "peftbench.runs.worker" in argv and ours & set(argv):
             found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     return found
 
