@@ -11,7 +11,7 @@ import yaml
 from peftbench.errors import UserError, shown
 
 TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs",
-             "save_adapters", "save_full_weights")
+             "save_adapters", "save_full_weights", "executor", "ray_address", "ray_retries", "artifacts_dir")
 
 
 @dataclass

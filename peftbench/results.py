@@ -186,7 +186,7 @@ class ResultStore:
 
     def latest(self, machine: str | None = None) -> dict[str, dict[str, Any]]:
         """The last record of each run (recorded on `machine`, when given), by run id."""
-        return {r["run_id"]: r for r in self.records() if machine is None or r.get("machine_id") == machine}
+        return {r["run_id"]: r for r in self.records() if machine is None or _recorded_on(r, machine)}
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -243,7 +243,7 @@ class ResultStore:
         run_id = record["run_id"]
         with self.locked():
             keep = [raw for _, raw, r in self._lines()
-                    if r is None or r["run_id"] != run_id or (machine is not None and r.get("machine_id") != machine)]
+                    if r is None or r["run_id"] != run_id or (machine is not None and not _recorded_on(r, machine))]
             keep.append(json.dumps(record, sort_keys=True, default=str).encode())
             tmp = self.path.with_suffix(".jsonl.tmp")
             with open(tmp, "wb") as handle:
@@ -251,6 +251,11 @@ class ResultStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
+
+
+def _recorded_on(record: dict[str, Any], machine: str) -> bool:
+    """Measured on `machine`, or recorded by it from a run it handed to a Ray cluster (`recorded_by`)."""
+    return machine in (record.get("machine_id"), record.get("recorded_by"))
 
 
 def disk_use(root: Path, suite: str | None = None) -> dict[str, int]:

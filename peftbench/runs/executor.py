@@ -3,9 +3,9 @@
 `LocalExecutor` runs each spec in a fresh Python process: a crash, OOM or segfault in a run cannot take
 the suite down, and the process's peak memory belongs to that run alone. With `jobs > 1` it keeps that many
 worker processes busy at once (single-threaded CPU runs scale better across processes than across torch
-threads: tokenisation, generation loops and small matmuls do not parallelise inside one process). A distributed
-executor (e.g. Ray) implements the same `execute` and may call `on_record` from many runs at once; the
-parent process stays the only writer of the results file.
+threads: tokenisation, generation loops and small matmuls do not parallelise inside one process).
+`RayExecutor` (`peftbench.runs.ray_executor`) hands each spec to a Ray cluster, where a task runs the same
+`run_worker`; records come back to the parent process, which stays the only writer of the results file.
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    def __init__(self, timeout_seconds: float | None = None, jobs: int = 1) -> None:
+    def __init__(self, timeout_seconds: float | None = None, jobs: int = 1, die_with_parent: bool = False) -> None:
         self.timeout_seconds = timeout_seconds
         self.jobs = max(1, jobs)
+        # Workers are SIGKILLed when this process dies (Linux): a killed Ray worker leaves no orphaned run.
+        self.die_with_parent = die_with_parent
         self._live: set[subprocess.Popen] = set()
         self._live_lock = threading.Lock()
         self._stopping = False
@@ -123,16 +125,16 @@ class LocalExecutor(Executor):
                 process = self._start(spec, [str(spec_file), str(result_file), str(artifacts)], log, tmp,
                                       concurrent_runs)
                 try:
-                    timed_out = self._pump_events(process, spec, started, on_event)
+                    timed_out = _pump_events(process, spec, started, self.timeout_seconds, on_event)
                 finally:
                     self._reap(process)
             if timed_out:
-                return _crash_record(spec, "timeout", f"run exceeded the {self.timeout_seconds:g} s timeout", started)
+                return crash_record(spec, "timeout", f"run exceeded the {self.timeout_seconds:g} s timeout", started)
             if result_file.is_file():
                 return json.loads(result_file.read_text())
             tail = " | ".join(log_path.read_text(errors="replace")[-600:].strip().splitlines()[-3:])
             status, how = _exit_cause(process.returncode, ooms_before, oom_kills())
-            return _crash_record(spec, status, f"worker {how}: {tail}" if tail else f"worker {how}", started)
+            return crash_record(spec, status, f"worker {how}: {tail}" if tail else f"worker {how}", started)
 
     def _start(self, spec: RunSpec, args: list[str], log: Any, tmp: Path, concurrent_runs: int) -> subprocess.Popen:
         with self._live_lock:
@@ -140,7 +142,8 @@ class LocalExecutor(Executor):
                 raise KeyboardInterrupt("stopping")
             process = subprocess.Popen([sys.executable, "-m", "peftbench.runs.worker", *args],
                                        stdout=subprocess.PIPE, stderr=log, text=True,
-                                       env=_worker_env(spec, concurrent_runs, tmp))
+                                       env=_worker_env(spec, concurrent_runs, tmp),
+                                       preexec_fn=_die_with_parent if self.die_with_parent else None)
             self._live.add(process)
         return process
 
@@ -154,27 +157,46 @@ class LocalExecutor(Executor):
         with self._live_lock:
             self._live.discard(process)
 
-    def _pump_events(self, process: subprocess.Popen, spec: RunSpec, started: float,
-                     on_event: OnEvent | None) -> bool:
-        """Forward the worker's JSON events until it exits; kill it at the timeout. True if timed out."""
-        import selectors
 
-        selector = selectors.DefaultSelector()
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while True:
-            remaining = None if self.timeout_seconds is None else self.timeout_seconds - (time.monotonic() - started)
-            if remaining is not None and remaining <= 0:
-                process.kill()
+def run_worker(spec: RunSpec, artifacts: Path, timeout_seconds: float | None, on_event: OnEvent | None,
+               concurrent_runs: int = 1, die_with_parent: bool = False) -> dict[str, Any]:
+    """Run one spec in a fresh worker process, its stderr in `artifacts/run.log`; return its record (a crash
+    record when it died or timed out). Every executor runs its specs through this, wherever it runs them:
+    the Ray executor's tasks call it on their node."""
+    executor = LocalExecutor(timeout_seconds, 1, die_with_parent=die_with_parent)
+    return executor._run_one(spec, artifacts, on_event, concurrent_runs)
+
+
+def _pump_events(process: subprocess.Popen, spec: RunSpec, started: float, timeout_seconds: float | None,
+                 on_event: OnEvent | None) -> bool:
+    """Forward the worker's JSON events until it exits; kill it at the timeout. True if timed out."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    while True:
+        remaining = None if timeout_seconds is None else timeout_seconds - (time.monotonic() - started)
+        if remaining is not None and remaining <= 0:
+            process.kill()
+            process.wait()
+            return True
+        if selector.select(timeout=min(remaining, 1.0) if remaining is not None else 1.0):
+            line = process.stdout.readline()
+            if not line:
                 process.wait()
-                return True
-            if selector.select(timeout=min(remaining, 1.0) if remaining is not None else 1.0):
-                line = process.stdout.readline()
-                if not line:
-                    process.wait()
-                    return False
-                if on_event is not None and line.startswith("{"):
-                    with contextlib.suppress(json.JSONDecodeError):  # a library printed a brace line
-                        on_event(spec, json.loads(line))
+                return False
+            if on_event is not None and line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):  # a library printed a brace line
+                    on_event(spec, json.loads(line))
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: ask Linux to SIGKILL it when its parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _exit_cause(returncode: int, ooms_before: dict[str, int], ooms_after: dict[str, int]) -> tuple[str, str]:
@@ -207,7 +229,7 @@ def _worker_env(spec: RunSpec, concurrent_runs: int = 1, tmp: Path | None = None
     return env
 
 
-def _crash_record(spec: RunSpec, status: str, error: str, started: float) -> dict[str, Any]:
+def crash_record(spec: RunSpec, status: str, error: str, started: float) -> dict[str, Any]:
     record = base_record(spec)
     record.update(status=status, error=error, wall_seconds=round(time.monotonic() - started, 3),
                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

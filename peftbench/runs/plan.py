@@ -11,6 +11,7 @@ from typing import Any
 
 from peftbench.errors import UserError, shown
 from peftbench.overrides import Overrides, as_list
+from peftbench.runs.ray_executor import RayOptions, ray_options
 from peftbench.runs.spec import RunSpec
 from peftbench.suites import Suite, TrainConfig, load_suite, number, seed
 
@@ -21,6 +22,7 @@ class Plan:
     specs: list[RunSpec]
     timeout: float | None
     jobs: int = 1
+    ray: RayOptions | None = None  # executor=ray and its settings; None: the local executor
 
 
 def build_plan(overrides: Overrides) -> Plan:
@@ -45,6 +47,7 @@ def build_plan(overrides: Overrides) -> Plan:
     if scale not in ("default", "full"):
         raise UserError(f"scale must be default or full, got {shown(scale)}")
     device = preflight.check_device(values.get("device", "cpu"))
+    ray = ray_options(values, device)
     timeout = _timeout(values.get("timeout", 3600))
     trust_remote_code = _boolean(values, "trust_remote_code", False)
     save_adapters = _boolean(values, "save_adapters", True)
@@ -70,7 +73,7 @@ def build_plan(overrides: Overrides) -> Plan:
             train_dict = dataclasses.asdict(train) | {"learning_rate": hyperparameters["learning_rate"]}
             specs += [RunSpec(task=_task_dict(task), model=model, method=method.name, hyperparameters=hyperparameters,
                               train=train_dict, seed=s, data_fingerprint=data.fingerprint, **common) for s in seeds]
-    return Plan(suite, specs, timeout, jobs)
+    return Plan(suite, specs, timeout, jobs, ray)
 
 
 def _hyperparameters(method: Any, overrides: dict[str, Any] | None, train: TrainConfig) -> dict[str, Any]:

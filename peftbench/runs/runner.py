@@ -51,7 +51,7 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, retry_failed: 
             if force or (retry_failed and r["status"] in RETRY_STATUSES)}
     pending = [s for s in todo if s.run_id not in recorded or s.run_id in redo]
     summary = RunSummary(store.path, skipped_existing=len(todo) - len(pending))
-    executor = executor or LocalExecutor(plan.timeout, plan.jobs)
+    executor = executor or _executor_for(plan)
     progress = _Progress(len(pending), show_progress, step_bar=plan.jobs == 1)
     claims = RunClaims(store.path.parent)
 
@@ -126,6 +126,14 @@ def interrupts_raised() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _executor_for(plan: Plan) -> Executor:
+    if plan.ray is not None:
+        from peftbench.runs.ray_executor import RayExecutor
+
+        return RayExecutor(plan.ray, plan.timeout)
+    return LocalExecutor(plan.timeout, plan.jobs)
 
 
 def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:

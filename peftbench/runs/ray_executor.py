@@ -1,0 +1,302 @@
+"""`executor=ray`: hand each run to a Ray cluster as one task; records come back to this process.
+
+Each run is one Ray task that asks for what the run needs (`num_cpus` = the run's threads, plus
+`num_gpus=1` on CUDA) and runs the same worker subprocess as the local executor (`run_worker`), so a crash,
+OOM or segfault stays inside the run and the subprocess's peak memory is the run's alone. The task streams
+the worker's progress events back in batches, then one item with the record and, when they are small, the
+run's files (adapter, run.log). This process appends every record: it stays the only writer of runs.jsonl,
+so resume, `--force`, progress bars and the summary are the runner's, unchanged.
+
+Faults: a task whose Ray worker or node dies is retried `ray_retries` times (default 0), then recorded
+`failed` with the Ray error; the suite goes on. Ctrl-C cancels every outstanding task (force: the Ray worker
+is killed, and its run subprocess with it, see `run_worker(die_with_parent=True)`). A SIGKILLed driver
+records nothing more; Ray ends the dead job's tasks, and a rerun runs exactly what has no record.
+
+Ray is imported only inside `execute` and the task, so the rest of peftbench never needs it installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import UserError
+from peftbench.runs.executor import Executor, OnEvent, OnRecord, crash_record, run_worker
+from peftbench.runs.spec import RunSpec
+
+INSTALL_HINT = 'executor=ray needs Ray, which is not installed: pip install "peftbench[ray]"'
+# A run's files travel back through Ray's object store up to this size (a LoRA adapter of a 7B model is
+# ~20-160 MiB; full fine-tuned weights are not); larger ones stay on the node unless `artifacts_dir=` is shared.
+RETURN_LIMIT_BYTES = 256 * 2**20
+EVENT_INTERVAL_SECONDS = 0.5  # progress events are batched: one object per run per interval, not per step
+NODE_ARTIFACTS = "ray-artifacts"  # under the node's peftbench cache: where a task's run writes its files
+_ADDRESS = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """The `executor=ray` settings, validated by `ray_options` before anything runs."""
+
+    address: str | None = None  # None: a local Ray instance sized to this machine; "auto" or HOST:PORT
+    retries: int = 0  # resubmissions of a run whose Ray worker or node died
+    artifacts_dir: Path | None = None  # a folder every node and this machine share; None: files travel back
+    max_in_flight: int | None = None  # `jobs=N` given: at most N runs at once; else Ray's resources decide
+
+
+def ray_options(values: dict[str, Any], device: str) -> RayOptions | None:
+    """The Ray settings from the overrides (None for `executor=local`); UserError on anything invalid."""
+    executor = values.get("executor", "local")
+    if executor not in ("local", "ray"):
+        raise UserError(f"executor must be local or ray, got {executor!r}")
+    ray_keys = [key for key in ("ray_address", "ray_retries", "artifacts_dir") if key in values]
+    if executor == "local":
+        if ray_keys:
+            raise UserError(f"{', '.join(ray_keys)} only apply with executor=ray")
+        return None
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(INSTALL_HINT)
+    if device.startswith("cuda:"):
+        raise UserError(f"with executor=ray use device=cuda, not {device}: Ray gives each run one GPU of its own")
+    address = values.get("ray_address")
+    if address is not None and not (isinstance(address, str) and (address == "auto" or _ADDRESS.fullmatch(address))):
+        raise UserError(f"ray_address must be auto or HOST:PORT (a running cluster's head), got {address!r}")
+    retries = values.get("ray_retries", 0)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise UserError(f"ray_retries must be a non-negative integer, got {retries!r}")
+    shared = values.get("artifacts_dir")
+    if shared is not None:
+        shared = Path(str(shared)).expanduser().resolve()
+        if not shared.is_dir():
+            raise UserError(f"artifacts_dir={shared} is not a directory: name a folder every Ray node can write")
+    jobs = values.get("jobs")
+    return RayOptions(address, retries, shared, jobs if isinstance(jobs, int) else None)
+
+
+@dataclass
+class _Attempt:
+    spec: RunSpec
+    number: int  # 1 for the first submission
+    started: float
+
+
+class RayExecutor(Executor):
+    def __init__(self, options: RayOptions, timeout_seconds: float | None = None) -> None:
+        self.options = options
+        self.timeout_seconds = timeout_seconds
+
+    def execute(self, specs: Iterable[RunSpec], artifacts_dir: Path, on_record: OnRecord,
+                on_event: OnEvent | None = None) -> None:
+        specs = list(specs)
+        if not specs:
+            return
+        try:
+            import ray
+        except ImportError:
+            raise UserError(INSTALL_HINT) from None
+        started_here = _connect(ray, self.options.address)
+        try:
+            _Driver(ray, self, specs, artifacts_dir, on_record, on_event).run()
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _connect(ray: Any, address: str | None) -> bool:
+    """Attach to `address`, or start a local instance; True if this call started or attached (and so must
+    shut down). An already initialised Ray (a test, a notebook) is used as it is."""
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray.init(include_dashboard=False, log_to_driver=False)
+        return True
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, TimeoutError, RuntimeError) as exc:
+        raise UserError(f"cannot attach to a Ray cluster at ray_address={address}: {exc}") from None
+    return True
+
+
+class _Driver:
+    """Submits tasks (at most `max_in_flight` at once), forwards their events and lands their results, all
+    from this one thread: records and events reach the runner one at a time."""
+
+    def __init__(self, ray: Any, executor: RayExecutor, specs: list[RunSpec], artifacts_dir: Path,
+                 on_record: OnRecord, on_event: OnEvent | None) -> None:
+        self.ray, self.options, self.timeout = ray, executor.options, executor.timeout_seconds
+        self.queue = deque(specs)
+        self.artifacts_dir, self.on_record, self.on_event = artifacts_dir, on_record, on_event
+        self.cap = min(self.options.max_in_flight or len(specs), len(specs))
+        self.running: dict[Any, _Attempt] = {}
+        self.nodes: list[dict[str, float]] | None = None
+        self.task = ray.remote(_run_task)
+
+    def run(self) -> None:
+        try:
+            while self.queue or self.running:
+                while self.queue and len(self.running) < self.cap:
+                    self._submit(self.queue.popleft(), 1)
+                ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=1.0)
+                for generator in ready:
+                    self._advance(generator)
+        except BaseException:  # Ctrl-C (or a bug here): no task may outlive the driver's interest in it
+            for generator in self.running:
+                self.ray.cancel(generator, force=True)
+            raise
+
+    def _submit(self, spec: RunSpec, number: int) -> None:
+        threads = int(spec.train.get("threads", 1))
+        cuda = spec.device.startswith("cuda")
+        options = {"num_cpus": threads, "num_gpus": 1 if cuda else 0, "max_retries": 0,
+                   "num_returns": "streaming", "name": f"peftbench {spec.label()}"}
+        generator = self.task.options(**options).remote(
+            spec.to_json(), self.timeout, str(self.options.artifacts_dir or ""), self._runs_per_node(threads, cuda))
+        self.running[generator] = _Attempt(spec, number, time.monotonic())
+
+    def _runs_per_node(self, threads: int, cuda: bool) -> int:
+        """How many runs may share a node (recorded: timings measured beside other runs)."""
+        if self.nodes is None:  # asked once: the cluster's size, not its momentary load
+            self.nodes = [node["Resources"] for node in self.ray.nodes() if node["Alive"]]
+        fits = [int(r.get("CPU", 0)) // threads if not cuda else min(int(r.get("CPU", 0)) // threads,
+                                                                        int(r.get("GPU", 0)))
+                for r in self.nodes]
+        return max(1, min(self.cap, max(fits, default=1)))
+
+    def _advance(self, generator: Any) -> None:
+        attempt = self.running[generator]
+        try:
+            item = self.ray.get(next(generator))
+        except StopIteration:  # cannot happen: a task ends with its result or raises
+            del self.running[generator]
+            self._record(attempt, crash_record(attempt.spec, "failed", "ray: the task ended without a result",
+                                               attempt.started))
+            return
+        except self.ray.exceptions.RayError as exc:
+            del self.running[generator]
+            self._failed(attempt, exc)
+            return
+        if item[0] == "events":
+            if self.on_event is not None:
+                for event in item[1]:
+                    self.on_event(attempt.spec, event)
+            return
+        del self.running[generator]
+        _, record, files = item
+        if files is not None:
+            _land(record, files, self.artifacts_dir / attempt.spec.run_id)
+        self._record(attempt, record)
+
+    def _failed(self, attempt: _Attempt, exc: Exception) -> None:
+        """A system failure (worker or node died, object lost) is retried; an error raised by the task's
+        own code is not (it would fail again)."""
+        errors = self.ray.exceptions
+        system = not isinstance(exc, (errors.RayTaskError, errors.TaskCancelledError))
+        if system and attempt.number <= self.options.retries:
+            self._submit(attempt.spec, attempt.number + 1)
+            return
+        message = " ".join(str(exc).split())[:400]
+        self._record(attempt, crash_record(attempt.spec, "failed", f"ray: {type(exc).__name__}: {message}",
+                                           attempt.started))
+
+    def _record(self, attempt: _Attempt, record: dict[str, Any]) -> None:
+        from peftbench.telemetry import machine_id
+
+        record["ray"] = {**record.get("ray", {}), "attempts": attempt.number}
+        record["recorded_by"] = machine_id()  # resume on this machine skips it, wherever it ran
+        self.on_record(attempt.spec, record)
+
+
+def _land(record: dict[str, Any], files: dict[str, bytes], dest: Path) -> None:
+    """Write a run's returned files into the results' artifacts folder and point the record at them."""
+    shutil.rmtree(dest, ignore_errors=True)
+    for relative, data in files.items():
+        path = dest / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    record["artifacts"]["path"] = str(dest)
+    if record.get("adapter_path"):
+        record["adapter_path"] = str(dest)
+
+
+def _run_task(spec_json: str, timeout: float | None, shared_dir: str,
+              concurrent_runs: int) -> Iterator[tuple[Any, ...]]:
+    """The Ray task (a streaming generator): run the worker subprocess in a thread, yield its events in
+    batches, then ("result", record, files or None)."""
+    import queue
+    import threading
+
+    from peftbench.cache import cache_root
+
+    spec = RunSpec.from_json(spec_json)
+    node_dir = cache_root() / NODE_ARTIFACTS / spec.run_id
+    shutil.rmtree(node_dir, ignore_errors=True)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["record"] = run_worker(spec, node_dir, timeout, lambda _spec, event: events.put(event),
+                                           concurrent_runs, die_with_parent=True)
+        except BaseException as exc:  # re-raised in the task's thread below, so Ray reports it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="peftbench-run", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(EVENT_INTERVAL_SECONDS)
+        batch = _drain(events)
+        if batch:
+            yield ("events", batch)
+    if "error" in outcome:
+        raise outcome["error"]
+    record = outcome["record"]
+    record["ray"] = _node()
+    yield ("result", record, _collect(record, node_dir, Path(shared_dir) if shared_dir else None))
+
+
+def _drain(events: Any) -> list[dict[str, Any]]:
+    batch = []
+    while not events.empty():
+        batch.append(events.get())
+    return batch
+
+
+def _node() -> dict[str, str]:
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+
+
+def _collect(record: dict[str, Any], node_dir: Path, shared_dir: Path | None,
+             limit: int = RETURN_LIMIT_BYTES) -> dict[str, bytes] | None:
+    """Where the run's files go, said in `record["artifacts"]` (where, path, bytes): copied into the shared
+    `artifacts_dir` when one is named; else returned (the driver writes them) when at most `limit` bytes;
+    else left on the node. Returns the files to send back, or None."""
+    files = sorted(p for p in node_dir.rglob("*") if p.is_file()) if node_dir.is_dir() else []
+    size = sum(p.stat().st_size for p in files)
+    if shared_dir is not None:
+        dest = shared_dir / node_dir.name
+        shutil.rmtree(dest, ignore_errors=True)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(node_dir, dest)
+        shutil.rmtree(node_dir, ignore_errors=True)
+        record["artifacts"] = {"where": "artifacts_dir", "path": str(dest), "bytes": size}
+        if record.get("adapter_path"):
+            record["adapter_path"] = str(dest)
+        return None
+    if size <= limit:
+        returned = {str(p.relative_to(node_dir)): p.read_bytes() for p in files}
+        shutil.rmtree(node_dir, ignore_errors=True)
+        record["artifacts"] = {"where": "results", "path": None, "bytes": size}  # the driver fills in the path
+        return returned
+    record["artifacts"] = {"where": "node", "path": str(node_dir), "bytes": size,
+                           "node_ip": record.get("ray", {}).get("node_ip"),
+                           "note": f"over the {limit // 2**20} MiB returned to the driver: name a shared "
+                                   "artifacts_dir= to collect them"}
+    return None
