@@ -52,6 +52,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     dtype: str = "fp32"
     gradient_checkpointing: bool = False
+    # `batch_size` is the micro-batch: each optimizer step accumulates this many micro-batches' gradients
+    # (effective batch = batch_size x gradient_accumulation_steps); `max_steps` counts optimizer steps.
+    gradient_accumulation_steps: int = 1
     threads: int = 1  # CPU threads; 1 keeps timings stable when anything else runs on the machine
 
     @classmethod
@@ -68,7 +71,7 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        for name in ("max_steps", "batch_size", "eval_batch_size", "threads"):
+        for name in ("max_steps", "batch_size", "eval_batch_size", "threads", "gradient_accumulation_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"train.{name} must be a positive integer, got {value!r}")
@@ -77,6 +80,8 @@ class TrainConfig:
             raise UserError(f"train.learning_rate must be a positive number, got {self.learning_rate!r}")
         if not (isinstance(self.lr_multiplier, (int, float)) and self.lr_multiplier > 0):
             raise UserError(f"train.lr_multiplier must be a positive number, got {self.lr_multiplier!r}")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise UserError(f"train.gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}")
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise UserError(f"train.dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
 
