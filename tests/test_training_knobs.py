@@ -119,3 +119,21 @@ def test_accumulation_is_validated_and_adding_it_changes_no_existing_run_id():
                     {k: v for k, v in record["train_config"].items() if k != "threads"}, length=12)
     assert config_id({**record, "train_config": {**record["train_config"], "gradient_accumulation_steps": 1}}) \
         == config_id(record) == before
+
+
+@pytest.mark.slow
+def test_checkpointing_and_accumulation_lower_a_real_smollm2_runs_peak(tmp_path):
+    """benchmarks/training_knobs.py's three runs, one optimizer step each: both knobs lower the peak."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("training_knobs", REPO / "benchmarks" / "training_knobs.py")
+    knobs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(knobs)
+    results = knobs.measure(tmp_path, steps=1)
+    base = results["batch 8"]
+    assert results["batch 8, gradient checkpointing"]["peak_bytes"] < 0.9 * base["peak_bytes"]
+    accumulated = results["micro-batch 2 x 4 accumulation"]
+    assert accumulated["effective_batch"] == base["effective_batch"] == 8
+    assert accumulated["peak_bytes"] < 0.9 * base["peak_bytes"]

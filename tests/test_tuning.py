@@ -106,3 +106,16 @@ def test_records_say_their_role_and_tables_hide_sweeps(tmp_path):
     assert len({config_id(r) for r in records}) == 3  # sweep, selected and plain runs never pool as seeds
     assert [r.get("role") for r in latest_records([store.path])] == ["selected", None]
     assert len(latest_records([store.path], include_sweep=True)) == 3
+
+
+def test_into_reference_writes_only_into_a_checkouts_reference_folder(tmp_path):
+    from peftbench.cli.run import reference_target
+
+    with pytest.raises(UserError, match="source checkout"):
+        reference_target(tmp_path / "elsewhere")
+    folder = tmp_path / "results" / "reference"
+    folder.mkdir(parents=True)
+    with pytest.raises(UserError, match="source checkout"):
+        reference_target(folder)  # no pyproject.toml two levels up: not a checkout
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert reference_target(folder) == folder.resolve()
