@@ -72,12 +72,18 @@ def render(results: dict[str, dict], steps: int) -> str:
              "`peak_rss_train_bytes - rss_before_load_bytes` of the run's record: weights, activations, "
              "gradients and optimizer states over the process baseline. Other engineers' tests shared the "
              "2-core machine (timings are noisy; peaks are not).", "",
-             "| setting | micro-batch | effective batch | peak MiB | vs batch 8 | train s | final loss |",
-             "|---|---|---|---|---|---|---|"]
+             "| setting | micro-batch | effective batch | peak MiB | vs batch 8 | estimator's prediction MiB | "
+             "train s | final loss |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
+        predicted = r.get("predicted_peak_bytes")
         lines.append(f"| {name} | {r['micro_batch']} | {r['effective_batch']} | {r['peak_bytes'] / mib:.0f} | "
-                     f"{100 * r['peak_bytes'] / base:.0f}% | {r['train_seconds']:.1f} | {r['final_train_loss']:.3f} |")
-    lines += ["", "Reproduce a recommended setting with overrides, e.g. `peftbench run suite=S "
+                     f"{100 * r['peak_bytes'] / base:.0f}% | {predicted / mib if predicted else float('nan'):.0f} | "
+                     f"{r['train_seconds']:.1f} | {r['final_train_loss']:.3f} |")
+    lines += ["", "The final losses differ at one effective batch because a language-model loss is a mean over each "
+              "micro-batch's own target tokens: accumulation weights micro-batches equally, not tokens (the "
+              "gradient equals the full batch's exactly when micro-batches hold equal token counts, as for "
+              "classification — `tests/test_training_knobs.py`).", "",
+              "Reproduce a recommended setting with overrides, e.g. `peftbench run suite=S "
               "train.batch_size=2 train.gradient_accumulation_steps=4 train.gradient_checkpointing=true "
               "methods.lora.r=16`: `batch_size` is the micro-batch, `max_steps` counts optimizer steps.", ""]
     return "\n".join(lines)
