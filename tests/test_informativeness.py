@@ -57,3 +57,19 @@ def test_sweep_and_failed_runs_are_ignored_and_suites_kept_apart():
     records += [{**r, "suite": "other"} for r in _records("t", {"a": [50, 50]}, 500)]
     infos = task_informativeness(records)
     assert set(infos) == {"s/t", "other/t"} and infos["s/t"].best == 90.5
+
+
+def test_report_names_no_best_method_on_a_task_that_cannot_separate():
+    from peftbench.report import build, tables
+
+    def entry(task: str, means: dict[str, float]) -> dict:
+        summary = {m: {"quality": q, "peak_memory_bytes": 1e8} for m, q in means.items()}
+        return {"table": tables.TaskTable(task, "classification", "m", "accuracy", [], [], summary), "anchor": task}
+
+    law = _records("law", {"full": [26, 26, 26], "lora": [22, 22, 22]}, 32, eval_baselines={"chance": 25.0})
+    topic = _records("topic", {"full": [94, 93, 95], "lora": [92, 93, 92], "ia3": [40, 45, 42]}, 400)
+    informs = task_informativeness(law + topic)
+    rows = {r["task"]: r for r in build._summary([entry("law", {"full": 26, "lora": 22}),
+                                                  entry("topic", {"full": 94, "lora": 92.3, "ia3": 42.3})], informs)}
+    assert rows["law"]["best"] == "no method separates" and not rows["law"]["separates"]
+    assert rows["topic"]["best"] == "full" and "lora" in rows["topic"]["note"]  # a lead inside the noise is a tie
