@@ -137,3 +137,19 @@ def test_checkpointing_and_accumulation_lower_a_real_smollm2_runs_peak(tmp_path)
     accumulated = results["micro-batch 2 x 4 accumulation"]
     assert accumulated["effective_batch"] == base["effective_batch"] == 8
     assert accumulated["peak_bytes"] < 0.9 * base["peak_bytes"]
+
+
+def test_a_recommended_setting_is_reproducible_with_run_overrides():
+    from peftbench.cli.recommend import run_overrides
+    from peftbench.overrides import parse_overrides
+    from peftbench.runs.plan import build_plan
+
+    hyperparameters = {"r": 16, "learning_rate": 0.0003, "target_modules": ["query", "value"], "total_step": None}
+    pick = {"method": "lora", "hyperparameters": hyperparameters, "batch_size": 2, "gradient_accumulation": 4,
+            "gradient_checkpointing": True}
+    tokens = run_overrides(pick).split()
+    spec = build_plan(parse_overrides(["suite=smoke", "tasks=[rt_sentiment]", *tokens])).specs[0]
+    assert spec.method == "lora" and spec.hyperparameters["r"] == 16
+    assert spec.hyperparameters["target_modules"] == ["query", "value"]
+    assert spec.train["learning_rate"] == 0.0003 and spec.train["batch_size"] == 2
+    assert spec.train["gradient_accumulation_steps"] == 4 and spec.train["gradient_checkpointing"] is True
