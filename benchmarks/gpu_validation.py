@@ -203,11 +203,14 @@ def measure_case(case: Case) -> dict[str, Any]:
 
 
 def _train(model, method, batch, params, optimizer, scheduler, autocast, memory) -> tuple[list[float], dict, int]:
-    """STEPS synchronised training steps: their times, the last step's allocated peak per phase, and the
-    allocated peak of the steps before it."""
+    """STEPS synchronised training steps (`training.train_step`, the harness's step): their times, the last
+    step's allocated peak per phase, and the allocated peak of the steps before it."""
     import torch
 
+    from peftbench import training
+
     times, phases, overall = [], {}, 0
+    step = 0
 
     def phase_end(name: str) -> None:
         if step == STEPS - 1:
@@ -220,19 +223,8 @@ def _train(model, method, batch, params, optimizer, scheduler, autocast, memory)
             overall = int(torch.cuda.max_memory_allocated())
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        with autocast:
-            loss = model(**batch).loss
-        phase_end("forward")
-        loss.backward()
-        del loss
-        phase_end("backward")
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if method.step_hook is not None:
-            method.step_hook(model, step)
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        phase_end("optimizer")
+        training.train_step(model, [batch], optimizer, scheduler, params, step, 1.0, method.step_hook,
+                            forward_context=lambda: autocast, on_phase_end=phase_end)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         memory.sample()

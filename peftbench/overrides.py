@@ -11,7 +11,8 @@ import yaml
 from peftbench.errors import UserError, shown
 
 TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs",
-             "save_adapters", "save_full_weights", "executor", "ray_address", "ray_retries", "artifacts_dir")
+             "save_adapters", "save_full_weights", "executor", "ray_address", "ray_retries", "artifacts_dir",
+             "tune")
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Overrides:
     train: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # caps on every task's train/eval subset
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tune: dict[str, Any] = field(default_factory=dict)  # tune.grid=[...] etc. (peftbench.runs.tuning)
 
 
 def parse_overrides(tokens: list[str]) -> Overrides:
@@ -42,11 +44,13 @@ def parse_overrides(tokens: list[str]) -> Overrides:
             parsed.sizes[parts[1]] = value
         elif parts[0] == "methods" and len(parts) == 3:
             parsed.method_params.setdefault(parts[1], {})[parts[2]] = value
+        elif parts[0] == "tune" and len(parts) == 2:
+            parsed.tune[parts[1]] = value
         elif len(parts) == 1 and key in TOP_LEVEL:
             parsed.values[key] = value
         else:
             raise UserError(f"unknown override key {shown(key)} (valid: {', '.join(TOP_LEVEL)}, train.KEY, "
-                            "sizes.train, sizes.eval, methods.NAME.KEY)")
+                            "sizes.train, sizes.eval, methods.NAME.KEY, tune.KEY)")
     return parsed
 
 

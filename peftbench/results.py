@@ -93,9 +93,13 @@ def config_id(record: dict[str, Any]) -> str:
     rows used), steps, batch size, learning rate and every other training setting — all but the seed and
     the thread count. Derived from the record, so records written before the field existed group too."""
     from peftbench.cache import key_of
+    from peftbench.runs.spec import train_identity
 
-    train = {k: v for k, v in (record.get("train_config") or {}).items() if k != "threads"}
-    return key_of([record.get(k) for k in _CONFIG_FIELDS], train, length=12)
+    train = train_identity(record.get("train_config") or {})
+    fields = [record.get(k) for k in _CONFIG_FIELDS]
+    if record.get("role"):  # a sweep run (scored on a validation split) never groups with an eval-split run
+        fields.append(record["role"])
+    return key_of(fields, train, length=12)
 
 
 # What every reader relies on (`r["method"]`, `r["task"]`, grouping by run id): a line without these is not a
@@ -269,20 +273,25 @@ def disk_use(root: Path, suite: str | None = None) -> dict[str, int]:
     return usage
 
 
-def latest_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+def latest_records(paths: Iterable[Path], include_sweep: bool = False) -> list[dict[str, Any]]:
     """Every record of these runs files, one per run: a rerun of the same run on another machine (a user
     re-measuring the committed reference runs) replaces the earlier record instead of counting as another
-    seed. json only, no pandas: the recommender reads results on every call."""
+    seed. json only, no pandas: the recommender reads results on every call.
+
+    Learning-rate sweep runs (`role: "sweep"`, scored on a validation split carved from the training rows,
+    see peftbench.runs.tuning) are left out unless `include_sweep`: their scores are not eval-split scores."""
     records = [r for path in paths for r in ResultStore(Path(path)).records()]
+    if not include_sweep:
+        records = [r for r in records if r.get("role") != "sweep"]
     return list({r["run_id"]: r for r in records}.values())
 
 
-def load_table(paths: Iterable[Path]):
+def load_table(paths: Iterable[Path], include_sweep: bool = False):
     """All records as one tidy pandas DataFrame: nested fields flattened (`metrics.accuracy`, `memory.*`), and
     `config`: the method plus any non-default hyper-parameters ("lora r=16"), the unit tables compare."""
     import pandas as pd
 
-    records = latest_records(paths)
+    records = latest_records(paths, include_sweep)
     if not records:
         return pd.DataFrame()
     table = pd.json_normalize(records, sep=".")
@@ -320,7 +329,7 @@ def _settings(record: dict[str, Any]) -> dict[str, Any]:
     return {"model": record.get("model"), "max_steps": train.get("max_steps"), "batch_size": train.get("batch_size"),
             "lr": train.get("learning_rate"), "train_examples": record.get("train_examples"),
             "eval_examples": record.get("eval_examples"), "scale": record.get("scale"),
-            "data": record.get("data_fingerprint")}
+            "data": record.get("data_fingerprint"), "role": record.get("role")}
 
 
 def suite_result_files(root: Path) -> list[Path]:

@@ -54,6 +54,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     dtype: str = "fp32"
     gradient_checkpointing: bool = False
+    # `batch_size` is the micro-batch: each optimizer step accumulates this many micro-batches' gradients
+    # (effective batch = batch_size x gradient_accumulation_steps); `max_steps` counts optimizer steps.
+    gradient_accumulation_steps: int = 1
     threads: int = 1  # CPU threads; 1 keeps timings stable when anything else runs on the machine
 
     @classmethod
@@ -74,7 +77,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Every value's type and range; bools are not numbers, and nan or inf are not numbers either."""
-        for name in ("max_steps", "batch_size", "eval_batch_size", "threads"):
+        for name in ("max_steps", "batch_size", "eval_batch_size", "threads", "gradient_accumulation_steps"):
             positive_int(getattr(self, name), f"train.{name}")
         if self.learning_rate is not None:
             number(self.learning_rate, "train.learning_rate", low=0.0, low_open=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,30 +84,91 @@ def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: f
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+StepHook = Callable[[torch.nn.Module, int], None]
+
+
+def train_step(model: torch.nn.Module, micro_batches: Iterable[dict[str, torch.Tensor]],
+               optimizer: torch.optim.Optimizer, scheduler: Any, params: list[torch.Tensor], step: int,
+               max_grad_norm: float | None = 1.0, step_hook: StepHook | None = None,
+               forward_context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+               on_phase_end: Callable[[str], None] | None = None,
+               clip_foreach: bool | None = None) -> list[torch.Tensor]:
+    """One optimizer step over one or more micro-batches — the one step the harness, the CPU measurement,
+    the GPU validation and the estimator's trace all run (torchtune's recipe order).
+
+    Per micro-batch: forward (inside `forward_context`: autocast, saved-tensor hooks), loss divided by the
+    number of micro-batches (so the accumulated gradient is the mean over them, as one batch that size
+    would give when micro-batches are equal in size), backward. Then clip, `optimizer.step()`, the
+    method's `step_hook(model, step)` (AdaLoRA's rank allocation reads the gradients, so it comes before
+    `zero_grad`), `scheduler.step()`, `zero_grad(set_to_none=True)`. `on_phase_end` is called with
+    "forward", "backward" (per micro-batch) and "optimizer", for callers that measure phases.
+    Returns each micro-batch's detached, unscaled loss (no `.item()` here: fake tensors cannot sync).
+    """
+    micro_batches = list(micro_batches)
+    count = len(micro_batches)
+    losses = []
+    for batch in micro_batches:
+        with forward_context():
+            loss = model(**batch).loss  # the output object (logits…) is dropped here, as in Trainer
+        if on_phase_end is not None:
+            on_phase_end("forward")
+        losses.append(loss.detach())
+        (loss / count if count > 1 else loss).backward()  # no extra op at count 1: the trace stays as it was
+        del loss
+        if on_phase_end is not None:
+            on_phase_end("backward")
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=clip_foreach)
+    optimizer.step()
+    if step_hook is not None:
+        step_hook(model, step)
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if on_phase_end is not None:
+        on_phase_end("optimizer")
+    return losses
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module, method_name: str) -> None:
+    """Recompute activations in backward instead of keeping them (transformers' non-reentrant checkpointing).
+
+    For PEFT models the input embeddings are frozen, so their output does not require grad;
+    `enable_input_require_grads` makes it do so, as peft's own recipes do, so that checkpointed blocks
+    always have a grad-requiring input (needed by the reentrant variant, harmless for this one)."""
+    from peftbench.errors import MethodNotApplicable
+
+    if method_name == "prefix_tuning":
+        # See `estimate.trace.trace_step`: checkpointed decoder layers drop the cache holding the virtual
+        # tokens' keys/values while the attention mask still covers them, so the step fails.
+        raise MethodNotApplicable("prefix tuning cannot train with gradient checkpointing: transformers' "
+                                  "checkpointed layers drop the past key/values that hold the virtual tokens")
+    if not getattr(model, "supports_gradient_checkpointing", True):
+        raise MethodNotApplicable(f"{type(model).__name__} does not support gradient checkpointing")
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the old name warns, goes in v6)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if method_name != "full" and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+
+
 def train(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
           scheduler: Any, max_steps: int, max_grad_norm: float, device: str,
-          step_hook: Callable[[torch.nn.Module, int], None] | None = None,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          step_hook: StepHook | None = None,
+          on_step: Callable[[int, float], None] | None = None, accumulation_steps: int = 1) -> TrainResult:
+    """`max_steps` optimizer steps, each over `accumulation_steps` micro-batches drawn from `batches`."""
     result = TrainResult()
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     start = time.perf_counter()
     for step in range(max_steps):
-        batch = {k: v.to(device) for k, v in next(batches).items()}
-        loss = model(**batch).loss
-        loss.backward()
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        if step_hook is not None:
-            step_hook(model, step)
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        loss_value = float(loss.detach())
+        micro = [{k: v.to(device) for k, v in next(batches).items()} for _ in range(accumulation_steps)]
+        losses = train_step(model, micro, optimizer, scheduler, params, step, max_grad_norm, step_hook)
+        loss_value = sum(float(loss) for loss in losses) / len(losses)
         if loss_value != loss_value:  # NaN: stop now; the run is recorded as failed with this reason
             raise FloatingPointError(f"loss became NaN at step {step}")
-        result.tokens += count_tokens(batch)
+        result.tokens += sum(count_tokens(batch) for batch in micro)
         result.loss_curve.append((step, round(loss_value, 5)))
         if on_step is not None:
             on_step(step, loss_value)

@@ -81,6 +81,27 @@ def _hp(c: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def run_overrides(c: dict[str, Any]) -> str:
+    """The `peftbench run` overrides that reproduce a recommended setting (method, its hyper-parameters, the
+    learning rate, micro-batch, accumulation and checkpointing). The rate goes in `train.learning_rate`: a
+    method-level rate would be scaled by the suite's `lr_multiplier`."""
+    import json
+
+    parts = [f"methods=[{c['method']}]"]
+    for key, value in c["hyperparameters"].items():
+        if value is None or key == "total_step":
+            continue
+        text = json.dumps(value).replace(" ", "").replace('"', "") if isinstance(value, list) else value
+        name = "train.learning_rate" if key == "learning_rate" else f"methods.{c['method']}.{key}"
+        parts.append(f"{name}={text}")
+    parts.append(f"train.batch_size={c['batch_size']}")
+    if c["gradient_accumulation"] > 1:
+        parts.append(f"train.gradient_accumulation_steps={c['gradient_accumulation']}")
+    if c["gradient_checkpointing"]:
+        parts.append("train.gradient_checkpointing=true")
+    return " ".join(parts)
+
+
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows)
@@ -101,6 +122,7 @@ def render(rec: dict[str, Any]) -> str:
     if rec["ranking"]:
         top = rec["ranking"][0]
         out += ["", f"Why {top['method']}:"] + [f"  - {r}" for r in top["reasons"]]
+        out += [f"Run it: peftbench run suite=YOURS {run_overrides(top)}"]
         out += ["Evidence:"] + [f"  - {e}" for e in top["evidence"] or ["(none beyond the defaults)"]]
         flagged = [c for c in rec["ranking"][1:] if c["warnings"]]
         out += [f"Note on {c['method']}: {w}" for c in flagged for w in c["warnings"] if "unstable" in w]

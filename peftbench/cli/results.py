@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="results root (default: $PEFTBENCH_RESULTS, else ./results; where neither holds the "
                              "suite, the reference results shipped with peftbench)")
     parser.add_argument("--reference", action="store_true", help="read the reference results shipped with peftbench")
+    parser.add_argument("--show-sweep", action="store_true",
+                        help="also show learning-rate sweep runs (tune=lr; scored on a validation split carved "
+                             "from the training rows, not on the eval split)")
     parser.set_defaults(func=main)
 
 
@@ -41,10 +44,11 @@ def main(args: argparse.Namespace) -> int:
     paths = result_set.files(suite)
     if not paths:
         raise UserError(f"no results for suite '{suite}' under {result_set.root}")
-    table = load_table(paths)
+    table = load_table(paths, include_sweep=args.show_sweep)
     if args.format == "table":
         print(f"Reading {result_set.describe()}.")
         print(seed_summary(table).to_string())
+        print("\n" + informativeness_table(paths))
         usage = disk_use(result_set.root, suite)
         print(f"\nDisk: {_mib(usage['runs_files'])} of runs files, {_mib(usage['artifacts'])} of artifacts "
               f"(adapters, logs) under {result_set.root / suite if suite != 'all' else result_set.root}.")
@@ -74,6 +78,9 @@ def seed_summary(table):
     # learning rate never averaged as two seeds of one (config_id).
     for (task, method, _), group in ok.groupby(["task", "config", "config_id"], sort=True):
         row = {"task": task, "method": method, "seeds": len(group)}
+        if "role" in group and group["role"].notna().any():
+            row["role"] = group["role"].iloc[0] if isinstance(group["role"].iloc[0], str) else ""
+            row["lr"] = group["train_config.learning_rate"].iloc[0]
         for col in metric_cols:
             values = group[col].dropna()
             if len(values) > 1:
@@ -93,3 +100,29 @@ def seed_summary(table):
         rows.append({"task": task, "method": config, "seeds": 0,
                      "status": f"{status} (seeds {seeds}): {str(error)[:50]}"})
     return pd.DataFrame(rows).set_index(["task", "method"]).astype(object).fillna("")
+
+
+def informativeness_table(paths: list[Path]) -> str:
+    """Per task: the smallest difference it can detect, and whether it separates methods at all
+    (peftbench.informativeness); a non-informative task is said to be so."""
+    import pandas as pd
+
+    from peftbench.informativeness import suite_baselines, task_informativeness
+    from peftbench.results import latest_records
+
+    records = latest_records(paths)
+    baselines = {}
+    for suite in sorted({str(r.get("suite")) for r in records}):
+        baselines.update(suite_baselines(suite))
+    rows = []
+    for task, info in task_informativeness(records, baselines).items():
+        rows.append({"task": task, "metric": info.metric, "methods": info.methods, "seeds": info.seeds,
+                     "eval_n": info.eval_examples, "detectable": info.detectable_difference,
+                     "spread": info.spread, "best": info.best, "chance": info.chance, "majority": info.majority,
+                     "informative": "yes" if info.informative else "NO", "why": info.reason})
+    if not rows:
+        return ""
+    text = pd.DataFrame(rows).set_index("task").astype(object).fillna("").to_string()
+    return ("Can each task tell methods apart? detectable = smallest difference between two methods' means it can "
+            "detect (points, 95%); spread = best minus worst method mean; NO = non-informative: no method "
+            "separates (see peftbench/informativeness.py)\n" + text)

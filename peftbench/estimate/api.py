@@ -224,7 +224,8 @@ def _profile_answer(trace: dict, profile, batch_size: int, seq_len: int, compute
 
 
 def predict_run_peak(config, method, hyperparameters: dict[str, Any], task_kind: str, batch_size: int,
-                     seq_len: int, dtype: str = "fp32", device: str = "cpu", num_labels: int = 2) -> dict[str, Any]:
+                     seq_len: int, dtype: str = "fp32", device: str = "cpu", num_labels: int = 2,
+                     gradient_checkpointing: bool = False) -> dict[str, Any]:
     """Predicted peak of one harness training step on `device`, for recording beside the measurement.
 
     CPU: increase of process RSS over the RSS before the model was loaded (the worker should call
@@ -238,7 +239,8 @@ def predict_run_peak(config, method, hyperparameters: dict[str, Any], task_kind:
     m = get_method(method) if isinstance(method, str) else method
     hp = dict(hyperparameters)
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    shape = Shape(batch_size, seq_len, dtype, None, "adamw", False, device=kind, num_labels=num_labels)
+    shape = Shape(batch_size, seq_len, dtype, None, "adamw", gradient_checkpointing, device=kind,
+                  num_labels=num_labels)
     trace = traced(config, m, hp, task_kind, shape)
     memory = device_memory(trace, kind)
     return {**memory, "flops_per_step": float(sum(trace["flops"].values())),

@@ -120,27 +120,23 @@ def _load_and_wrap(spec: dict[str, Any], config: Any, tokenizer: Any, trace: dic
 
 def _train_steps(spec: dict[str, Any], model: Any, method: Any, batch: dict[str, Any], trace: dict[str, int],
                  base: int) -> list[float]:
-    import torch
-
+    """`steps` harness training steps (`training.train_step`), each over `accumulation_steps` copies of the
+    batch; their times, and VmRSS after each in `trace`."""
     from peftbench import training
 
     steps = int(spec.get("steps", 3))
+    if spec.get("gradient_checkpointing"):
+        training.enable_gradient_checkpointing(model, method.name)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = training.make_optimizer(model, float(spec.get("learning_rate", 1e-4)),
                                                    float(spec.get("weight_decay", 0.0)), max(steps, 1), 0.1)
+    micro = [batch] * int(spec.get("accumulation_steps", 1))
     times = []
     for step in range(steps):
         start = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if method.step_hook is not None:
-            method.step_hook(model, step)
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        float(loss.detach())
+        losses = training.train_step(model, micro, optimizer, scheduler, params, step, 1.0, method.step_hook)
+        [float(loss) for loss in losses]  # the harness reads each loss: the step's work is done here
         times.append(time.perf_counter() - start)
         trace[f"step{step}"] = _status_kib("VmRSS") - base
     return times

@@ -3,13 +3,14 @@
 The step mirrors what a training loop does: one optimizer step has already run (Adam's states exist),
 the loss is taken from the model's output and the output object is dropped before backward (as
 `transformers.Trainer.compute_loss` does), gradients are clipped, the optimizer steps and gradients are
-freed with `zero_grad(set_to_none=True)`.
+freed with `zero_grad(set_to_none=True)` — the harness's own step, `peftbench.training.train_step`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from peftbench.estimate.build import DTYPES, build_wrapped, materialise_fake
 from peftbench.estimate.cuda_kernels import as_on_cuda
 from peftbench.estimate.tracer import Tracker
 from peftbench.estimate.tracer_math import CATEGORIES, candidates
+from peftbench.training import train_step
 
 PHASES = ("forward", "backward", "optimizer")
 
@@ -121,13 +123,13 @@ def trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str, 
         _warm_optimizer(optimizer, params, tracker)
         tracker.peaks.clear()
         inputs = make_inputs(model, config, task_kind, shape)
-        _forward_backward(model, inputs, shape, tracker)
-        tracker.phase = "optimizer"
-        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=shape.device.startswith("cuda"))
-        optimizer.step()
-        if method.step_hook is not None:
-            notes.extend(_step_hook(method, model))
-        optimizer.zero_grad(set_to_none=True)
+        hook = (lambda m, _step: notes.extend(_step_hook(method, m))) if method.step_hook is not None else None
+        tracker.phase = "forward"
+        # The harness's own step (no LR scheduler: it allocates nothing); the phase callbacks mark and collect.
+        train_step(model, [inputs], optimizer, None, params, 1, 1.0, hook,
+                   forward_context=lambda: _forward_context(shape, tracker),
+                   on_phase_end=lambda name: _phase_end(name, model, tracker),
+                   clip_foreach=shape.device.startswith("cuda"))
     events = {p: tracker.events(p) for p in PHASES if p in tracker.peaks}
     phases = {p: {**tracker.breakdown(p), "peak": tracker.peaks[p].bytes} for p in events}
     if shape.device == "cpu":
@@ -197,22 +199,28 @@ def _warm_optimizer(optimizer, params, tracker: Tracker) -> None:
     tracker.mark(states, "optimizer_states")
 
 
-def _forward_backward(model, inputs, shape: Shape, tracker: Tracker) -> None:
+@contextlib.contextmanager
+def _forward_context(shape: Shape, tracker: Tracker) -> Iterator[None]:
+    """Mark every tensor autograd saves for backward as an activation; autocast under mixed precision."""
     def pack(t: torch.Tensor) -> torch.Tensor:
         tracker.mark([t], "activations")
         return t
 
     autocast = (torch.autocast("cpu", dtype=DTYPES[shape.mixed_precision]) if shape.mixed_precision
                 else contextlib.nullcontext())
-    tracker.phase = "forward"
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
-        loss = model(**inputs).loss  # the output object (logits…) is dropped here, as in Trainer
-    gc.collect()  # module hooks and reference cycles must not keep temporaries alive past their use
-    tracker.phase = "backward"
-    loss.backward()
-    del loss
-    tracker.mark([p.grad for p in model.parameters() if p.grad is not None], "gradients")
-    gc.collect()
+        yield
+
+
+def _phase_end(name: str, model, tracker: Tracker) -> None:
+    # Module hooks and reference cycles must not keep temporaries alive past their use: collect at each end.
+    if name == "forward":
+        gc.collect()
+        tracker.phase = "backward"
+    elif name == "backward":
+        tracker.mark([p.grad for p in model.parameters() if p.grad is not None], "gradients")
+        gc.collect()
+        tracker.phase = "optimizer"
 
 
 def _step_hook(method, model) -> list[str]:

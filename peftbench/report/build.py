@@ -81,12 +81,13 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
         derived = predictions.derive(suite, shapes, path.parent.parent, options.cache, options.deadline)
     matrix = derived.matrix
     summaries = {t["table"].task: t["table"].summary for t in task_tables}
+    informs = _informativeness(suite, records)
     return {
         "suite": suite, "description": description, "records": len(records),
         "ok": sum(r.get("status") == "ok" for r in records),
         "latest": max((str(r.get("finished_at") or "") for r in records), default=""),
-        "summary": _summary(task_tables), "tasks": task_tables,
-        "best_per_profile": predictions.best_per_profile(matrix, summaries), "matrix": matrix,
+        "summary": _summary(task_tables, informs), "tasks": task_tables,
+        "best_per_profile": _separating(predictions.best_per_profile(matrix, summaries), informs), "matrix": matrix,
         "picks": derived.picks, "picks_note": derived.picks_note,
         "prediction_rows": prediction_rows, "prediction_stats": runs.prediction_stats(prediction_rows),
         "prediction_svg": plots.prediction_svg(prediction_rows, "predicted"),
@@ -94,8 +95,25 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
     }
 
 
-def _summary(task_tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Best method per task by the primary metric, and the cheapest method within a point of it."""
+def _informativeness(suite: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    from peftbench.informativeness import suite_baselines, task_informativeness
+
+    return task_informativeness([r for r in records if r.get("role") != "sweep"], suite_baselines(suite))
+
+
+def _separating(rows: list[dict[str, Any]], informs: dict[str, Any]) -> list[dict[str, Any]]:
+    """No per-profile pick on a task that cannot separate methods: any pick there would be noise."""
+    for row in rows:
+        info = informs.get(row["task"])
+        if info is not None and not info.informative and info.detectable_difference is not None:
+            row["picks"] = {profile: "no method separates" for profile in row["picks"]}
+    return rows
+
+
+def _summary(task_tables: list[dict[str, Any]], informs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Best method per task by the primary metric, and the cheapest method within a point of it. A task that
+    cannot separate methods names none ("no method separates"); a best method whose lead is inside the
+    task's smallest detectable difference is named with the methods it ties with."""
     rows = []
     for entry in task_tables:
         table: tables.TaskTable = entry["table"]
@@ -105,8 +123,18 @@ def _summary(task_tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
         lean = min(near, key=lambda kv: (fmt.missing(kv[1]["peak_memory_bytes"]), kv[1]["peak_memory_bytes"]))
         full = table.summary.get(tables.FULL_METHOD)
         relative = 100.0 * values["quality"] / full["quality"] if full and full["quality"] else None
+        info = (informs or {}).get(table.task)
+        note, separates = "", True
+        if info is not None and not info.informative and info.detectable_difference is not None:
+            best, separates, note = "no method separates", False, info.reason
+        elif info is not None and info.detectable_difference is not None:
+            tied = info.tied_with_best({m: v["quality"] for m, v in table.summary.items()})
+            if len(tied) > 1:
+                note = (f"within the smallest detectable difference ({info.detectable_difference:.1f} points) "
+                        f"of {', '.join(m for m in tied if m != best)}")
         rows.append({"task": table.task, "anchor": entry["anchor"], "kind": table.kind, "primary": table.primary,
-                     "best": best, "quality": f"{values['quality']:.1f}", "relative": fmt.percent(relative),
+                     "best": best, "separates": separates, "note": note, "quality": f"{values['quality']:.1f}",
+                     "relative": fmt.percent(relative) if separates else "—",
                      "lean": lean[0], "lean_quality": f"{lean[1]['quality']:.1f}",
                      "lean_memory": fmt.human_bytes(lean[1]["peak_memory_bytes"]), "methods": len(ranked)})
     return rows

@@ -90,6 +90,10 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
 
     emit("phase", name="load")
     data = load_task_data(task, spec.scale)
+    if spec.tune is not None and spec.tune["role"] == "sweep":
+        from peftbench.runs.tuning import sweep_data
+
+        data = sweep_data(data, spec.tune)  # train on the rest of the training rows, score on the validation rows
     model_path, _ = resolve_model(spec.model)
     tokenizer = load_tokenizer(model_path, ctx.architecture, spec.trust_remote_code)
     prepared = kind.prepare(task, tokenizer, data.train, data.eval)
@@ -109,12 +113,21 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
     loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train["dtype"],
                            method.quantize_4bit, spec.trust_remote_code, tokenizer=tokenizer)
     model = method.apply(loaded.model, spec.hyperparameters, ctx).to(spec.device)
+    if spec.train.get("gradient_checkpointing"):
+        from peftbench.training import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model, method.name)
     trainable, total = count_parameters(model)
     facts = {"model_source": loaded.source, "trainable_params": trainable, "total_params": total,
              "prediction": prediction,
              "trainable_percent": round(100.0 * trainable / total, 4), "train_examples": len(data.train),
              "eval_examples": len(data.eval), "mean_input_tokens": round(prepared.mean_input_tokens, 2),
              "mean_target_tokens": round(prepared.mean_target_tokens, 2)}
+    from peftbench.informativeness import eval_baselines
+
+    baselines = eval_baselines(prepared)  # chance and majority-class scores, to judge whether a task informs
+    if baselines:
+        facts["eval_baselines"] = baselines
     return _Setup(model, loaded.tokenizer, task, kind, method, ctx, prepared), facts
 
 
@@ -134,6 +147,7 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
                                                    train["max_steps"], train["warmup_ratio"])
     batches = training.shuffled_batches(setup.prepared.train_features, train["batch_size"], setup.prepared.collate,
                                         spec.seed)
+    accumulation = train.get("gradient_accumulation_steps", 1)
     emit("phase", name="train", total=train["max_steps"])
 
     def on_step(step: int, loss: float) -> None:
@@ -142,14 +156,16 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
         emit("step", step=step + 1, total=train["max_steps"], loss=round(loss, 4))
 
     result = training.train(setup.model, batches, optimizer, scheduler, train["max_steps"], train["max_grad_norm"],
-                            spec.device, setup.method.step_hook, on_step)
+                            spec.device, setup.method.step_hook, on_step, accumulation)
     record["memory"]["peak_rss_train_bytes"] = telemetry.peak_rss()
     if cuda is not None:
         record["memory"].update(cuda.report())
     out.update(train_seconds=round(result.seconds, 3), steps=result.steps, train_tokens=result.tokens,
                tokens_per_second=round(result.tokens_per_second, 2),
                seconds_per_step=round(result.seconds / result.steps, 4), train_loss_curve=result.loss_curve,
-               final_train_loss=result.loss_curve[-1][1])
+               final_train_loss=result.loss_curve[-1][1], micro_batch_size=train["batch_size"],
+               gradient_accumulation_steps=accumulation, effective_batch_size=train["batch_size"] * accumulation,
+               gradient_checkpointing=bool(train.get("gradient_checkpointing")))
 
     emit("phase", name="eval")
     eval_start = time.perf_counter()
@@ -196,12 +212,13 @@ def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, 
         return None
     from peftbench.training import longest_padded_batch
 
-    seq_len = longest_padded_batch(prepared.train_features, spec.train["batch_size"], spec.seed,
-                                   spec.train["max_steps"])
+    micro_batches = spec.train["max_steps"] * spec.train.get("gradient_accumulation_steps", 1)
+    seq_len = longest_padded_batch(prepared.train_features, spec.train["batch_size"], spec.seed, micro_batches)
     try:
         return predict_run_peak(config, spec.method, spec.hyperparameters, task.kind, spec.train["batch_size"],
                                 seq_len, dtype=spec.train["dtype"], device=spec.device,
-                                num_labels=prepared.num_labels or 2)
+                                num_labels=prepared.num_labels or 2,
+                                gradient_checkpointing=bool(spec.train.get("gradient_checkpointing")))
     except Exception as exc:  # a prediction failure must not fail the measured run
         return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -1,0 +1,203 @@
+"""Per-method learning-rate selection: `peftbench run suite=NAME tune=lr [tune.grid=[0.33,1,3]]`.
+
+The learning rate decides more than the method (peft's own comparison: one method moves from 0.15% to 41.6%
+after tuning), so comparing methods each at one default rate compares rates as much as methods. Protocol:
+
+1. Sweep: for each (task, method), one run per grid factor at `factor x` the method's rate (its default
+   times the suite's `lr_multiplier`, or `train.learning_rate`), on the first seed. A sweep run trains on
+   the training rows outside a validation split and is scored on that split — carved from the training
+   data, never the eval split: the rows whose stable content hash sorts last, `tune.fraction` of them
+   (default 20%), at least `tune.min_rows` (16). Recorded with `role: "sweep"`.
+2. Select: the factor with the best primary metric (the task's first declared metric) on the validation
+   split; a tie goes to the factor nearest the default. Failed or skipped sweep runs do not compete.
+3. Run the selected rate on every seed, on the full training split, scored on the eval split as any run:
+   `role: "selected"`, `selected_from: [the sweep's run ids]`, `tune: {factor, grid, scores, ...}`.
+
+Both phases resume: run ids are derived from the specs, so a rerun skips what is recorded. Tables, reports
+and the recommender read selected (and plain) runs; sweep runs only on request
+(`peftbench results --show-sweep`, `latest_records(..., include_sweep=True)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import UserError
+from peftbench.runs.spec import RunSpec
+
+DEFAULT_GRID = (0.33, 1.0, 3.0)
+VALIDATION_FRACTION = 0.2
+MIN_VALIDATION_ROWS = 16
+TUNABLE = ("lr",)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What `tune=lr` searches and how the validation split is carved."""
+
+    grid: tuple[float, ...] = DEFAULT_GRID
+    fraction: float = VALIDATION_FRACTION
+    min_rows: int = MIN_VALIDATION_ROWS
+
+    def describe(self) -> dict[str, Any]:
+        return {"param": "learning_rate", "grid": list(self.grid),
+                "validation": {"fraction": self.fraction, "min_rows": self.min_rows}}
+
+
+def parse_tune(what: Any, options: dict[str, Any]) -> TuneConfig | None:
+    """`tune=lr` plus `tune.grid=[...]`, `tune.fraction=F`, `tune.min_rows=N`; None when not tuning."""
+    if what is None:
+        if options:
+            raise UserError(f"tune.{next(iter(options))} needs tune=lr")
+        return None
+    if what not in TUNABLE:
+        raise UserError(f"tune must be one of {', '.join(TUNABLE)} (per-method learning-rate selection), got {what!r}")
+    unknown = set(options) - {"grid", "fraction", "min_rows"}
+    if unknown:
+        raise UserError(f"unknown tune keys {sorted(unknown)} (valid: tune.grid, tune.fraction, tune.min_rows)")
+    grid = options.get("grid", list(DEFAULT_GRID))
+    if (not isinstance(grid, list) or not grid
+            or not all(isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in grid)):
+        raise UserError(f"tune.grid must be a list of positive learning-rate factors, e.g. [0.33,1,3]; got {grid!r}")
+    if len(set(grid)) != len(grid):
+        raise UserError(f"tune.grid has repeated factors: {grid}")
+    fraction = options.get("fraction", VALIDATION_FRACTION)
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise UserError(f"tune.fraction must be a number between 0 and 1 (exclusive), got {fraction!r}")
+    min_rows = options.get("min_rows", MIN_VALIDATION_ROWS)
+    if not isinstance(min_rows, int) or isinstance(min_rows, bool) or min_rows < 1:
+        raise UserError(f"tune.min_rows must be a positive integer, got {min_rows!r}")
+    return TuneConfig(tuple(float(g) for g in grid), float(fraction), min_rows)
+
+
+# --- the validation split ------------------------------------------------------------------------------
+
+def _row_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def validation_indices(train: Any, eval_rows: Any, fraction: float, min_rows: int) -> list[int]:
+    """Indices of the training rows held out for selection: the last `fraction` (at least `min_rows`) in
+    order of their content hash — stable across runs, machines and row order. Rows that also appear in the
+    eval split are never chosen, so selection never sees an eval row."""
+    n = len(train)
+    size = max(min_rows, math.ceil(fraction * n))
+    if n - size < min_rows:
+        raise UserError(f"tune: {n} training rows are too few to carve a {size}-row validation split and keep "
+                        f"{min_rows} to train on (lower tune.min_rows, or use more training rows)")
+    in_eval = {_row_hash(r) for r in eval_rows}
+    hashed = sorted((_row_hash(row), i) for i, row in enumerate(train))
+    candidates = [i for h, i in hashed if h not in in_eval]
+    return sorted(candidates[-size:])
+
+
+def sweep_data(data: Any, tune: dict[str, Any]) -> Any:
+    """A sweep run's data: train on the training rows outside the validation split, score on that split."""
+    from peftbench.data import TaskData, fingerprint_rows
+
+    validation = tune["validation"]
+    held = validation_indices(data.train, data.eval, validation["fraction"], validation["min_rows"])
+    held_set = set(held)
+    rest = [i for i in range(len(data.train)) if i not in held_set]
+    train, val = data.train.select(rest), data.train.select(held)
+    return TaskData(train, val, fingerprint_rows(train, val))
+
+
+# --- the two phases ----------------------------------------------------------------------------------
+
+def _with_rate(spec: RunSpec, factor: float, tune: dict[str, Any], seed: int) -> RunSpec:
+    base = spec.train["learning_rate"]
+    lr = float(f"{base * factor:.6g}")  # 3 x 4e-4 is 0.0012, not 0.0012000000000000001
+    return dataclasses.replace(spec, hyperparameters={**spec.hyperparameters, "learning_rate": lr},
+                               train={**spec.train, "learning_rate": lr}, seed=seed,
+                               tune={**tune, "factor": factor, "base_learning_rate": base})
+
+
+def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str], list[RunSpec]]:
+    """(task, method) -> one sweep spec per grid factor, on the first seed of the plan."""
+    first_seed = specs[0].seed if specs else 0
+    out: dict[tuple[str, str], list[RunSpec]] = {}
+    for spec in specs:
+        key = (spec.task["name"], spec.method)
+        if key in out:
+            continue
+        tune = {"role": "sweep", **config.describe()}
+        out[key] = [_with_rate(spec, factor, tune, first_seed) for factor in config.grid]
+    return out
+
+
+def select_factor(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> tuple[float | None, dict[str, Any]]:
+    """The best grid factor by the validation score of the primary metric; None if no sweep run succeeded.
+    Also every factor's score (None where the run failed or was skipped)."""
+    scores: dict[str, Any] = {}
+    for spec in sweep:
+        record = records.get(spec.run_id) or {}
+        metric = spec.task["metrics"][0] if spec.task.get("metrics") else None
+        value = (record.get("metrics") or {}).get(metric) if record.get("status") == "ok" else None
+        scores[f"{spec.tune['factor']:g}"] = value
+    valid = [f for f, v in scores.items() if v is not None]
+    if not valid:
+        return None, scores
+    # Best score; on a tie the factor nearest the default (x1), then the smaller rate.
+    best = max(valid, key=lambda f: (scores[f], -abs(math.log(float(f))), -float(f)))
+    return float(best), scores
+
+
+def selected_specs(specs: list[RunSpec], sweeps: dict[tuple[str, str], list[RunSpec]],
+                   records: dict[str, dict[str, Any]], config: TuneConfig) -> list[RunSpec]:
+    """Every seed of every (task, method) at its selected rate (x1 when no sweep run succeeded: the
+    selected run then says so with `factor_reason`)."""
+    out = []
+    for spec in specs:
+        sweep = sweeps[(spec.task["name"], spec.method)]
+        factor, scores = select_factor(sweep, records)
+        tune = {"role": "selected", **config.describe(), "selected_from": [s.run_id for s in sweep],
+                "scores": scores}
+        if factor is None:
+            factor, tune["factor_reason"] = 1.0, "no sweep run succeeded: the default rate"
+        out.append(_with_rate(spec, factor, tune, spec.seed))
+    return out
+
+
+def check_split_sizes(plan: Any, config: TuneConfig) -> None:
+    """Refuse, before anything runs, a task whose training rows are too few to carve the validation split."""
+    from peftbench.data import load_task_data
+    from peftbench.suites import TaskSpec
+
+    seen = set()
+    for spec in plan.specs:
+        if spec.task["name"] in seen:
+            continue
+        seen.add(spec.task["name"])
+        task = TaskSpec(**{**spec.task, "labels": tuple(spec.task["labels"]) if spec.task["labels"] else None,
+                           "metrics": tuple(spec.task["metrics"])})
+        data = load_task_data(task, spec.scale)
+        try:
+            validation_indices(data.train, data.eval, config.fraction, config.min_rows)
+        except UserError as exc:
+            raise UserError(f"task '{task.name}': {exc}") from None
+
+
+def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = False,
+              show_progress: bool = True) -> Any:
+    """Sweep, select, run the selected rates on the seeds; one summary of both phases."""
+    from peftbench.results import ResultStore, latest_records
+    from peftbench.runs.runner import run_plan
+
+    sweeps = sweep_specs(plan.specs, config)
+    sweep_plan = dataclasses.replace(plan, specs=[s for group in sweeps.values() for s in group])
+    first = run_plan(sweep_plan, results_root, force=force, show_progress=show_progress)
+    store = ResultStore.for_suite(plan.suite.name, results_root)
+    records = {r["run_id"]: r for r in latest_records([store.path], include_sweep=True)}
+    chosen = selected_specs(plan.specs, sweeps, records, config)
+    second = run_plan(dataclasses.replace(plan, specs=chosen), results_root, force=force,
+                      show_progress=show_progress)
+    second.records[:0] = first.records
+    second.skipped_existing += first.skipped_existing
+    return second

@@ -1,0 +1,121 @@
+"""tune=lr: the sweep plan, the validation split carved from the training rows, selection, run identities."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from peftbench.errors import UserError
+from peftbench.overrides import parse_overrides
+from peftbench.runs import tuning
+from peftbench.runs.plan import build_plan
+
+ARGS = ["suite=smoke", "tasks=[rt_sentiment]", "methods=[lora,ia3]", "seeds=[0,1]", "train.max_steps=2"]
+
+
+def _plan(*extra: str):
+    overrides = parse_overrides([*ARGS, *extra])
+    return build_plan(overrides), tuning.parse_tune(overrides.values.get("tune"), overrides.tune)
+
+
+def test_sweep_covers_the_grid_around_each_methods_rate_on_the_first_seed():
+    plan, config = _plan("tune=lr", "tune.grid=[0.5,1,2]")
+    sweeps = tuning.sweep_specs(plan.specs, config)
+    assert set(sweeps) == {("rt_sentiment", "lora"), ("rt_sentiment", "ia3")}
+    base = {s.method: s.train["learning_rate"] for s in plan.specs}
+    for (_, method), group in sweeps.items():
+        assert [s.tune["factor"] for s in group] == [0.5, 1.0, 2.0]
+        assert [s.train["learning_rate"] for s in group] == pytest.approx([base[method] * f for f in (0.5, 1, 2)])
+        assert all(s.hyperparameters["learning_rate"] == s.train["learning_rate"] for s in group)
+        assert {s.seed for s in group} == {0} and {s.tune["role"] for s in group} == {"sweep"}
+    ids = [s.run_id for g in sweeps.values() for s in g] + [s.run_id for s in plan.specs]
+    assert len(set(ids)) == len(ids)  # a sweep run is never mistaken for a plain run at the same rate
+
+
+def test_default_grid_and_bad_tune_keys():
+    assert tuning.parse_tune("lr", {}).grid == (0.33, 1.0, 3.0)
+    assert tuning.parse_tune(None, {}) is None
+    for what, options in [("wd", {}), ("lr", {"grid": [1, -3]}), ("lr", {"grid": []}), ("lr", {"grids": [1]}),
+                          (None, {"grid": [1]}), ("lr", {"fraction": 1.5}), ("lr", {"min_rows": 0})]:
+        with pytest.raises(UserError):
+            tuning.parse_tune(what, options)
+
+
+def test_validation_split_comes_from_training_rows_and_never_touches_eval():
+    from peftbench.data import load_task_data
+
+    plan, config = _plan("tune=lr")
+    spec = tuning.sweep_specs(plan.specs, config)[("rt_sentiment", "lora")][0]
+    suite_task = plan.suite.task("rt_sentiment")
+    data = load_task_data(suite_task)
+    sweep = tuning.sweep_data(data, spec.tune)
+    key = lambda row: (row["text"], row["label"])  # noqa: E731
+    train, val, held_out_eval = ({key(r) for r in d} for d in (sweep.train, sweep.eval, data.eval))
+    assert len(sweep.eval) == max(16, round(0.2 * len(data.train)))
+    assert len(sweep.train) + len(sweep.eval) == len(data.train)
+    assert not train & val and not val & held_out_eval
+    assert train | val == {key(r) for r in data.train}
+    # Stable: the same rows whatever the order they come in, so resumed and rerun sweeps agree.
+    again = tuning.validation_indices(data.train.shuffle(seed=3), data.eval, 0.2, 16)
+    assert {key(data.train.shuffle(seed=3)[i]) for i in again} == val
+
+
+def test_too_few_training_rows_are_refused_before_anything_runs():
+    plan, config = _plan("tune=lr", "sizes.train=20")
+    with pytest.raises(UserError, match="too few"):
+        tuning.check_split_sizes(plan, config)
+
+
+def test_selection_takes_the_best_validation_score_and_records_where_it_came_from():
+    plan, config = _plan("tune=lr")
+    sweeps = tuning.sweep_specs(plan.specs, config)
+    lora = sweeps[("rt_sentiment", "lora")]
+    records = {lora[0].run_id: {"status": "ok", "metrics": {"accuracy": 60.0}},
+               lora[1].run_id: {"status": "ok", "metrics": {"accuracy": 70.0}},
+               lora[2].run_id: {"status": "ok", "metrics": {"accuracy": 75.0}}}
+    assert tuning.select_factor(lora, records)[0] == 3.0
+    records[lora[2].run_id] = {"status": "failed", "metrics": None}
+    assert tuning.select_factor(lora, records)[0] == 1.0
+    records[lora[0].run_id]["metrics"]["accuracy"] = 70.0  # a tie goes to the factor nearest the default
+    assert tuning.select_factor(lora, records)[0] == 1.0
+    chosen = tuning.selected_specs(plan.specs, sweeps, records, config)
+    assert len(chosen) == len(plan.specs) and {s.seed for s in chosen} == {0, 1}
+    by_method = {s.method: s for s in chosen}
+    assert by_method["lora"].tune["selected_from"] == [s.run_id for s in lora]
+    assert by_method["lora"].tune["factor"] == 1.0 and by_method["lora"].tune["role"] == "selected"
+    assert by_method["ia3"].tune["factor_reason"].startswith("no sweep run succeeded")
+    # The selected run's id does not depend on the recorded scores, only on the choice.
+    rescored = dataclasses.replace(by_method["lora"], tune={**by_method["lora"].tune, "scores": {}})
+    assert rescored.run_id == by_method["lora"].run_id
+
+
+def test_records_say_their_role_and_tables_hide_sweeps(tmp_path):
+    from peftbench.results import ResultStore, config_id, latest_records
+    from peftbench.runs.spec import base_record
+
+    plan, config = _plan("tune=lr")
+    sweep = tuning.sweep_specs(plan.specs, config)[("rt_sentiment", "lora")][1]
+    chosen = tuning.selected_specs(plan.specs, tuning.sweep_specs(plan.specs, config), {}, config)[0]
+    store = ResultStore(tmp_path / "runs.jsonl")
+    for spec in (sweep, chosen, plan.specs[0]):
+        store.append({**base_record(spec), "status": "ok"})
+    records = store.records()
+    assert [r.get("role") for r in records] == ["sweep", "selected", None]
+    assert records[1]["selected_from"] and records[1]["tune"]["factor"] == 1.0
+    assert len({config_id(r) for r in records}) == 3  # sweep, selected and plain runs never pool as seeds
+    assert [r.get("role") for r in latest_records([store.path])] == ["selected", None]
+    assert len(latest_records([store.path], include_sweep=True)) == 3
+
+
+def test_into_reference_writes_only_into_a_checkouts_reference_folder(tmp_path):
+    from peftbench.cli.run import reference_target
+
+    with pytest.raises(UserError, match="source checkout"):
+        reference_target(tmp_path / "elsewhere")
+    folder = tmp_path / "results" / "reference"
+    folder.mkdir(parents=True)
+    with pytest.raises(UserError, match="source checkout"):
+        reference_target(folder)  # no pyproject.toml two levels up: not a checkout
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert reference_target(folder) == folder.resolve()
