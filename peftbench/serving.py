@@ -41,12 +41,13 @@ class Serving:
     mergeable: bool
     reason: str  # why it cannot merge ('' where it can)
     extra_positions: bool  # the method lengthens every sequence (soft prompts)
-    separate_artifact: bool  # many tasks can share one base, each with a small artifact (not full/bitfit)
+    separate_artifact: bool  # many tasks can share one base, each with a small artifact (not full)
+    in_place: bool  # the method rewrites base weights: the tuned model is served as it is (full, bitfit)
 
 
 def serving(method: str) -> Serving:
     """The serving facts for a method name (unknown methods: treated as unmergeable, separate artifact)."""
     if method in MERGEABLE:
-        return Serving(method, True, "", False, True)
+        return Serving(method, True, "", False, True, False)
     reason = _WHY_NOT.get(method, f"{method}: peftbench does not know how to merge it")
-    return Serving(method, False, reason, method in SOFT_PROMPTS, method != "full")
+    return Serving(method, False, reason, method in SOFT_PROMPTS, method != "full", method in IN_PLACE)

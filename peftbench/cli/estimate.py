@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     hw.add_argument("--gpu", action="append", help="memory class, e.g. 16GB (picks the conservative card)")
     hw.add_argument("--hardware", action="append", help="profile name(s), comma-separated: t4,a100-80gb,cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    from peftbench.cli import estimate_inference  # issue 18: --inference [--context L --batch B] (hook)
+
+    estimate_inference.add_arguments(p)
     p.set_defaults(func=run_estimate)
 
     h = subparsers.add_parser("hardware", help="list the hardware profiles the estimator knows")
@@ -64,6 +67,10 @@ def _hardware(args) -> list[str] | None:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    if getattr(args, "inference", False):  # issue 18 (hook): serving cost, cli/estimate_inference.py
+        from peftbench.cli.estimate_inference import run
+
+        return run(args)
     overrides = parse_overrides(args.overrides)
     if args.method == "all":
         from peftbench.estimate.front_cache import shipped_methods
