@@ -10,6 +10,8 @@ a slow moment of a shared CPU hits every variant alike and the ratios to the bas
 - generation: latency = a request's wall time (prefill + greedy decoding of exactly `new_tokens`) per
   generated token at batch 1, with the prefill (time to first token) and the decode time per token
   beside it; throughput = generated tokens per second of one batched request over the same prompts.
+- overhead = ratio to the base of `unit_ms`, timed by process CPU time on a CPU (other processes' load
+  does not inflate it; wall time does) and wall time on CUDA, with burst-robust statistics (`_figures`).
 - memory: the variant's weight bytes plus the peak growth during its batched pass (CPU: process RSS
   high-water mark, reset before the pass as `telemetry.reset_peak_rss` does for training; CUDA:
   `max_memory_allocated` growth).
@@ -36,7 +38,7 @@ class InferenceSettings:
     examples: int = 8  # classification: eval examples timed
     prompts: int = 2  # generation and multiple choice (a decoder reads a long prompt): eval prompts timed
     new_tokens: int = 6  # generation: tokens decoded per request
-    rounds: int = 2  # timed rounds after one warm-up call per variant; the fastest round is kept
+    rounds: int = 2  # timed rounds after one warm-up call per variant; per example the fastest is kept
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Figures:
     """One variant's measurement; times in milliseconds."""
 
     latency_ms: float  # wall time per example, or per generated token (request time / new tokens)
-    cpu_ms: float | None  # process CPU time per unit (CPU devices): what the overhead ratios use there
+    unit_ms: float  # time per unit by the cost's `clock`, burst-robust (see `_figures`): the ratios use it
     throughput: float  # examples/s or generated tokens/s (wall) at batch = the examples timed
     weights_bytes: int
     activation_peak_bytes: int | None  # peak growth during the batched pass
@@ -117,9 +119,7 @@ def measure_inference(model: Any, tokenizer: Any, task: Any, prepared: Any, meth
 
 
 def _ratio(figures: Figures, base: Figures) -> float:
-    if figures.cpu_ms is not None and base.cpu_ms:
-        return round(figures.cpu_ms / base.cpu_ms, 4)
-    return round(figures.latency_ms / base.latency_ms, 4)
+    return round(figures.unit_ms / base.unit_ms, 4)
 
 
 def _clock_name(device: str) -> str:
@@ -153,10 +153,12 @@ class _Workload:
         self.count = len(singles)
         self.notes: list[str] = []
 
+    clock = "cpu"
+
     @torch.no_grad()
-    def single(self, model: Any, i: int) -> dict[str, float]:
+    def single(self, model: Any, i: int) -> dict[str, Any]:
         wall, cpu = _timed(lambda: model(**self.singles[i]))
-        return {"wall": wall, "cpu": cpu}
+        return {"wall": wall, "unit": wall if self.clock == "wall" else cpu}
 
     @torch.no_grad()
     def batched(self, model: Any) -> float:
@@ -177,7 +179,6 @@ class _Generation(_Workload):
                  pad_token_id: int | None) -> None:
         super().__init__(singles, batch)
         self.new_tokens, self.pad = new_tokens, pad_token_id
-        self.clock = "cpu"
 
     def _generate(self, model: Any, inputs: dict[str, torch.Tensor], stamps: list[_Clock] | None = None) -> None:
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -192,16 +193,17 @@ class _Generation(_Workload):
                        pad_token_id=self.pad, stopping_criteria=StoppingCriteriaList([Stamp()]))
 
     @torch.no_grad()
-    def single(self, model: Any, i: int) -> dict[str, float]:
+    def single(self, model: Any, i: int) -> dict[str, Any]:
         stamps: list[_Clock] = []
         start = _Clock()
         self._generate(model, self.singles[i], stamps)
         _sync()
         wall, cpu = _Clock().since(start)
         pick = 0 if self.clock == "wall" else 1
-        first = stamps[0].since(start)[pick] if stamps else (wall, cpu)[pick]
-        decode = stamps[-1].since(stamps[0])[pick] / (len(stamps) - 1) if len(stamps) > 1 else 0.0
-        return {"wall": wall / self.new_tokens, "cpu": cpu / self.new_tokens, "prefill": first, "decode": decode}
+        marks = [start, *stamps]
+        steps = [marks[k + 1].since(marks[k])[pick] for k in range(len(marks) - 1)]  # prefill, then each decode
+        return {"wall": wall / self.new_tokens, "unit": (wall, cpu)[pick] / self.new_tokens,
+                "prefill": steps[0] if steps else (wall, cpu)[pick], "steps": steps[1:]}
 
     @torch.no_grad()
     def batched(self, model: Any) -> float:
@@ -221,16 +223,17 @@ def _workload(task: Any, tokenizer: Any, prepared: Any, settings: InferenceSetti
         rows = rows[: settings.examples]
         strip = [{k: v for k, v in r.items() if k != "labels"} for r in rows]
         singles = [_to(prepared.collate([r]), device) for r in strip]
-        return _Workload(singles, _to(prepared.collate(strip), device))
+        workload = _Workload(singles, _to(prepared.collate(strip), device))
+        workload.clock = _clock_name(device)
+        return workload
     prompts = [r["prompt"] for r in rows[: settings.prompts]]
     truncate = {"truncation": True, "max_length": task.max_length - 1} if task.kind == "multiple_choice" else {}
     singles = [_to(tokenizer([p], return_tensors="pt", **truncate), device) for p in prompts]
     batch = _to(tokenizer(prompts, return_tensors="pt", padding=True, **truncate), device)
-    if task.kind == "generation":
-        generation = _Generation(singles, batch, settings.new_tokens, tokenizer.pad_token_id)
-        generation.clock = _clock_name(device)
-        return generation
-    return _Workload(singles, batch)
+    workload = _Workload(singles, batch) if task.kind != "generation" else \
+        _Generation(singles, batch, settings.new_tokens, tokenizer.pad_token_id)
+    workload.clock = _clock_name(device)
+    return workload
 
 
 def _to(batch: Any, device: str) -> dict[str, torch.Tensor]:
@@ -240,36 +243,44 @@ def _to(batch: Any, device: str) -> dict[str, torch.Tensor]:
 def _interleaved(variants: dict[str, Any], workload: _Workload, rounds: int, device: str) -> dict[str, Figures]:
     """Warm every variant up, then time them in turn, example by example, round by round; keep each one's
     fastest time per example. Alternating at this grain shares any slow moment of the machine between them."""
-    clock = _clock_name(device)
     for model in variants.values():
         workload.warm(model)
-    best: dict[str, dict[str, Any]] = {name: {"singles": {}} for name in variants}
+    timings: dict[str, dict[int, list[dict[str, Any]]]] = {name: {} for name in variants}
     for round_index in range(rounds):
         order = list(variants) if round_index % 2 == 0 else list(reversed(variants))  # no variant always first
         for i in range(workload.count):
             for name in order:
-                timing, kept = workload.single(variants[name], i), best[name]["singles"]
-                if i not in kept or timing[clock] < kept[i][clock]:
-                    kept[i] = timing
+                timings[name].setdefault(i, []).append(workload.single(variants[name], i))
+    out = {}
     for name, model in variants.items():  # one batched pass each, warm by now: throughput and peak memory
-        best[name]["batched"], best[name]["memory"] = _peak_growth(lambda m=model: workload.batched(m), device)
-    return {name: _figures(kept, variants[name], workload, clock) for name, kept in best.items()}
+        seconds, memory = _peak_growth(lambda m=model: workload.batched(m), device)
+        out[name] = _figures(timings[name], seconds, memory, model, workload)
+    return out
 
 
-def _figures(kept: dict[str, Any], model: Any, workload: _Workload, clock: str) -> Figures:
-    singles = list(kept["singles"].values())
+def _figures(timings: dict[int, list[dict[str, Any]]], batched_seconds: float, memory: int | None, model: Any,
+             workload: _Workload) -> Figures:
+    """Per example, its fastest round; averaged over examples. A generated token's time is rebuilt from the
+    fastest prefill per prompt and the lower quartile of every decode step timed (a dozen or more per
+    variant): a burst of load on a shared machine then moves no variant's figure on its own."""
+    fastest = [min(runs, key=lambda t: t["unit"]) for runs in timings.values()]
 
-    def mean_ms(key: str) -> float | None:
-        values = [s[key] for s in singles if key in s]
-        return round(1000 * sum(values) / len(values), 3) if values else None
+    def mean_ms(values: list[float]) -> float:
+        return round(1000 * sum(values) / len(values), 3)
 
+    prefill = decode = None
+    unit = mean_ms([t["unit"] for t in fastest])
+    if "steps" in fastest[0]:
+        steps = sorted(step for runs in timings.values() for t in runs for step in t["steps"])
+        prefill = mean_ms([min(t["prefill"] for t in runs) for runs in timings.values()])
+        decode = round(1000 * steps[len(steps) // 4], 3) if steps else 0.0
+        new_tokens = workload.new_tokens  # type: ignore[attr-defined]
+        unit = round((prefill + (new_tokens - 1) * decode) / new_tokens, 3)
     weights = _weight_bytes(model)
-    activation = kept.get("memory")
-    return Figures(latency_ms=mean_ms("wall") or 0.0, cpu_ms=mean_ms("cpu") if clock == "cpu" else None,
-                   throughput=round(workload.work_per_batch() / kept["batched"], 3), weights_bytes=weights,
-                   activation_peak_bytes=activation,
-                   peak_bytes=weights + activation if activation is not None else None,
-                   prefill_ms=mean_ms("prefill"), decode_ms_per_token=mean_ms("decode"))
+    return Figures(latency_ms=mean_ms([t["wall"] for t in fastest]), unit_ms=unit,
+                   throughput=round(workload.work_per_batch() / batched_seconds, 3), weights_bytes=weights,
+                   activation_peak_bytes=memory, peak_bytes=weights + memory if memory is not None else None,
+                   prefill_ms=prefill, decode_ms_per_token=decode)
 
 
 def _peak_growth(run: Callable[[], float], device: str) -> tuple[float, int | None]:

@@ -55,7 +55,7 @@ def test_inference_measures_base_unmerged_and_merged_on_the_same_inputs(minilm_l
                              settings=InferenceSettings(examples=3, rounds=1))
     record = cost.to_dict()
     assert record["unit"] == "example" and record["examples"] == 3 and record["mergeable"]
-    assert record["clock"] == "cpu" and record["base"]["cpu_ms"] > 0 and record["base"]["throughput"] > 0
+    assert record["clock"] == "cpu" and record["base"]["unit_ms"] > 0 and record["base"]["throughput"] > 0
     # Merging folds the adapter into the base weights: the same bytes as the base, fewer than unmerged.
     assert record["merged"]["weights_bytes"] == record["base"]["weights_bytes"] < record["unmerged"]["weights_bytes"]
     assert record["overhead_unmerged"] > 0 and record["overhead_served"] == record["overhead_merged"] > 0
