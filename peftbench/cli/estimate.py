@@ -37,6 +37,10 @@ def register(subparsers) -> None:
     multi.add_argument("--gpus", type=int, default=None, help="number of GPUs (default 1)")
     multi.add_argument("--strategy", default=None, help="ddp | fsdp | zero2 | zero3 (default ddp with --gpus > 1)")
     multi.add_argument("--offload", default=None, help="none | optimizer | params (zero2/zero3; fsdp: params)")
+
+    from peftbench.cli import estimate_inference  # issue 18: --inference [--context L --batch B] (hook)
+
+    estimate_inference.add_arguments(p)
     p.set_defaults(func=run_estimate)
 
     h = subparsers.add_parser("hardware", help="list the hardware profiles the estimator knows")
@@ -83,6 +87,10 @@ def _plan(args):
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    if getattr(args, "inference", False):  # issue 18 (hook): serving cost, cli/estimate_inference.py
+        from peftbench.cli.estimate_inference import run
+
+        return run(args)
     overrides = parse_overrides(args.overrides)
     args.plan = _plan(args)
     if args.method == "all":

@@ -89,6 +89,7 @@ def seed_summary(table):
                 row[col.removeprefix("metrics.")] = f"{values.iloc[0]:.1f}"  # one seed: no spread to show
         row["train_s"] = round(group["train_seconds"].mean(), 1)
         row["peak_MiB"] = round(group["memory.peak_rss_train_bytes"].mean() / 2**20)
+        row.update(_inference_columns(group))  # issue 18
         rows.append(row)
     not_ok = table[table["status"] != "ok"]
     if "error" not in not_ok:
@@ -126,3 +127,20 @@ def informativeness_table(paths: list[Path]) -> str:
     return ("Can each task tell methods apart? detectable = smallest difference between two methods' means it can "
             "detect (points, 95%); spread = best minus worst method mean; NO = non-informative: no method "
             "separates (see peftbench/informativeness.py)\n" + text)
+
+
+# Inference latency ratio to the base model (unmerged / merged) and forgetting (change of general-text loss,
+# nats/token) from the record's `inference` and `forgetting` (peftbench/runs/post_training.py); blank where
+# a run did not measure them (older runs, encoders, methods that cannot merge).
+_INFERENCE_COLUMNS = {"infer_x": "inference.overhead_unmerged", "infer_x_merged": "inference.overhead_merged",
+                      "forget_nats": "forgetting.delta_nats"}
+
+
+def _inference_columns(group) -> dict[str, str]:
+    out = {}
+    for name, column in _INFERENCE_COLUMNS.items():
+        values = group[column].dropna() if column in group else []
+        if len(values):
+            out[name] = f"{values.astype(float).mean():+.3f}" if name == "forget_nats" else \
+                f"{values.astype(float).mean():.2f}"
+    return out

@@ -129,3 +129,36 @@ def safe_id(text: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", text)[:40]
     return cleaned if cleaned and not cleaned[0].isdigit() else f"t{cleaned}"
 
+
+
+def inference_pareto_svg(summary: dict[str, dict[str, float]], primary: str, prefix: str) -> str | None:
+    """Quality against inference overhead (issue 18): one point per method at its served overhead (merged
+    where it merges, else unmerged; `inference_overhead`), a hollow ring at the unmerged overhead where that
+    differs (`inference_overhead_unmerged`), and the Pareto front of the served points. None without data."""
+    points = [(v["inference_overhead"], v["quality"], m) for m, v in sorted(summary.items())
+              if not fmt.missing(v.get("inference_overhead")) and not fmt.missing(v.get("quality"))]
+    if not points:
+        return None
+    plt = _pyplot()
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        for x, y, method in points:
+            ax.errorbar(x, y, yerr=summary[method].get("quality_std") or 0, fmt="o", ms=5, capsize=2,
+                        color="#3569a8")
+            ax.annotate(method, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+            unmerged = summary[method].get("inference_overhead_unmerged")
+            if not fmt.missing(unmerged) and abs(unmerged - x) > 1e-9:
+                ax.plot(unmerged, y, "o", mfc="none", mec="#3569a8", ms=6, alpha=0.6)
+                ax.plot([x, unmerged], [y, y], color="#3569a8", lw=0.6, alpha=0.4)
+        front = pareto_front([(x, y) for x, y, _ in points])
+        if len(front) > 1:
+            xs, ys = zip(*front, strict=True)
+            ax.plot(xs, ys, drawstyle="steps-post", color="#d0542c", lw=1.2, label="Pareto front (served)")
+        ax.axvline(1.0, color="#444", lw=0.8, ls=":", label="base model")
+        ax.set_xlabel("inference latency / base model (served; ring: unmerged)")
+        ax.set_ylabel(primary)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7, frameon=False)
+        ax.margins(x=0.15, y=0.15)
+        fig.tight_layout()
+        return figure_svg(fig, prefix)

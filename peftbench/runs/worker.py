@@ -173,6 +173,9 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
                                          train["eval_batch_size"])
     out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
     out.update(_save(spec, setup, artifacts))
+    from peftbench.runs.post_training import after_training  # issue 18: inference cost + forgetting (hook)
+
+    out.update(after_training(spec, setup, record))
     return out
 
 
