@@ -30,6 +30,8 @@ BANDWIDTH = {"params": 0.5, "examples": 1.0, "steps": 1.0}
 UNKNOWN_FACTOR = 0.7  # a descriptor the point (or the query) does not state
 ARCH_MISMATCH = 0.5  # encoder evidence for a decoder query, and so on
 PRIOR_WEIGHT = 1.0  # the prior counts as one comparison at the query
+PRIOR_MEAN = -0.02  # a method's effect before evidence: a little below LoRA (conservative: LoRA is the default)
+POOLED_SCATTER = 0.08  # typical comparison-to-comparison scatter of a method's difference to LoRA
 NOISE_FLOOR = 0.02  # no method effect is known better than 2% of the reference score per comparison
 NOISE_PSEUDO = 3.0  # how much a method's own scatter is pooled with everyone's
 Z = 1.2816  # one-sided 90% / two-sided 80%
@@ -132,14 +134,12 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         group.sort(key=lambda wp: -wp[0])
         estimates[method] = Estimate(method, effect, se, sum(w for w, _, _ in obs),
                                      sum(1 for w, _, _ in obs if w >= NEAR), len(obs), group[:3])
-    for (_, method), ps in cells.items():  # methods measured only where nothing compares them
+    for _, method in cells:  # methods measured only where nothing compares them
         if method not in estimates:
             near = sorted(((kernel(p, regime), p) for p in points if p.method == method), key=lambda wp: -wp[0])
             estimates[method] = Estimate(method, PRIOR_MEAN, 1.0, 0.0, 0, 0, near[:3])
     return estimates
 
-
-PRIOR_MEAN = -0.02
 
 
 def _effects(comps: dict[str, dict[str, tuple[float, float]]], only: str | None, full_effect: float,
@@ -170,8 +170,6 @@ def _shrunk(obs: list[tuple[float, float, str]]) -> tuple[float, float]:
     sigma2 = max((total * scatter + NOISE_PSEUDO * POOLED_SCATTER ** 2) / (total + NOISE_PSEUDO), NOISE_FLOOR ** 2)
     return effect, math.sqrt(sigma2 / (total + PRIOR_WEIGHT))
 
-
-POOLED_SCATTER = 0.08  # typical comparison-to-comparison scatter of a method's difference to LoRA (corpus-wide)
 
 
 def separated(a: Estimate, b: Estimate) -> bool:
