@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.recommend.evaluate import recommender_order
+from peftbench.recommend.evidence import seed_spread
 from peftbench.recommend.feasibility import Cost, CostModel, resolve_gpu
 from peftbench.recommend.fitting import default_evidence, method_catalogue
 from peftbench.recommend.hparams import suggest
@@ -27,6 +29,7 @@ from peftbench.recommend.query import TaskQuery, apply_overrides, resolve_task
 from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, MIN_WEIGHT, Estimate, Regime, fit, separated
 from peftbench.recommend.render import override_line, quality_reasons, separation_note
 
+SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
 FULL_SAVE_BYTES, ADAPTER_SAVE_BYTES = 2, 4  # full model saved in bf16; peft keeps adapter weights in fp32
 PROXIES = {"qlora": "lora"}  # QLoRA's quality is LoRA's (same adapters; Dettmers et al. 2023: 16-bit parity)
 STATUSES = ("ranked", "not applicable", "does not fit", "over a limit", "no evidence at this scale",
@@ -108,8 +111,14 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     params = max((c.trainable_params if c.method == "full" else 0) for c in cands) or chosen.approx_params
     regime = _regime(query, chosen, params, batch_size, epochs)
     estimates = fit(evidence.points, regime)
+    unstable = _unstable(runs) if query.train_examples and query.train_examples <= SMALL_DATA else {}
     for cand in cands:
         _judge(cand, estimates, max_hours, max_adapter_mb, epochs)
+        if cand.method in unstable:
+            spread, ids = unstable[cand.method]
+            cand.warnings.append(f"unstable on small data: across seeds its score relative to full FT varies by "
+                                 f"±{spread:.0%} on benchmark tasks with <= {SMALL_DATA} examples (runs "
+                                 f"{', '.join(ids[:4])}); run several seeds")
     ranked = _rank(cands, estimates)
     separates = True
     if ranked:
@@ -134,6 +143,15 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
         evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
         separates=separates)
+
+
+def _unstable(runs: list) -> dict[str, tuple[float, list[str]]]:
+    """Methods whose seed spread on small benchmark tasks is at least twice the methods' median spread."""
+    spreads = seed_spread(runs, SMALL_DATA)
+    if len(spreads) < 2:
+        return {}
+    median = statistics.median(s for s, _ in spreads.values())
+    return {m: v for m, v in spreads.items() if v[0] >= 2.0 * max(median, 1e-3)}
 
 
 def _precision(mixed: str | None) -> str:

@@ -81,17 +81,14 @@ def _recommender(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dic
 
 
 def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]:
-    """The engine's rule: evidenced methods by lower confidence bound, and nothing first on fewer than
-    MIN_NEAR_FOR_FIRST comparisons in the regime (unless nothing qualifies); then the rest."""
-    def key(m: str) -> tuple[bool, float]:
+    """The engine's rule, in tiers: methods with at least MIN_NEAR_FOR_FIRST comparisons in the query's regime,
+    by lower confidence bound; then the other evidenced ones; then the rest. So a method with two comparisons
+    never outranks one with fifty, however glowing the two."""
+    def key(m: str) -> tuple[bool, bool, float]:
         e = est.get(m)
-        return (not (e and e.evidenced), -(e.lcb if e else -9.0))
-    order = sorted(methods, key=key)
-    qualified = [m for m in order if est.get(m) and est[m].evidenced and est[m].near >= MIN_NEAR_FOR_FIRST]
-    if qualified and order[0] != qualified[0]:
-        order.remove(qualified[0])
-        order.insert(0, qualified[0])
-    return order
+        evidenced = bool(e and e.evidenced)
+        return (not evidenced, not (evidenced and e.near >= MIN_NEAR_FOR_FIRST), -(e.lcb if e else -9.0))
+    return sorted(methods, key=key)
 
 
 def _lora_rule(rank_of: Callable[[_Comparison], int]) -> Strategy:

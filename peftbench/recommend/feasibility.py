@@ -123,7 +123,8 @@ class CostModel:
                 warnings.simplefilter("ignore")  # transformers' deprecation notices are not the user's concern
                 shape = {k: v for k, v in overrides.items() if k != "learning_rate"}
                 est = estimate(model, method, overrides=shape, task_kind=self.task_kind, batch_size=batch,
-                               seq_len=self.seq_len, dtype=self.dtype, mixed_precision=self.mixed_precision, gradient_checkpointing=ckpt,
+                               seq_len=self.seq_len, dtype=self.dtype, mixed_precision=self.mixed_precision,
+                               gradient_checkpointing=ckpt,
                                hardware=sorted(set(all_profiles()) | {self.gpu.profile}), num_labels=self.num_labels)
         except MethodNotApplicable as exc:
             return {"not_applicable": str(exc).splitlines()[0][:200]}
