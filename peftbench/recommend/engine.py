@@ -24,7 +24,7 @@ from peftbench.recommend.feasibility import Cost, CostModel, resolve_gpu
 from peftbench.recommend.fitting import default_evidence, method_catalogue
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
-from peftbench.recommend.points import Evidence, corpus_points, merge, own_points
+from peftbench.recommend.points import Evidence, cached_corpus_points, merge, own_points
 from peftbench.recommend.query import TaskQuery, apply_overrides, resolve_task
 from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, MIN_WEIGHT, Estimate, Regime, fit, separated
 from peftbench.recommend.render import override_line, quality_reasons, separation_note
@@ -101,7 +101,7 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     apply_overrides(query, train_examples, seq_len)
     target = resolve_gpu(gpu, hardware)
     costs = CostModel(target, query.kind, query.seq_len(seq_len), query.num_labels, mixed_precision)
-    evidence = merge(corpus_points(), own_points(runs))
+    evidence = merge(cached_corpus_points(), own_points(runs))
     catalogue = method_catalogue()
     try:
         chosen, model_notes = _choose_model(costs, query, model, batch_size, epochs, max_hours)
