@@ -123,11 +123,13 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     separates = True
     if ranked:
         ranked[0].reasons = quality_reasons(ranked, estimates, regime, target) + ranked[0].reasons
-        if len(ranked) > 1:
-            separates = separated(estimates[PROXIES.get(ranked[0].method, ranked[0].method)],
-                                  estimates[PROXIES.get(ranked[1].method, ranked[1].method)])
+        first = PROXIES.get(ranked[0].method, ranked[0].method)
+        # The runner-up with evidence of its own (QLoRA is LoRA's evidence, not a rival to it).
+        runner = next((c for c in ranked[1:] if PROXIES.get(c.method, c.method) != first), None)
+        if runner is not None:
+            separates = separated(estimates[first], estimates[PROXIES.get(runner.method, runner.method)])
             if not separates:
-                ranked[0].reasons.insert(0, separation_note(ranked[0], ranked[1]))
+                ranked[0].reasons.insert(0, separation_note(ranked[0], runner))
     notes = query.notes + model_notes + [
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
         "precision assumed: " + _precision(mixed_precision)]
@@ -291,7 +293,8 @@ def _judge(cand: Candidate, estimates: dict[str, Estimate], max_hours: float | N
         weight = 0.0 if est is None else est.weight
         cand.status = "no evidence at this scale"
         cand.excluded_because = (f"no evidence at this scale: {weight:.2f} effective comparisons near this query "
-                                 f"(needs {MIN_WEIGHT:g}); nearest evidence below")
+                                 f"(needs {MIN_WEIGHT:g})" + ("; nearest evidence below" if cand.evidence else
+                                                              "; no published or reference comparison at all"))
 
 
 def _rank(cands: list[Candidate], estimates: dict[str, Estimate]) -> list[Candidate]:

@@ -39,8 +39,9 @@ def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], reg
                f"{top.predicted_relative_quality:.0%} of full FT (80% interval {top.quality_interval[0]:.0%}-"
                f"{top.quality_interval[1]:.0%}), from {top.evidence_weight:.1f} effective comparisons, "
                f"{top.near_comparisons} of them in this regime (a first place needs {MIN_NEAR_FOR_FIRST})"]
-    if len(ranked) > 1:
-        runner = ranked[1]
+    # The first runner-up with evidence of its own (QLoRA's is LoRA's).
+    runner = next((c for c in ranked[1:] if {c.method, top.method} != {"lora", "qlora"}), None)
+    if runner is not None:
         reasons.append(f"runner-up {runner.method}: {runner.predicted_relative_quality:.0%} "
                        f"({runner.evidence_weight:.1f} effective comparisons)")
     reasons.append(f"predicted peak {top.peak_bytes / 2**30:.1f} GiB on {gpu.label} ({gpu.memory_bytes / 2**30:.0f} "
