@@ -78,6 +78,7 @@ def test_nothing_recommended_exceeds_the_gpu(results):
     assert all(c.fits and c.peak_bytes <= 16 * 2**30 for c in rec.ranking)
 
 
+@pytest.mark.slow  # traces every registry method on an 8B model when the cache is cold (minutes on a CPU)
 def test_small_gpu_big_model_needs_checkpointing_or_quantisation(results):
     rec = recommend("summarization", gpu="8GB", model="llama-3.1-8b", seq_len=256, results=results).to_dict()
     for item in rec["ranking"]:
