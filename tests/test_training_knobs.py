@@ -140,16 +140,19 @@ def test_checkpointing_and_accumulation_lower_a_real_smollm2_runs_peak(tmp_path)
 
 
 def test_a_recommended_setting_is_reproducible_with_run_overrides():
-    from peftbench.cli.recommend import run_overrides
+    """The `run:` line `recommend` prints builds a plan with exactly the suggested settings."""
+    from types import SimpleNamespace
+
     from peftbench.overrides import parse_overrides
+    from peftbench.recommend.render import override_line
     from peftbench.runs.plan import build_plan
 
-    hyperparameters = {"r": 16, "learning_rate": 0.0003, "target_modules": ["query", "value"], "total_step": None}
-    pick = {"method": "lora", "hyperparameters": hyperparameters, "batch_size": 2, "gradient_accumulation": 4,
-            "gradient_checkpointing": True}
-    tokens = run_overrides(pick).split()
+    hyperparameters = {"r": 16, "lora_alpha": 32, "learning_rate": 0.0003, "target_modules": ["query", "value"]}
+    cost = SimpleNamespace(batch_size=2, accumulation=4, gradient_checkpointing=True)
+    tokens = override_line("lora", hyperparameters, cost, 100, None).split()
     spec = build_plan(parse_overrides(["suite=smoke", "tasks=[rt_sentiment]", *tokens])).specs[0]
-    assert spec.method == "lora" and spec.hyperparameters["r"] == 16
+    assert spec.method == "lora" and spec.hyperparameters["r"] == 16 and spec.hyperparameters["lora_alpha"] == 32
     assert spec.hyperparameters["target_modules"] == ["query", "value"]
     assert spec.train["learning_rate"] == 0.0003 and spec.train["batch_size"] == 2
     assert spec.train["gradient_accumulation_steps"] == 4 and spec.train["gradient_checkpointing"] is True
+    assert spec.train["max_steps"] == 100

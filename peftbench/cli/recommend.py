@@ -26,14 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, help="tokens per example (input + target)")
     p.add_argument("--max-hours", type=float, help="training time budget for all epochs")
     p.add_argument("--max-adapter-mb", type=float, help="largest acceptable saved adapter")
-    p.add_argument("--top", type=int, default=5, help="how many methods to rank (default 5)")
-    p.add_argument("--batch-size", type=int, default=8, help="effective batch size (default 8)")
-    p.add_argument("--epochs", type=float, default=3.0, help="epochs, for the time budget (default 3)")
+    p.add_argument("--top", type=int, default=20, help="how many methods to rank (default: all)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="effective batch size, kept: micro-batch x gradient accumulation (default 16)")
+    p.add_argument("--epochs", type=float, default=3.0, help="epochs, for time and training length (default 3)")
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16"), default=None,
+                   help="assume autocast with fp32 master weights and AdamW states (default: pure bf16)")
     p.add_argument("--results", type=Path,
                    help="learn from the runs under this results root instead of the reference results shipped with "
                         "peftbench (the published corpus is used either way)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    p.add_argument("--evaluate", action="store_true", help="leave-one-task-out track record vs baselines")
+    p.add_argument("--evaluate", action="store_true",
+                   help="track record: leave-one-source-out (corpus) and leave-one-task-out (own runs) vs baselines")
     p.set_defaults(func=main)
 
 
@@ -56,7 +60,8 @@ def main(args: argparse.Namespace) -> int:
     rec = recommend(args.task, gpu=args.gpu, hardware=args.hardware, model=args.model, data=args.data,
                     train_examples=args.train_examples, seq_len=args.seq_len, max_hours=args.max_hours,
                     max_adapter_mb=args.max_adapter_mb, top=args.top, batch_size=args.batch_size,
-                    epochs=args.epochs, results=args.results)
+                    epochs=args.epochs, results=args.results, mixed_precision=args.mixed_precision,
+                    progress=not args.json)
     print(json.dumps(rec.to_dict(), indent=1, default=str) if args.json else render(rec.to_dict()))
     return 0
 
@@ -71,68 +76,47 @@ def _fmt_size(n: float) -> str:
     return f"{n / 2**30:.1f}G" if n >= 2**30 else f"{n / 2**20:.1f}M"
 
 
-def _hp(c: dict[str, Any]) -> str:
-    keep = ("r", "learning_rate", "target_modules", "num_virtual_tokens", "reduction_factor")
-    parts = [f"{k}={v}" for k, v in c["hyperparameters"].items() if k in keep and v is not None]
-    if c["gradient_checkpointing"]:
-        parts.append("grad-ckpt")
-    if c["gradient_accumulation"] > 1:
-        parts.append(f"batch {c['batch_size']}x{c['gradient_accumulation']}")
-    return " ".join(parts)
-
-
-def run_overrides(c: dict[str, Any]) -> str:
-    """The `peftbench run` overrides that reproduce a recommended setting (method, its hyper-parameters, the
-    learning rate, micro-batch, accumulation and checkpointing). The rate goes in `train.learning_rate`: a
-    method-level rate would be scaled by the suite's `lr_multiplier`."""
-    import json
-
-    parts = [f"methods=[{c['method']}]"]
-    for key, value in c["hyperparameters"].items():
-        if value is None or key == "total_step":
-            continue
-        text = json.dumps(value).replace(" ", "").replace('"', "") if isinstance(value, list) else value
-        name = "train.learning_rate" if key == "learning_rate" else f"methods.{c['method']}.{key}"
-        parts.append(f"{name}={text}")
-    parts.append(f"train.batch_size={c['batch_size']}")
-    if c["gradient_accumulation"] > 1:
-        parts.append(f"train.gradient_accumulation_steps={c['gradient_accumulation']}")
-    if c["gradient_checkpointing"]:
-        parts.append("train.gradient_checkpointing=true")
-    return " ".join(parts)
-
-
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _quality(c: dict[str, Any]) -> str:
+    q, band = c["predicted_relative_quality"], c["quality_interval"]
+    return "-" if q is None else f"{q:.0%} [{band[0]:.0%}, {band[1]:.0%}]"
 
 
 def render(rec: dict[str, Any]) -> str:
     task = rec["task"]
-    out = [f"Task: {task['query']} ({task['kind']}, ~{task['train_examples'] or '?'} examples, "
-           f"{task['seq_len']} tokens)   GPU: {rec['gpu']}   Model: {rec['model']}", ""]
-    rows = [["#", "method", "hyper-parameters", "quality vs full FT (80%)", "peak", "fits", "step", "epoch",
-             "adapter"]]
+    size = f"{task['train_examples']:,.0f} examples" if task["train_examples"] else "size unknown"
+    out = [f"Task: {task['query']} ({task['kind']}, {size}, {task['seq_len']} tokens, effective batch "
+           f"{task['effective_batch']})   GPU: {rec['gpu']}   Model: {rec['model']}", ""]
+    rows = [["#", "method", "vs full FT (80%)", "risk score", "evidence (eff./near)", "peak", "step", "epoch",
+             "saved"]]
     for i, c in enumerate(rec["ranking"], 1):
-        q, lo_hi = c["predicted_relative_quality"], c["quality_interval"]
-        rows.append([str(i), c["method"], _hp(c), f"{q:.0%} [{lo_hi[0]:.0%}, {lo_hi[1]:.0%}]",
-                     _fmt_size(c["peak_bytes"]), "yes", _fmt_time(c["step_seconds"]),
-                     _fmt_time(c["epoch_seconds"]), _fmt_size(c["adapter_bytes"])])
-    out.append(_table(rows) if len(rows) > 1 else "Nothing fits.")
-    if rec["ranking"]:
-        top = rec["ranking"][0]
-        out += ["", f"Why {top['method']}:"] + [f"  - {r}" for r in top["reasons"]]
-        out += [f"Run it: peftbench run suite=YOURS {run_overrides(top)}"]
-        out += ["Evidence:"] + [f"  - {e}" for e in top["evidence"] or ["(none beyond the defaults)"]]
-        flagged = [c for c in rec["ranking"][1:] if c["warnings"]]
-        out += [f"Note on {c['method']}: {w}" for c in flagged for w in c["warnings"] if "unstable" in w]
-    if rec["not_fitting"]:
-        out += ["", "Not recommended here:"]
-        for c in rec["not_fitting"]:
-            why = c["excluded_because"] or f"peak {_fmt_size(c['peak_bytes'])} does not fit"
+        rows.append([str(i), c["method"], _quality(c), f"{c['risk_score']:+.3f}",
+                     f"{c['evidence_weight']:.1f} / {c['near_comparisons']}", _fmt_size(c["peak_bytes"]),
+                     _fmt_time(c["step_seconds"]), _fmt_time(c["epoch_seconds"]), _fmt_size(c["adapter_bytes"])])
+    out.append(_table(rows) if len(rows) > 1 else "No method is ranked (see below).")
+    for i, c in enumerate(rec["ranking"], 1):
+        head = "recommended" if i == 1 and rec["separates"] else "best by a hair" if i == 1 else ""
+        out += ["", f"{i}. {c['method']}" + (f" ({head})" if head else "")]
+        out += [f"   - {r}" for r in (c["reasons"] if i == 1 else c["reasons"][:1])]
+        out += [f"   ! {w}" for w in c["warnings"]]
+        out.append(f"   run: peftbench run suite=YOUR_SUITE {c['override']}")
+        out += [f"   evidence: {e}" for e in c["evidence"][: 3 if i == 1 else 1]]
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    for c in rec["not_ranked"]:
+        by_status.setdefault(c["status"], []).append(c)
+    for status, items in by_status.items():
+        out += ["", f"{status.capitalize()}:"]
+        for c in items:
             fix = f"; would fit with: {' or '.join(c['would_fit_with'])}" if c["would_fit_with"] else ""
-            out.append(f"  - {c['method']}: {why}{fix}")
+            out.append(f"  - {c['method']}: {c['excluded_because'] or status}{fix}")
+            if status.startswith(("no evidence", "too little")) and c["evidence"]:
+                out.append(f"      nearest: {c['evidence'][0]}")
     base = rec["evidence_base"]
-    out += ["", f"Based on {base['runs']} benchmark runs over {base['tasks']} tasks and "
-                f"{base['published_points']} published figures."] + [f"Note: {n}" for n in rec["notes"]]
+    out += ["", f"Evidence: {base['points']} points from {len(base['sources'])} sources (published corpus + "
+                "reference suites); left out: " + "; ".join(f"{k} ({v})" for k, v in base["excluded"].items())]
+    out += [f"Precision: {rec['precision']}"] + [f"Note: {n}" for n in rec["notes"] if not n.startswith("precision")]
     return "\n".join(out)

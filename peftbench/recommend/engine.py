@@ -1,28 +1,40 @@
-"""`recommend(...)`: rank methods (and, without a model, pick the model) for a task and a GPU."""
+"""`recommend(...)`: every method of the registry for a task and a GPU — ranked, or listed with why not.
+
+Quality comes from `regime.fit` over the evidence points near the query (published corpus + reference
+suites, or the evidence set the user names); feasibility and cost from `peftbench.estimate`; settings from
+`hparams.suggest`. A method is, in this order: not applicable (cannot wrap this model / needs CUDA), over the
+GPU, over a limit (--max-hours, --max-adapter-mb), without evidence at this scale, or ranked by its lower
+confidence bound. Nothing is ranked first on fewer than MIN_NEAR_FOR_FIRST comparisons in the regime.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.paths import check_input_dir
-from peftbench.recommend.evidence import Evidence, seed_spread
+from peftbench.recommend.evaluate import recommender_order
+from peftbench.recommend.evidence import seed_spread
 from peftbench.recommend.feasibility import Cost, CostModel, resolve_gpu
-from peftbench.recommend.fitting import default_evidence, fitted_model, method_catalogue
+from peftbench.recommend.fitting import default_evidence, method_catalogue
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
-from peftbench.recommend.predict import PROXIES, Subject, predict_quality
-from peftbench.recommend.published import published_points
+from peftbench.recommend.points import Evidence, cached_corpus_points, merge, own_points
 from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, resolve_task
+from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, MIN_WEIGHT, Estimate, Regime, fit, separated
+from peftbench.recommend.render import override_line, quality_reasons, separation_note
 
-SMALL_DATA = 1000  # examples; the data-size rule's first step, and where seed spread is measured
-UNSTABLE_FACTOR = 2.0  # "unstable": seed spread at least this multiple of the methods' median spread
+SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
 FULL_SAVE_BYTES, ADAPTER_SAVE_BYTES = 2, 4  # full model saved in bf16; peft keeps adapter weights in fp32
+PROXIES = {"qlora": "lora"}  # QLoRA's quality is LoRA's (same adapters; Dettmers et al. 2023: 16-bit parity)
+STATUSES = ("ranked", "not applicable", "does not fit", "over a limit", "no evidence at this scale",
+            "too little evidence near this query to rank first")
 
 
 @dataclass
@@ -30,19 +42,23 @@ class Candidate:
     model: str
     method: str
     family: str
+    status: str
     hyperparameters: dict[str, Any]
-    predicted_relative_quality: float | None
+    predicted_relative_quality: float | None  # vs full FT at this regime (1.0 = on par)
     quality_interval: list[float] | None
+    risk_score: float | None  # the lower confidence bound the ranking uses
+    evidence_weight: float  # effective comparisons at the query
+    near_comparisons: int  # comparisons in the query's regime
     peak_bytes: int
     fits: bool
     step_seconds: float | None
     epoch_seconds: float | None
     adapter_bytes: int
-    batch_size: int
+    batch_size: int  # micro-batch
     gradient_accumulation: int
     gradient_checkpointing: bool
     trainable_params: int
-    quality_sources: dict[str, Any] = field(default_factory=dict)
+    override: str = ""  # `peftbench run` overrides reproducing these settings
     reasons: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -55,186 +71,246 @@ class Recommendation:
     task: dict[str, Any]
     gpu: str
     model: str
+    precision: str
     ranking: list[Candidate]
-    not_fitting: list[Candidate]
+    not_ranked: list[Candidate]
     notes: list[str]
     evidence_base: dict[str, Any]
+    separates: bool = True  # False: the best method is within the evidence's noise of the runner-up
+
+    @property
+    def not_fitting(self) -> list[Candidate]:
+        return self.not_ranked
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class _Context:
-    evidence: Evidence
-    qmodel: Any
-    methods: dict[str, dict[str, Any]]
-    query: TaskQuery
-    costs: CostModel
-    batch_size: int
-    epochs: float
-    max_hours: float | None
-    max_adapter_bytes: float | None
-    unstable: dict[str, tuple[float, list[str]]]
+        out = dataclasses.asdict(self)
+        out["not_fitting"] = out["not_ranked"]  # the name older callers (report) read
+        return out
 
 
 def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None, model: str | None = None,
               data: Path | None = None, train_examples: int | None = None, seq_len: int | None = None,
-              max_hours: float | None = None, max_adapter_mb: float | None = None, top: int = 5,
-              batch_size: int = 8, epochs: float = 3.0, results: Path | None = None) -> Recommendation:
+              max_hours: float | None = None, max_adapter_mb: float | None = None, top: int = 20,
+              batch_size: int = 16, epochs: float = 3.0, results: Path | None = None,
+              mixed_precision: str | None = None, progress: bool = False) -> Recommendation:
     Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
+    if mixed_precision not in (None, "bf16", "fp16"):
+        raise UserError(f"--mixed-precision must be bf16 or fp16, got {mixed_precision!r}")
     check_input_dir(results, "--results")
     for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
         if value is not None and not value.strip():
             raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
     target = resolve_gpu(gpu, hardware)  # before the evidence is read: a bad card name costs nothing
-    evidence = default_evidence(results)
-    query = resolve_task(task, evidence.runs, data, model)
+    runs = default_evidence(results).runs
+    query = resolve_task(task, runs, data, model)
     apply_overrides(query, train_examples, seq_len)
-    costs = CostModel(target, query.kind, query.seq_len(seq_len), query.num_labels)
-    ctx = _Context(evidence, fitted_model(evidence), method_catalogue(), query, costs, batch_size, epochs,
-                   max_hours, max_adapter_mb * 2**20 if max_adapter_mb else None, _unstable(evidence))
+    costs = CostModel(target, query.kind, query.seq_len(seq_len), query.num_labels, mixed_precision)
+    evidence = merge(cached_corpus_points(), own_points(runs))
+    catalogue = method_catalogue()
     try:
-        chosen, model_notes = _choose_model(ctx, model)
-        candidates = [_candidate(ctx, chosen, name) for name in _methods_for(ctx, chosen)]
+        chosen, model_notes = _choose_model(costs, query, model, batch_size, epochs, max_hours)
+        cands = _candidates(costs, query, chosen, catalogue, evidence, batch_size, epochs, progress)
     finally:
         costs.flush()
-    ok = sorted((c for c in candidates if c.fits and not c.excluded_because),
-                key=lambda c: (-(c.predicted_relative_quality or -math.inf), c.peak_bytes))
-    if ok:
-        ok[0].reasons = _reasons(ctx, ok[0], ok[1:], model_notes)
+    params = max((c.trainable_params if c.method == "full" else 0) for c in cands) or chosen.approx_params
+    regime = _regime(query, chosen, params, batch_size, epochs)
+    estimates = fit(evidence.points, regime)
+    unstable = _unstable(runs) if query.train_examples and query.train_examples <= SMALL_DATA else {}
+    for cand in cands:
+        _judge(cand, estimates, max_hours, max_adapter_mb, epochs)
+        if cand.method in unstable:
+            spread, ids = unstable[cand.method]
+            cand.warnings.append(f"unstable on small data: across seeds its score relative to full FT varies by "
+                                 f"±{spread:.0%} on benchmark tasks with <= {SMALL_DATA} examples (runs "
+                                 f"{', '.join(ids[:4])}); run several seeds")
+    ranked = _rank(cands, estimates)
+    separates = True
+    if ranked:
+        ranked[0].reasons = quality_reasons(ranked, estimates, regime, target) + ranked[0].reasons
+        first = PROXIES.get(ranked[0].method, ranked[0].method)
+        # The runner-up with evidence of its own (QLoRA is LoRA's evidence, not a rival to it).
+        runner = next((c for c in ranked[1:] if PROXIES.get(c.method, c.method) != first), None)
+        if runner is not None:
+            separates = separated(estimates[first], estimates[PROXIES.get(runner.method, runner.method)])
+            if not separates:
+                ranked[0].reasons.insert(0, separation_note(ranked[0], runner))
+    notes = query.notes + model_notes + [
+        f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
+        "precision assumed: " + _precision(mixed_precision)]
+    if not ranked:
+        notes.append("no method can be recommended: " + ("none has at least "
+                     f"{MIN_NEAR_FOR_FIRST} comparisons near this query" if any(
+                         c.status == STATUSES[5] for c in cands) else "none fits and applies"))
     return Recommendation(
         task={"query": query.label, "kind": query.kind, "train_examples": query.train_examples,
-              "mean_input_tokens": query.mean_input_tokens, "seq_len": costs.seq_len, "epochs": epochs},
-        gpu=target.label, model=chosen.name, ranking=ok[:top],
-        not_fitting=[c for c in candidates if not c.fits or c.excluded_because],
-        notes=query.notes + model_notes + ([] if ok else ["nothing fits: see not_fitting for what would help"]),
-        evidence_base={"runs": len(evidence.runs), "tasks": len(evidence.tasks()),
-                       "results_hash": evidence.files_hash, "published_points": len(published_points()),
-                       "quality_model": "ridge bootstrap ensemble" if ctx.qmodel else "none (fewer than 2 tasks)"})
+              "mean_input_tokens": query.mean_input_tokens, "seq_len": costs.seq_len, "epochs": epochs,
+              "effective_batch": batch_size},
+        gpu=target.label, model=chosen.name, precision=_precision(mixed_precision), ranking=ranked[:top],
+        not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
+        evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
+        separates=separates)
 
 
-def _unstable(evidence: Evidence) -> dict[str, tuple[float, list[str]]]:
-    spreads = seed_spread(evidence.runs, SMALL_DATA)
+def _unstable(runs: list) -> dict[str, tuple[float, list[str]]]:
+    """Methods whose seed spread on small benchmark tasks is at least twice the methods' median spread."""
+    spreads = seed_spread(runs, SMALL_DATA)
     if len(spreads) < 2:
         return {}
     median = statistics.median(s for s, _ in spreads.values())
-    return {m: v for m, v in spreads.items() if v[0] >= UNSTABLE_FACTOR * max(median, 1e-3)}
+    return {m: v for m, v in spreads.items() if v[0] >= 2.0 * max(median, 1e-3)}
 
 
-def _choose_model(ctx: _Context, model: str | None) -> tuple[ModelInfo, list[str]]:
+def _precision(mixed: str | None) -> str:
+    if mixed:
+        return (f"{mixed} autocast with fp32 master weights and fp32 AdamW states (--mixed-precision {mixed}); "
+                "`peftbench run` itself trains in train.dtype without autocast")
+    return "pure bf16: weights, gradients and AdamW states in bf16 (--mixed-precision bf16 for fp32 master weights)"
+
+
+def _regime(query: TaskQuery, model: ModelInfo, params: float, batch: int, epochs: float) -> Regime:
+    n = query.train_examples
+    steps = epochs * n / batch if n else None
+    return Regime(query.fine_kind, model.architecture, math.log10(params) if params else None,
+                  math.log10(n) if n else None, math.log10(steps) if steps else None)
+
+
+def _choose_model(costs: CostModel, query: TaskQuery, model: str | None, batch: int, epochs: float,
+                  max_hours: float | None) -> tuple[ModelInfo, list[str]]:
     if model:
-        arch = model_architecture(model)
-        if arch is None:
-            arch = _arch_from_estimate(ctx, model)
+        arch = model_architecture(model) or _arch_from_estimate(model)
         return ModelInfo(model, arch, 0.0), []
-    probe = "qlora" if ctx.costs.gpu.profile != "cpu" else "lora"
-    for info in candidate_models(ctx.query.kind):
-        cost = ctx.costs.search(info.name, probe, {}, ctx.batch_size)
-        if cost.fits and not _too_slow(ctx, cost):
-            return info, [f"model: {info.name}, the largest candidate where {probe} fits "
-                          f"{ctx.costs.gpu.label}{' within --max-hours' if ctx.max_hours else ''}. Larger "
-                          "pretrained models score higher after fine-tuning (Hu et al. 2021 Table 2: full FT GLUE "
-                          "avg 86.4 RoBERTa-base, 88.9 RoBERTa-large, 91.1 DeBERTa-XXL); pass --model to choose"]
-    raise UserError(f"no candidate model can be fine-tuned on {ctx.costs.gpu.label} with these limits")
+    probe = "qlora" if costs.gpu.profile != "cpu" else "lora"
+    for info in candidate_models(query.kind):
+        cost = costs.search(info.name, probe, {}, batch)
+        seconds = _epoch_seconds(query, cost)
+        if cost.fits and not (max_hours and seconds and seconds * epochs > max_hours * 3600):
+            return info, [f"model: {info.name}, the largest candidate where {probe} fits {costs.gpu.label}"
+                          f"{' within --max-hours' if max_hours else ''} (larger pretrained models score higher after "
+                          "fine-tuning: Hu et al. 2021 Table 2); pass --model to choose"]
+    raise UserError(f"no candidate model can be fine-tuned on {costs.gpu.label} with these limits")
 
 
-def _arch_from_estimate(ctx: _Context, model: str) -> str:
+def _arch_from_estimate(model: str) -> str:
     from peftbench.estimate.configs import load_any_config
     from peftbench.models.catalogue import architecture_family
 
     return architecture_family(load_any_config(model))
 
 
-def _methods_for(ctx: _Context, model: ModelInfo) -> list[str]:
-    """Methods that can wrap this architecture and have some evidence (own runs or published)."""
-    published = {p.method for p in published_points()}
-    own = set(ctx.qmodel.methods_) if ctx.qmodel else set()
-    names = []
-    for name, meta in ctx.methods.items():
-        source = PROXIES.get(name, (name,))[0]
-        if model.architecture not in meta["architectures"] or not (source in own or source in published):
-            continue
-        if name == "qlora" and ctx.costs.gpu.profile == "cpu":
-            continue  # bitsandbytes' 4-bit layers need CUDA
-        names.append(name)
-    return ["full", *sorted(n for n in names if n != "full")]
-
-
-def _too_slow(ctx: _Context, cost: Cost) -> bool:
-    seconds = _epoch_seconds(ctx, cost)
-    return bool(ctx.max_hours and seconds and seconds * ctx.epochs > ctx.max_hours * 3600)
-
-
-def _epoch_seconds(ctx: _Context, cost: Cost) -> float | None:
-    if cost.step_seconds is None or not ctx.query.train_examples:
+def _epoch_seconds(query: TaskQuery, cost: Cost) -> float | None:
+    if cost.step_seconds is None or not query.train_examples:
         return None
-    optimizer_steps = math.ceil(ctx.query.train_examples / (cost.batch_size * cost.accumulation))
+    optimizer_steps = math.ceil(query.train_examples / (cost.batch_size * cost.accumulation))
     return optimizer_steps * cost.accumulation * cost.step_seconds
 
 
-def _candidate(ctx: _Context, model: ModelInfo, name: str) -> Candidate:
-    meta = ctx.methods[name]
-    hps, hp_notes = suggest(name, meta["family"], meta["defaults"], ctx.evidence.runs, ctx.query.kind,
-                            PROXIES.get(name, (None,))[0])
-    cost = ctx.costs.search(model.name, name, hps, ctx.batch_size)
-    subject = Subject(ctx.query.kind, model.architecture, cost.total_params or model.approx_params,
-                      ctx.query.train_examples, ctx.query.mean_input_tokens, ctx.query.mean_target_tokens)
-    pred = predict_quality(ctx.qmodel, ctx.evidence.runs, subject, name, meta["family"], cost.trainable_params)
-    size = cost.total_params * FULL_SAVE_BYTES if name == "full" else cost.trainable_params * ADAPTER_SAVE_BYTES
-    epoch = _epoch_seconds(ctx, cost)
+def _candidates(costs: CostModel, query: TaskQuery, model: ModelInfo, catalogue: dict[str, dict[str, Any]],
+                evidence: Evidence, batch: int, epochs: float, progress: bool) -> list[Candidate]:
+    size = model.approx_params or _probe_params(costs, model, batch)
+    plans = []
+    for name in ["full", *sorted(n for n in catalogue if n != "full")]:
+        meta = catalogue[name]
+        hps, notes = suggest(name, meta["defaults"], size, query.train_examples, model.architecture, evidence.points)
+        plans.append((name, meta, hps, notes))
+    todo = [p for p in plans if _applicable(p[1], model, costs) is None
+            and not costs.is_cached(model.name, p[0], p[2], batch)]
+    bar = None
+    if todo and progress:
+        from tqdm import tqdm
+
+        print(f"peftbench: {len(todo)} memory estimate(s) not cached for {model.name}: tracing them "
+              "(tens of seconds each on a CPU; cached afterwards)", file=sys.stderr)
+        bar = tqdm(total=len(todo), desc="tracing", unit="method", file=sys.stderr)
+    out = []
+    for name, meta, hps, notes in plans:
+        out.append(_candidate(costs, query, model, name, meta, hps, notes, batch, epochs))
+        if bar is not None and any(p[0] == name for p in todo):
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def _probe_params(costs: CostModel, model: ModelInfo, batch: int) -> float:
+    cost = costs.search(model.name, "lora", {}, batch)
+    return float(cost.total_params or 1e8)
+
+
+def _applicable(meta: dict[str, Any], model: ModelInfo, costs: CostModel) -> str | None:
+    if model.architecture not in meta["architectures"]:
+        return (f"cannot wrap a {model.architecture} model (supports: {', '.join(meta['architectures'])})")
+    return None
+
+
+def _candidate(costs: CostModel, query: TaskQuery, model: ModelInfo, name: str, meta: dict[str, Any],
+               hps: dict[str, Any], notes: list[str], batch: int, epochs: float) -> Candidate:
+    why_not = _applicable(meta, model, costs)
+    if name == "qlora" and costs.gpu.profile == "cpu":
+        why_not = "needs a CUDA GPU (bitsandbytes 4-bit layers); this query is for a CPU"
+    cost = (Cost(name, False, 0, None, 0, 0, batch, 1, False, not_applicable=why_not) if why_not
+            else costs.search(model.name, name, hps, batch))
+    saved = cost.total_params * FULL_SAVE_BYTES if name == "full" else cost.trainable_params * ADAPTER_SAVE_BYTES
+    epoch = _epoch_seconds(query, cost)
     cand = Candidate(
-        model=model.name, method=name, family=meta["family"], hyperparameters=hps,
-        predicted_relative_quality=None if pred.mean is None else round(pred.mean, 4),
-        quality_interval=None if pred.low is None else [round(pred.low, 4), round(pred.high, 4)],
-        peak_bytes=cost.peak_bytes, fits=cost.fits, step_seconds=cost.step_seconds,
-        epoch_seconds=None if epoch is None else round(epoch, 1), adapter_bytes=int(size),
+        model=model.name, method=name, family=meta["family"], status="ranked", hyperparameters=hps,
+        predicted_relative_quality=None, quality_interval=None, risk_score=None, evidence_weight=0.0,
+        near_comparisons=0, peak_bytes=cost.peak_bytes, fits=cost.fits, step_seconds=cost.step_seconds,
+        epoch_seconds=None if epoch is None else round(epoch, 1), adapter_bytes=int(saved),
         batch_size=cost.batch_size, gradient_accumulation=cost.accumulation,
         gradient_checkpointing=cost.gradient_checkpointing, trainable_params=cost.trainable_params,
-        quality_sources=pred.sources, evidence=pred.evidence, warnings=pred.notes + cost.notes,
-        would_fit_with=cost.would_fit_with, excluded_because=cost.not_applicable)
-    cand.reasons = hp_notes
-    _limits(ctx, cand)
-    _stability(ctx, cand)
+        reasons=list(notes), warnings=list(cost.notes), would_fit_with=cost.would_fit_with)
+    if cost.not_applicable:
+        cand.status, cand.excluded_because = "not applicable", cost.not_applicable
+    elif not cost.fits:
+        cand.status = "does not fit"
+        cand.excluded_because = f"predicted peak {cost.peak_bytes / 2**30:.1f} GiB does not fit {costs.gpu.label}"
+    steps = math.ceil(epochs * query.train_examples / batch) if query.train_examples else None
+    cand.override = override_line(name, hps, cost, steps, costs.mixed_precision)
+    if name == "qlora":
+        cand.warnings.append("quality from LoRA's evidence: QLoRA trains the same adapters on a 4-bit base "
+                             "(Dettmers et al. 2023 report 16-bit parity)")
     return cand
 
 
-def _limits(ctx: _Context, cand: Candidate) -> None:
-    if cand.excluded_because:
+def _judge(cand: Candidate, estimates: dict[str, Estimate], max_hours: float | None, max_adapter_mb: float | None,
+           epochs: float) -> None:
+    est = estimates.get(PROXIES.get(cand.method, cand.method))
+    full = estimates.get("full")
+    if est is not None:
+        base = full.effect if full is not None and full.evidenced else 0.0
+        cand.predicted_relative_quality = round(1.0 + est.effect - base, 4)
+        half = 1.2816 * est.se
+        cand.quality_interval = [round(cand.predicted_relative_quality - half, 4),
+                                 round(cand.predicted_relative_quality + half, 4)]
+        cand.risk_score = round(est.lcb, 4)
+        cand.evidence_weight, cand.near_comparisons = round(est.weight, 2), est.near
+        cand.evidence = [f"(weight {w:.2f}) {p.cite}" for w, p in est.nearest]
+    if cand.status != "ranked":
         return
-    if ctx.max_adapter_bytes and cand.adapter_bytes > ctx.max_adapter_bytes:
-        cand.excluded_because = f"saved size {cand.adapter_bytes / 2**20:.1f} MiB exceeds --max-adapter-mb"
-    elif ctx.max_hours and cand.epoch_seconds and cand.epoch_seconds * ctx.epochs > ctx.max_hours * 3600:
-        cand.excluded_because = (f"{ctx.epochs:g} epochs take ~{cand.epoch_seconds * ctx.epochs / 3600:.1f} h, "
-                                 "over --max-hours")
-    elif cand.predicted_relative_quality is None:
-        cand.excluded_because = "no evidence (own runs or published) to predict its quality"
+    if max_adapter_mb and cand.adapter_bytes > max_adapter_mb * 2**20:
+        cand.status, cand.excluded_because = "over a limit", (
+            f"saved size {cand.adapter_bytes / 2**20:.1f} MiB exceeds --max-adapter-mb {max_adapter_mb:g}")
+    elif max_hours and cand.epoch_seconds and cand.epoch_seconds * epochs > max_hours * 3600:
+        cand.status, cand.excluded_because = "over a limit", (
+            f"{epochs:g} epochs take ~{cand.epoch_seconds * epochs / 3600:.1f} h, over --max-hours {max_hours:g}")
+    elif est is None or est.weight < MIN_WEIGHT:
+        weight = 0.0 if est is None else est.weight
+        cand.status = "no evidence at this scale"
+        cand.excluded_because = (f"no evidence at this scale: {weight:.2f} effective comparisons near this query "
+                                 f"(needs {MIN_WEIGHT:g})" + ("; nearest evidence below" if cand.evidence else
+                                                              "; no published or reference comparison at all"))
 
 
-def _stability(ctx: _Context, cand: Candidate) -> None:
-    small = ctx.query.train_examples is not None and ctx.query.train_examples <= SMALL_DATA
-    if not small:
-        return
-    if cand.method in ctx.unstable:
-        spread, ids = ctx.unstable[cand.method]
-        cand.warnings.append(
-            f"unstable on small data: across seeds its score relative to full FT varies by ±{spread:.0%} on "
-            f"benchmark tasks with <= {SMALL_DATA} examples (runs {', '.join(ids[:4])}); run several seeds")
-    if cand.family == "soft_prompt":
-        cand.warnings.append("soft-prompt methods are reported less stable (PEFT-Bench, Belanec et al. 2025, "
-                             "arXiv 2511.21285)")
-
-
-def _reasons(ctx: _Context, top: Candidate, rest: list[Candidate], model_notes: list[str]) -> list[str]:
-    gib, gpu = top.peak_bytes / 2**30, ctx.costs.gpu
-    reasons = [f"highest predicted quality among {len(rest) + 1} methods that fit: {top.predicted_relative_quality:.0%}"
-               f" of full fine-tuning (80% interval {top.quality_interval[0]:.0%}-{top.quality_interval[1]:.0%})"]
-    if rest and rest[0].predicted_relative_quality is not None:
-        runner = rest[0]
-        overlap = runner.quality_interval and runner.quality_interval[1] >= top.quality_interval[0]
-        reasons.append(f"runner-up {runner.method} at {runner.predicted_relative_quality:.0%}"
-                       + ("; the intervals overlap, so it is a close call" if overlap else ""))
-    reasons.append(f"predicted peak {gib:.1f} GiB on {gpu.label} ({gpu.memory_bytes / 2**30:.0f} GiB)")
-    if ctx.query.train_examples:
-        reasons.append(f"task: ~{ctx.query.train_examples:.0f} training examples ({ctx.query.kind})")
-    return reasons + top.reasons + top.warnings + model_notes[:1]
+def _rank(cands: list[Candidate], estimates: dict[str, Estimate]) -> list[Candidate]:
+    ok = {c.method: c for c in cands if c.status == "ranked"}
+    proxied = {m: estimates[PROXIES.get(m, m)] for m in ok if PROXIES.get(m, m) in estimates}
+    order = recommender_order(list(ok), proxied)
+    ranked = [ok[m] for m in order]
+    if ranked and proxied.get(ranked[0].method) and proxied[ranked[0].method].near < MIN_NEAR_FOR_FIRST:
+        # Nothing qualifies to be first: nothing is ranked; each says how much evidence it has.
+        for c in ranked:
+            c.status = STATUSES[5]
+            c.excluded_because = (f"{c.near_comparisons} comparison(s) near this query; a first place needs "
+                                  f"{MIN_NEAR_FOR_FIRST}")
+        return []
+    return ranked

@@ -45,6 +45,7 @@ class Run:
     train_examples: int
     mean_input_tokens: float
     mean_target_tokens: float
+    steps: int = 0  # optimizer steps trained
     config: str = ""  # method plus the hyper-parameter that distinguishes configurations (LoRA rank)
     relative: float | None = None  # score / full fine-tuning's score on the same task and seed
     reference_run: str | None = None  # the full fine-tuning run it is relative to
@@ -95,7 +96,7 @@ def _to_run(rec: dict[str, Any]) -> Run | None:
                total_params=int(rec.get("total_params") or 0), train_examples=int(rec.get("train_examples") or 0),
                mean_input_tokens=float(rec.get("mean_input_tokens") or 0.0),
                mean_target_tokens=float(rec.get("mean_target_tokens") or 0.0),
-               config=config_label(rec["method"], hps))
+               steps=int(rec.get("steps") or 0), config=config_label(rec["method"], hps))
 
 
 def attach_relative(runs: list[Run]) -> None:

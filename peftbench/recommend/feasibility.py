@@ -83,15 +83,29 @@ def all_profiles() -> list[str]:
 class CostModel:
     """Memoised estimator calls for one query shape (task kind, sequence length, labels)."""
 
-    def __init__(self, gpu: Gpu, task_kind: str, seq_len: int, num_labels: int = 2) -> None:
+    def __init__(self, gpu: Gpu, task_kind: str, seq_len: int, num_labels: int = 2,
+                 mixed_precision: str | None = None) -> None:
         self.gpu, self.task_kind, self.seq_len, self.num_labels = gpu, task_kind, seq_len, num_labels
+        # Pure bf16 (weights, gradients and AdamW states in bf16) unless mixed precision is asked for: then
+        # fp32 master weights and fp32 AdamW states with bf16/fp16 autocast.
+        self.mixed_precision = mixed_precision
+        self.dtype = "fp32" if mixed_precision else "bf16"
         self.fingerprint = meaning_key("estimates", "methods")
         self.cache = read_json("estimates.json")
         self.new: dict[str, Any] = {}
 
+    def _key(self, model: str, method: str, overrides: dict[str, Any], batch: int, checkpointing: bool) -> str:
+        shape = {k: v for k, v in overrides.items() if k != "learning_rate"}  # the lr changes no memory
+        return key_of(self.fingerprint, model, method, shape, self.task_kind, batch, self.seq_len,
+                      checkpointing, self.num_labels, self.dtype, self.mixed_precision)
+
+    def is_cached(self, model: str, method: str, overrides: dict[str, Any], batch: int) -> bool:
+        """Whether the first configuration the search tries is cached (else the call must trace)."""
+        entry = self.cache.get(self._key(model, method, overrides, batch, False))
+        return entry is not None and (entry.get("profiles") is None or self.gpu.profile in entry["profiles"])
+
     def raw(self, model: str, method: str, overrides: dict[str, Any], batch: int, checkpointing: bool) -> dict:
-        key = key_of(self.fingerprint, model, method, overrides, self.task_kind, batch, self.seq_len,
-                     checkpointing, self.num_labels)
+        key = self._key(model, method, overrides, batch, checkpointing)
         entry = self.cache.get(key) or self.new.get(key)
         if entry is None or (entry.get("profiles") is not None and self.gpu.profile not in entry["profiles"]):
             entry = self._compute(model, method, overrides, batch, checkpointing)
@@ -107,16 +121,19 @@ class CostModel:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # transformers' deprecation notices are not the user's concern
-                est = estimate(model, method, overrides=overrides, task_kind=self.task_kind, batch_size=batch,
-                               seq_len=self.seq_len, gradient_checkpointing=ckpt,
+                shape = {k: v for k, v in overrides.items() if k != "learning_rate"}
+                est = estimate(model, method, overrides=shape, task_kind=self.task_kind, batch_size=batch,
+                               seq_len=self.seq_len, dtype=self.dtype, mixed_precision=self.mixed_precision,
+                               gradient_checkpointing=ckpt,
                                hardware=sorted(set(all_profiles()) | {self.gpu.profile}), num_labels=self.num_labels)
         except MethodNotApplicable as exc:
-            return {"not_applicable": str(exc)}
+            return {"not_applicable": str(exc).splitlines()[0][:200]}
         except (RuntimeError, ValueError, TypeError) as exc:
             # An estimator failure for one method must not sink the whole answer: that method is listed as
             # not estimable. Cached like any answer: the key holds the estimator's version, so a fixed
             # estimator (with its version bumped) is asked again.
-            return {"not_applicable": f"the estimator failed: {str(exc).splitlines()[0][:160]}"}
+            return {"not_applicable": "cannot be built for this model (peftbench estimate "
+                                      f"{model} --method {method} shows why)", "error": str(exc).splitlines()[0][:160]}
         full = est.to_dict()
         # Only what the recommender reads: keeps the shipped cache small (the breakdown is per-estimate MBs).
         keep = ("fits", "step_seconds", "max_batch_size")
@@ -161,11 +178,14 @@ class CostModel:
         return last
 
     def _smaller_batches(self, model: str, method: str, hps: dict[str, Any], batch: int, ckpt: bool) -> list[int]:
+        """Micro-batches that divide the effective batch exactly (so micro x accumulation is the user's batch)."""
+        divisors = [b for b in range(batch - 1, 0, -1) if batch % b == 0]
         if self.gpu.custom:  # the borrowed card's max batch is for its memory, not the stated one: halve
-            return sorted({b for b in (batch // 2, 1) if 1 <= b < batch}, reverse=True)
+            halves = [b for b in divisors if b <= batch // 2]
+            return sorted({halves[0], 1}, reverse=True) if halves else []
         prof = self.raw(model, method, hps, batch, ckpt)["profiles"][self.gpu.profile]
         max_batch = int(prof.get("max_batch_size") or 0)
-        return [max_batch] if 1 <= max_batch < batch else []
+        return [next(b for b in divisors if b <= max_batch)] if 1 <= max_batch < batch and divisors else []
 
     def _explain(self, cost: Cost, batch: int) -> Cost:
         if cost.gradient_checkpointing:

@@ -1,61 +1,99 @@
-"""Hyper-parameter suggestions: what the evidence measured best, else the measured default, said plainly."""
+"""Hyper-parameters that follow the model size, the data size and the published evidence.
+
+Never from peftbench's own CPU runs: the CPU suites multiply every learning rate by `lr_multiplier` (x4) to
+learn something in 4-60 steps, which would be wrong advice for a real schedule. Sources, by rule:
+- learning rates by method and model size: full FT 2e-5 up to ~1B, 1e-5 at 7-13B, 5e-6 beyond (LoRA paper
+  Table 9-11 / common 7B practice); LoRA-family 5e-4 under 1B (Hu et al. 2021 RoBERTa: 4e-4-5e-4),
+  2e-4 at 1-20B and 1e-4 beyond (Dettmers et al. 2023, QLoRA: 2e-4 for 7B/13B, 1e-4 for 33B/65B). Where the
+  corpus reports learning rates for the method at a similar size (within half a decade), their median is
+  used instead if it lies within a factor 3 of the rule, and cited.
+- QLoRA trains LoRA adapters: the same rank, alpha, targets and learning rate as LoRA.
+- LoRA rank grows with the data, never backwards: 8 / 16 / 32 / 64 at < 1k / < 10k / < 100k / more examples
+  (axolotl PR #3691), alpha = 2 x rank; all linear layers (LoRA Without Regret, Schulman et al. 2025; QLoRA
+  Section 4: all-linear is needed to match full fine-tuning).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+import statistics
 from typing import Any
 
-from peftbench.recommend.evidence import Run
+from peftbench.recommend.points import Point
 
-SWEPT = ("r", "learning_rate", "target_modules", "num_virtual_tokens", "reduction_factor")
-# Published advice shown next to the suggestion (not applied: peftbench's runs have not measured it).
-TIPS = {
-    "reparameterization": "LoRA Without Regret (Thinking Machines 2025): LoRA on all linear layers "
-                          "(target_modules='all-linear') with a learning rate ~10x full fine-tuning's "
-                          "matches full FT while the data does not exceed the adapter's capacity.",
-    "soft_prompt": "PEFT-Bench (Belanec et al. 2025, arXiv 2511.21285): soft-prompt methods are less stable "
-                   "across seeds; Lester et al. 2021 needed large models for prompt tuning to match full FT.",
+LORA_FAMILY = ("lora", "qlora", "dora", "rslora", "adalora", "loha", "lokr")
+RANKED = ("lora", "qlora", "dora", "rslora", "loha", "lokr")
+# (largest model size in parameters, learning rate); the first bracket the model fits in applies.
+LR_BY_SIZE: dict[str, tuple[tuple[float, float], ...]] = {
+    "full": ((1.5e9, 2e-5), (2e10, 1e-5), (math.inf, 5e-6)),
+    "lora": ((1e9, 5e-4), (2e10, 2e-4), (math.inf, 1e-4)),
+    "vera": ((1e9, 4e-3), (math.inf, 2e-3)),  # VeRA (Kopiczko et al. 2024): ~10x LoRA's
+    "ia3": ((math.inf, 3e-3),),  # T-Few (Liu et al. 2022): 3e-3
+    "bitfit": ((1e9, 1e-3), (math.inf, 5e-4)),
+    "ln_tuning": ((1e9, 1e-3), (math.inf, 5e-4)),
+    "adapter": ((1e9, 1e-3), (math.inf, 3e-4)),  # LLM-Adapters: 3e-4 on 7B
+    "prompt_tuning": ((math.inf, 3e-2),),
+    "prefix_tuning": ((1e9, 5e-3), (math.inf, 1e-3)),
+    "p_tuning": ((1e9, 5e-3), (math.inf, 1e-3)),
 }
+LR_SOURCE = {"full": "full FT lr by model size (1e-5-2e-5 for 7B-class models)",
+             "lora": "LoRA-family lr by model size (Hu et al. 2021; QLoRA, Dettmers et al. 2023: 2e-4 for 7B/13B)"}
+CORPUS_WINDOW = 0.5  # decades of model size within which the corpus' reported learning rates are used
 
 
-def _norm(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def lora_rank(train_examples: float | None) -> int:
+    """Non-decreasing in the data size."""
+    n = train_examples or 5_000
+    return 8 if n < 1_000 else 16 if n < 10_000 else 32 if n < 100_000 else 64
 
 
-def suggest(method: str, family: str, defaults: dict[str, Any], runs: list[Run], kind: str,
-            proxy: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """(hyper-parameters, notes). A value measured on several settings is chosen by mean relative quality
-    on tasks of the same kind (all kinds if none); otherwise the default that the benchmark ran."""
+def _rule_lr(method: str, total_params: float) -> tuple[float, str]:
+    key = "lora" if method in LORA_FAMILY or method in ("oft", "boft") else method
+    for limit, lr in LR_BY_SIZE.get(key, ()):
+        if total_params <= limit:
+            return lr, LR_SOURCE.get(key, f"{method} lr by model size")
+    return 5e-4, "default"
+
+
+def _corpus_lr(method: str, total_params: float, points: list[Point]) -> tuple[float, int, set[str]] | None:
+    source = "lora" if method == "qlora" else method
+    lrs, sources = [], set()
+    for p in points:
+        lr = p.hyperparameters.get("learning_rate") if p.hyperparameters else None
+        if (p.method == source and isinstance(lr, (int, float)) and lr > 0 and p.log_params is not None
+                and not p.source.startswith("own:")
+                and abs(p.log_params - math.log10(max(total_params, 1))) <= CORPUS_WINDOW):
+            lrs.append(float(lr))
+            sources.add(p.source)
+    return (statistics.median(lrs), len(lrs), sources) if len(lrs) >= 3 else None
+
+
+def learning_rate(method: str, total_params: float, points: list[Point]) -> tuple[float, str]:
+    rule, why = _rule_lr(method, total_params)
+    corpus = _corpus_lr(method, total_params, points)
+    if corpus and rule / 3 <= corpus[0] <= rule * 3:
+        lr, n, sources = corpus
+        return lr, (f"lr {lr:.0e}: median of {n} reported learning rates for {method} on models within "
+                    f"{CORPUS_WINDOW:g} decade of this size ({', '.join(sorted(sources))}); rule of thumb {rule:.0e}")
+    return rule, f"lr {rule:.0e}: {why}"
+
+
+def suggest(method: str, defaults: dict[str, Any], total_params: float, train_examples: float | None,
+            architecture: str, points: list[Point]) -> tuple[dict[str, Any], list[str]]:
+    """(hyper-parameters, one note per choice). `defaults` are the registry's (peft's) defaults."""
     hps = dict(defaults)
-    source = proxy or method
-    own = [r for r in runs if r.method == source and r.relative is not None]
-    same_kind = [r for r in own if r.kind == kind] or own
-    notes: list[str] = []
-    for key in SWEPT:
-        if key not in hps:
-            continue
-        by_value: dict[Any, list[float]] = defaultdict(list)
-        for run in same_kind:
-            by_value[_norm(run.hyperparameters.get(key))].append(float(run.relative))
-        if len(by_value) >= 2:
-            best, scores = max(by_value.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
-            hps[key] = list(best) if isinstance(best, tuple) else best
-            notes.append(f"{key}={best}: best of {len(by_value)} measured settings "
-                         f"({len(scores)} runs, mean {sum(scores) / len(scores):.0%} of full FT)")
-    if not notes and own:
-        measured = {k: v for k, v in own[0].hyperparameters.items() if k in SWEPT and v is not None}
-        if measured:
-            settings = ", ".join(f"{k}={v}" for k, v in measured.items())
-            # A proxy's runs (QLoRA reads LoRA's) may have used other values than this method's defaults.
-            own_defaults = {k: hps[k] for k in measured if k in hps and hps[k] != measured[k]}
-            if own_defaults:
-                kept = ", ".join(f"{k}={v}" for k, v in own_defaults.items())
-                notes.append(f"{source}'s benchmark runs used {settings}; {method} keeps its own default {kept}"
-                             "; no sweep measured yet")
-            else:
-                notes.append(f"the setting every benchmark run used ({settings}); no sweep measured yet")
-    if hps.get("target_modules") is None and "target_modules" in hps:
-        notes.append("target_modules: peft's per-architecture default (attention q/v for LoRA)")
-    if family in TIPS:
-        notes.append(TIPS[family])
+    lr, lr_note = learning_rate(method, total_params, points)
+    hps["learning_rate"] = lr
+    notes = [lr_note]
+    if method in RANKED:
+        r = lora_rank(train_examples)
+        hps["r"] = r
+        hps["lora_alpha" if "lora_alpha" in hps or method in ("lora", "qlora", "dora", "rslora") else "alpha"] = 2 * r
+        hps["target_modules"] = "all-linear"
+        size = "unknown size (assumed ~5k)" if not train_examples else f"{train_examples:,.0f} examples"
+        notes.append(f"r={r}, alpha={2 * r}: rank grows with the data ({size}; 8/16/32/64 at <1k/<10k/<100k/more)")
+        notes.append("all linear layers: LoRA Without Regret (Schulman et al. 2025) and QLoRA (Dettmers et al. 2023) "
+                     "find attention-only LoRA falls short of full FT")
+    if method == "qlora":
+        notes.append("QLoRA trains the same LoRA adapters on a 4-bit base: same rank, alpha, targets and lr as LoRA")
     return hps, notes

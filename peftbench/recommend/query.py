@@ -28,13 +28,18 @@ class TaskQuery:
     num_labels: int = 2
     task_name: str | None = None  # set when the query is a benchmarked task
     notes: list[str] = field(default_factory=list)
+    fine_kind: str = ""  # summarization / translation where the user said so (the corpus tells them apart)
 
     def seq_len(self, override: int | None) -> int:
         if override:
             return override
-        if self.p90_input_tokens or self.mean_input_tokens:
-            tokens = (self.p90_input_tokens or self.mean_input_tokens or 0) + (self.mean_target_tokens or 0)
-            return max(64, 64 * math.ceil(tokens / 64))  # padded batches: round up as the collator would
+        if self.p90_input_tokens:
+            # The long batch must fit, not the average one: p90 (or max) input length plus the target.
+            tokens = self.p90_input_tokens + (self.mean_target_tokens or 0)
+            padded = max(64, 64 * math.ceil(tokens / 64))  # padded batches: round up as the collator would
+            self.notes.append(f"memory at {padded} tokens per example: the p90/max input length "
+                              f"{self.p90_input_tokens:.0f} + target, padded (set --seq-len to override)")
+            return padded
         self.notes.append(f"input length unknown: costs assume {DEFAULT_SEQ_LEN} tokens (set --seq-len)")
         return DEFAULT_SEQ_LEN
 
@@ -83,19 +88,11 @@ def _median(values: list[float]) -> float | None:
 
 def _kind(alias: str, runs: list[Run]) -> TaskQuery:
     kind = KIND_ALIASES[alias]
-    # A summarization query is described by the summarization suite's tasks when they have run.
-    pool = [r for r in runs if r.kind == kind and r.suite == alias] or [r for r in runs if r.kind == kind]
-    per_task = {r.task_key: r for r in pool}.values()
-    query = TaskQuery(label=alias, kind=kind,
-                      train_examples=_median([r.train_examples for r in per_task]),
-                      mean_input_tokens=_median([r.mean_input_tokens for r in per_task]),
-                      mean_target_tokens=_median([r.mean_target_tokens for r in per_task]))
-    if per_task:
-        query.notes.append(f"no data given: '{alias}' is described by the median of {len(per_task)} benchmarked "
-                           f"{kind} task(s) (~{query.train_examples:.0f} examples, ~{query.mean_input_tokens:.0f} "
-                           "input tokens); pass --data or --train-examples/--seq-len for your own")
-    else:
-        query.notes.append(f"no benchmarked {kind} tasks yet: task size unknown (pass --data or --train-examples)")
+    # The benchmark's tiny CPU tasks say nothing about the size of the user's: unknown stays unknown (the
+    # quality model then weighs evidence of every data size alike), and the notes say how to tell it.
+    query = TaskQuery(label=alias, kind=kind, fine_kind=alias.replace("-", "_") if kind != "generation" else alias)
+    query.notes.append("training-set size unknown: pass --train-examples N or --data FILE (evidence of every data "
+                       "size counts alike, and time per epoch cannot be given)")
     return query
 
 
@@ -105,14 +102,16 @@ def _benchmarked(name: str, runs: list[Run]) -> TaskQuery:
     suite_name, _, task_name = name.partition("/")
     spec = load_suite(suite_name).task(task_name)
     mine = [r for r in runs if r.suite == suite_name and r.task == task_name]
-    query = TaskQuery(label=name, kind=spec.kind, task_name=task_name, num_labels=len(spec.labels or ()) or 2)
+    query = TaskQuery(label=name, kind=spec.kind, task_name=task_name, num_labels=len(spec.labels or ()) or 2,
+                      fine_kind=suite_name if suite_name in ("summarization", "translation") else spec.kind)
+    # Costs at the task's max_length (inputs are truncated there, so a padded long batch is that long).
+    query.p90_input_tokens = spec.max_length
     if mine:
         query.train_examples = mine[0].train_examples
         query.mean_input_tokens = mine[0].mean_input_tokens
         query.mean_target_tokens = mine[0].mean_target_tokens
     else:
         query.train_examples = spec.sizes.get("train")
-        query.p90_input_tokens = spec.max_length
         query.notes.append(f"{name} has no runs yet: size from the suite file, length from its max_length")
     return query
 
@@ -122,8 +121,12 @@ def apply_overrides(query: TaskQuery, train_examples: int | None, seq_len: int |
         if train_examples < 1:
             raise UserError(f"--train-examples must be positive, got {train_examples}")
         query.train_examples = train_examples
+        query.notes = [n for n in query.notes if "size unknown" not in n and "no runs yet" not in n]
+        query.notes.append(f"training-set size {train_examples:,} examples (--train-examples)")
     if seq_len is not None and seq_len < 1:
         raise UserError(f"--seq-len must be positive, got {seq_len}")
+    if seq_len is not None:
+        query.notes = [n for n in query.notes if "input length unknown" not in n]
 
 
 def _profile_data(query: TaskQuery, path: Path, model: str | None) -> None:

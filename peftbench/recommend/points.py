@@ -1,0 +1,227 @@
+"""Evidence points: one (comparison, method configuration) each, from the published corpus and the reference
+suites, on one scale, with the descriptors that say which regime each comes from.
+
+A *comparison* is a set of methods measured side by side on one task, model and setting (a table's row
+block, or one benchmark task of a reference suite). Only differences inside a comparison are evidence about
+methods: the comparison's own level (an easy task, a strong model) is absorbed by `regime.fit`'s comparison
+effect. Each point's value is its score over the comparison's reference score (corpus), or, for peftbench's
+own runs, (score - baseline) / (full FT - baseline) with baseline = max(chance, majority share): a run stuck
+at the majority class is ~0, not "89% of full FT".
+
+What is not evidence, and why (`Excluded` lists each with a count):
+- the smoke suite (a 2-minute plumbing check, not a measurement);
+- own comparisons whose full-FT reference is indistinguishable from chance (binomial standard error from the
+  eval size): there is nothing to be relative to;
+- ms-swift's benchmark rows: they measure general ability (GSM8K/ARC/CEval) *after* training on agent data,
+  i.e. forgetting, not quality on the trained task;
+- rows that quote another source's measurement (BOFT's Table 1 baselines are AdaLoRA's Table 1): counted once;
+- averages over a source's own per-task rows (glue_avg...), lower-is-better metrics (TER), rows without a
+  peftbench method or without a reference score.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peftbench.recommend.corpus import PublishedRow, load_corpus
+from peftbench.recommend.evidence import Run
+
+GENERATION_KINDS = ("generation", "summarization", "translation")
+FORGETTING_SOURCES = {"ms_swift_benchmark": "measures general ability (GSM8K/ARC/CEval) after agent-data SFT, "
+                                            "i.e. forgetting, not quality on the trained task: excluded"}
+NOT_EVIDENCE_SUITES = {"smoke": "the smoke suite is a plumbing check (one seed, a few steps): not evidence"}
+LOWER_IS_BETTER = frozenset({"ter"})
+# One metric per comparison, the first the source reports in this order (several metrics of one table row
+# are one measurement, not several).
+METRIC_PREFERENCE = ("accuracy", "f1", "exact_match", "matthews_corr", "pearson", "spearman", "rougeL", "rougeLsum",
+                     "rouge2", "rouge1", "bleu", "codebleu", "meteor", "mt_bench", "f1a", "cider", "nist")
+ASSUMED_BATCH = 16  # to turn "N epochs" into steps where a source gives epochs but no batch size
+MIN_Z_ABOVE_CHANCE = 2.0  # full FT must beat chance by this many binomial standard errors
+BASELINES_FILE = Path(__file__).resolve().parent / "data" / "task_baselines.json"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One method configuration's result in one comparison, on the comparison's relative scale."""
+
+    source: str  # corpus source_id, or "own:<suite>"
+    comparison: str  # unique id of the comparison it belongs to
+    method: str
+    config: str  # the configuration as published / run (LoRA r=8...)
+    value: float  # score relative to the comparison's reference (own runs: above the chance baseline)
+    score: float  # the raw score, in the metric's points (for regret)
+    metric: str
+    kind: str  # classification, multiple_choice, summarization, translation, generation
+    architecture: str
+    log_params: float | None
+    log_examples: float | None
+    log_steps: float | None
+    cite: str
+    hyperparameters: dict = field(default_factory=dict, hash=False, compare=False)
+    runs: int = 1  # seeds averaged into this point (own runs)
+
+
+@dataclass
+class Evidence:
+    points: list[Point]
+    excluded: dict[str, int]  # reason -> rows/runs left out
+
+    def sources(self) -> list[str]:
+        return sorted({p.source for p in self.points})
+
+
+def _log(x: float | int | None) -> float | None:
+    return math.log10(x) if x and x > 0 else None
+
+
+def _steps_of(length: str | None, examples: int | None) -> float | None:
+    if not length:
+        return None
+    m = re.fullmatch(r"\s*([\d.]+)\s*(steps?|epochs?)\s*", length)
+    if not m:
+        return None
+    n = float(m.group(1))
+    if m.group(2).startswith("step"):
+        return n
+    return n * examples / ASSUMED_BATCH if examples else None
+
+
+def _is_quote(row: PublishedRow) -> bool:
+    note = (row.note or "").lower()
+    return "identical to adalora" in note or "same measurements quoted" in note
+
+
+def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
+    rows = load_corpus() if rows is None else rows
+    excluded: dict[str, int] = defaultdict(int)
+    kept: list[PublishedRow] = []
+    for row in rows:
+        reason = (FORGETTING_SOURCES.get(row.source_id) or ("quotes another source's measurement (counted once)"
+                  if _is_quote(row) else None)
+                  or ("no peftbench method" if not row.method else None)
+                  or ("no reference score in its table" if not row.full_ft_score else None)
+                  or ("lower-is-better metric" if row.metric in LOWER_IS_BETTER else None)
+                  or ("an average of the source's own rows" if row.metric.endswith("_avg") else None))
+        if reason:
+            excluded[reason] += 1
+        else:
+            kept.append(row)
+    # One metric per comparison: the preferred one among those the comparison reports.
+    tables: dict[tuple, list[PublishedRow]] = defaultdict(list)
+    for row in kept:
+        tables[(row.source_id, row.locator, row.model, row.task, row.train_examples, row.training_length)].append(row)
+    points = []
+    for key, group in tables.items():
+        metrics = {r.metric for r in group}
+        metric = next((m for m in METRIC_PREFERENCE if m in metrics), sorted(metrics)[0])
+        excluded["another metric of the same comparison (one metric each)"] += sum(r.metric != metric for r in group)
+        comparison = "|".join(str(k) for k in key) + f"|{metric}"
+        for row in (r for r in group if r.metric == metric):
+            value = max(0.0, min(row.score / row.full_ft_score, 2.0))
+            points.append(Point(
+                source=row.source_id, comparison=comparison, method=row.method, config=row.method_published,
+                value=value, score=row.score, metric=metric, kind=row.task_kind, architecture=row.architecture,
+                log_params=_log(row.total_params), log_examples=_log(row.train_examples),
+                log_steps=_log(_steps_of(row.training_length, row.train_examples)),
+                cite=f"{row.method_published} on {row.model}, {row.task}: {row.score:g} vs {row.reference_method} "
+                     f"{row.full_ft_score:g} {metric} ({row.citation}, {row.locator})",
+                hyperparameters=row.hyperparameters))
+    return Evidence(points, dict(excluded))
+
+
+def cached_corpus_points() -> Evidence:
+    """`corpus_points()` through the recommender's JSON cache, keyed by the corpus files' bytes: validating
+    1,945 rows costs ~1-3 s on a busy CPU, reading the cached points ~0.1 s."""
+    import dataclasses
+    import hashlib
+
+    from peftbench.recommend.corpus import published_dir
+    from peftbench.recommend.store import meaning_key, read_json, write_json
+
+    digest = hashlib.sha256()
+    for path in sorted(published_dir().glob("*.csv")):
+        digest.update(path.name.encode() + path.read_bytes())
+    key = f"{meaning_key('recommender')}:{digest.hexdigest()[:16]}"
+    cached = read_json("corpus_points.json").get(key)
+    if cached:
+        return Evidence([Point(**p) for p in cached["points"]], cached["excluded"])
+    ev = corpus_points()
+    write_json("corpus_points.json", {key: {"points": [dataclasses.asdict(p) for p in ev.points],
+                                           "excluded": ev.excluded}})
+    return ev
+
+
+def task_baselines() -> dict[str, dict]:
+    """suite/task -> chance, majority share (eval split, as run) and eval size, for classification and MC."""
+    try:
+        return json.loads(BASELINES_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _fine_kind(run: Run) -> str:
+    if run.kind != "generation":
+        return run.kind
+    return run.suite if run.suite in GENERATION_KINDS else "generation"
+
+
+def own_points(runs: list[Run], baselines: dict[str, dict] | None = None) -> Evidence:
+    """Reference-suite runs as points: seeds averaged per configuration, relative to full FT above chance."""
+    baselines = task_baselines() if baselines is None else baselines
+    excluded: dict[str, int] = defaultdict(int)
+    by_task: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.suite in NOT_EVIDENCE_SUITES:
+            excluded[NOT_EVIDENCE_SUITES[run.suite]] += 1
+        else:
+            by_task[run.task_key].append(run)
+    points = []
+    for key, task_runs in by_task.items():
+        full = [r.score for r in task_runs if r.method == "full"]
+        if not full:
+            excluded["no full fine-tuning run on the task to compare with"] += len(task_runs)
+            continue
+        base = baselines.get(key) or {}
+        floor = max(base.get("chance", 0.0), base.get("majority", 0.0)) if task_runs[0].kind != "generation" else 0.0
+        ref = statistics.mean(full)
+        n_eval = base.get("eval_examples") or 0
+        if floor and n_eval:
+            p = floor / 100
+            se = 100 * math.sqrt(p * (1 - p) / (n_eval * len(full)))
+            if ref - floor < MIN_Z_ABOVE_CHANCE * se:
+                excluded["full FT indistinguishable from chance/majority on the task (binomial SE)"] += len(task_runs)
+                continue
+        if ref - floor <= 1e-9:
+            excluded["full FT not above the baseline"] += len(task_runs)
+            continue
+        configs: dict[str, list[Run]] = defaultdict(list)
+        for run in task_runs:
+            configs[run.config].append(run)
+        first = task_runs[0]
+        for config, group in configs.items():
+            score = statistics.mean(r.score for r in group)
+            value = max(-1.0, min((score - floor) / (ref - floor), 2.0))
+            steps = group[0].steps or None
+            points.append(Point(
+                source=f"own:{first.suite}", comparison=f"own|{key}|{first.model}", method=group[0].method,
+                config=config, value=value, score=score, metric="score", kind=_fine_kind(first),
+                architecture=first.architecture, log_params=_log(first.total_params),
+                log_examples=_log(first.train_examples), log_steps=_log(steps),
+                cite=f"peftbench {key} ({first.model}, {first.train_examples} examples, {steps or '?'} steps): "
+                     f"{config} {score:.1f} vs full {ref:.1f}, baseline {floor:.1f} over {len(group)} seed(s)",
+                runs=len(group)))
+    return Evidence(points, dict(excluded))
+
+
+def merge(*parts: Evidence) -> Evidence:
+    excluded: dict[str, int] = defaultdict(int)
+    for part in parts:
+        for k, v in part.excluded.items():
+            excluded[k] += v
+    return Evidence([p for part in parts for p in part.points], dict(excluded))

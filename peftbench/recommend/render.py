@@ -1,0 +1,61 @@
+"""Words of the answer: the `peftbench run` override line, the top pick's reasons, the separation note."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, Estimate, Regime
+
+if TYPE_CHECKING:
+    from peftbench.recommend.engine import Candidate
+    from peftbench.recommend.feasibility import Cost, Gpu
+
+METHOD_KEYS = ("r", "lora_alpha", "alpha", "target_modules", "num_virtual_tokens", "reduction_factor",
+               "oft_block_size", "boft_block_size")
+
+
+def _yaml(value: Any) -> str:
+    """A value as one command-line token that `peftbench run` parses back to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_yaml(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def override_line(method: str, hps: dict[str, Any], cost: Cost, steps: int | None, mixed: str | None) -> str:
+    """`peftbench run` overrides that reproduce the suggested settings (train.learning_rate bypasses the
+    suites' lr_multiplier, so the CPU schedule's x4 never applies)."""
+    parts = [f"methods=[{method}]"]
+    parts += [f"methods.{method}.{k}={_yaml(hps[k])}" for k in METHOD_KEYS if hps.get(k) is not None]
+    parts.append(f"train.learning_rate={hps['learning_rate']:g}")
+    parts.append(f"train.batch_size={cost.batch_size}")
+    parts.append(f"train.gradient_accumulation_steps={cost.accumulation}")
+    parts.append(f"train.gradient_checkpointing={_yaml(cost.gradient_checkpointing)}")
+    parts.append("train.dtype=fp32" if mixed else "train.dtype=bf16")
+    if steps:
+        parts.append(f"train.max_steps={steps}")  # optimizer steps: epochs x examples / effective batch
+    return " ".join(parts)
+
+
+def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, gpu: Gpu) -> list[str]:
+    top = ranked[0]
+    reasons = [f"highest risk-aware score (lower 90% bound) among {len(ranked)} ranked methods: predicted "
+               f"{top.predicted_relative_quality:.0%} of full FT (80% interval {top.quality_interval[0]:.0%}-"
+               f"{top.quality_interval[1]:.0%}), from {top.evidence_weight:.1f} effective comparisons, "
+               f"{top.near_comparisons} of them in this regime (a first place needs {MIN_NEAR_FOR_FIRST})"]
+    # The first runner-up with evidence of its own (QLoRA's is LoRA's).
+    runner = next((c for c in ranked[1:] if {c.method, top.method} != {"lora", "qlora"}), None)
+    if runner is not None:
+        reasons.append(f"runner-up {runner.method}: {runner.predicted_relative_quality:.0%} "
+                       f"({runner.evidence_weight:.1f} effective comparisons)")
+    reasons.append(f"predicted peak {top.peak_bytes / 2**30:.1f} GiB on {gpu.label} ({gpu.memory_bytes / 2**30:.0f} "
+                   f"GiB), micro-batch {top.batch_size} x {top.gradient_accumulation} accumulation = effective batch "
+                   f"{top.batch_size * top.gradient_accumulation}"
+                   + (", gradient checkpointing" if top.gradient_checkpointing else ""))
+    return reasons
+
+
+def separation_note(top: Candidate, runner: Candidate) -> str:
+    return (f"no method separates: {top.method} and {runner.method} are within the evidence's noise of each other "
+            "here (difference below the 90% bound); choose between them by cost")

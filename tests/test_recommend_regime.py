@@ -1,0 +1,108 @@
+"""The regime-aware quality model, the evidence rules, the hyper-parameter rules and the track record.
+No estimator calls: every test here runs in well under a second, except the real track record (~5 s)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from peftbench.recommend.evaluate import STRATEGIES, evaluate, recommender_order
+from peftbench.recommend.evidence import Run
+from peftbench.recommend.hparams import learning_rate, lora_rank, suggest
+from peftbench.recommend.points import Point, corpus_points, own_points
+from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, Regime, fit
+
+QUERY = Regime("generation", "decoder", math.log10(3e9), math.log10(20_000), math.log10(3_750))
+
+
+def _point(comp: str, method: str, value: float, source: str = "s") -> Point:
+    return Point(source=source, comparison=comp, method=method, config=method, value=value, score=50 * value,
+                 metric="accuracy", kind="generation", architecture="decoder", log_params=QUERY.log_params,
+                 log_examples=QUERY.log_examples, log_steps=QUERY.log_steps, cite=f"{comp} {method}")
+
+
+def test_two_runs_never_outrank_fifty():
+    """LN-tuning's failure mode: two glowing comparisons must not beat fifty solid ones."""
+    points = []
+    for i in range(50):
+        points += [_point(f"c{i}", "lora", 1.0), _point(f"c{i}", "dora", 1.02 + 0.01 * (i % 3 - 1))]
+    for i in range(2):
+        points += [_point(f"t{i}", "lora", 1.0), _point(f"t{i}", "ln_tuning", 1.15)]
+    est = fit(points, QUERY)
+    order = recommender_order(["lora", "dora", "ln_tuning"], est)
+    assert order.index("dora") < order.index("ln_tuning") and order[0] != "ln_tuning"
+    assert est["ln_tuning"].near < MIN_NEAR_FOR_FIRST <= est["dora"].near
+
+
+def test_a_thin_method_is_never_first_even_if_it_scores_highest():
+    points = [_point(f"d{i}", m, 1.0) for i in range(6) for m in ("lora", "dora")]
+    for i in range(3):
+        points += [_point(f"c{i}", "lora", 1.0), _point(f"c{i}", "ln_tuning", 1.3)]
+    est = fit(points, QUERY)
+    assert est["ln_tuning"].lcb > est["lora"].lcb  # it would win on the score alone...
+    assert recommender_order(["lora", "ln_tuning"], est)[0] == "lora"  # ...but not on 3 comparisons
+
+
+def test_distant_evidence_does_not_count_as_near():
+    far = Regime("generation", "decoder", math.log10(22e6), math.log10(200), math.log10(8))
+    points = [_point(f"c{i}", m, v) for i in range(10) for m, v in (("lora", 1.0), ("ia3", 1.1))]
+    assert fit(points, far)["ia3"].weight < 1.0  # 2+ decades away in size, data and steps: no evidence
+
+
+def _run(method: str, score: float, seed: int = 0, suite: str = "classification") -> Run:
+    return Run(run_id=f"{method}{seed}{suite}", suite=suite, task="t", kind="classification", model="m",
+               architecture="encoder", method=method, family="", seed=seed, score=score, hyperparameters={},
+               trainable_params=1, total_params=22_000_000, train_examples=480, mean_input_tokens=30,
+               mean_target_tokens=1, steps=60, config=method)
+
+
+def test_majority_class_run_is_zero_not_89_percent():
+    base = {"classification/t": {"chance": 50.0, "majority": 65.0, "eval_examples": 300}}
+    ev = own_points([_run("full", 75.0), _run("ln_tuning", 65.0)], base)
+    values = {p.method: p.value for p in ev.points}
+    assert values["full"] == pytest.approx(1.0) and values["ln_tuning"] == pytest.approx(0.0)
+
+
+def test_smoke_runs_and_chance_level_references_are_not_evidence():
+    base = {"classification/t": {"chance": 25.0, "majority": 25.0, "eval_examples": 40}}
+    assert not own_points([_run("full", 30.0), _run("lora", 27.0)], base).points  # 30% on 40 items: chance
+    smoke = own_points([_run("full", 90.0, suite="smoke"), _run("lora", 60.0, suite="smoke")], {})
+    assert not smoke.points and any("smoke" in k for k in smoke.excluded)
+
+
+def test_corpus_duplicates_and_forgetting_rows_are_left_out():
+    ev = corpus_points()
+    assert not any(p.source == "ms_swift_benchmark" for p in ev.points)
+    boft_quotes = [p for p in ev.points if p.source == "liu2024_boft" and p.method in ("adalora", "bitfit")]
+    assert not boft_quotes  # BOFT's Table 1 baselines are AdaLoRA's Table 1 cells, counted once there
+    assert any("quotes another source" in k for k in ev.excluded)
+
+
+def test_learning_rates_are_plausible_by_model_size():
+    points = corpus_points().points
+    assert learning_rate("lora", 8e9, points)[0] <= 3e-4
+    assert learning_rate("qlora", 8e9, points)[0] == learning_rate("lora", 8e9, points)[0]
+    assert learning_rate("full", 7e9, points)[0] <= 5e-5
+    assert learning_rate("full", 125e6, points)[0] >= learning_rate("full", 7e9, points)[0]
+
+
+def test_rank_grows_with_data_and_qlora_shares_lora_settings():
+    ranks = [lora_rank(n) for n in (50, 480, 5_000, 50_000, 500_000)]
+    assert ranks == sorted(ranks) and ranks[0] < ranks[-1]
+    defaults = {"learning_rate": 5e-4, "r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": None}
+    lora, _ = suggest("lora", defaults, 8e9, 50_000, "decoder", [])
+    qlora, _ = suggest("qlora", dict(defaults, learning_rate=2e-4), 8e9, 50_000, "decoder", [])
+    assert lora == qlora and lora["r"] == 32 and lora["target_modules"] == "all-linear"
+
+
+def test_leave_one_source_out_reports_every_baseline():
+    report = evaluate()
+    loso = report["leave_one_source_out"]
+    assert loso["sources"] >= 10
+    names = {s["strategy"]: s for s in loso["summary"]}
+    assert set(names) == set(STRATEGIES)
+    assert {"always LoRA r=16", "rank by data size (LoRA)", "full FT whenever it fits"} <= set(names)
+    # The regression guard: the recommender beats every baseline on regret over sources it never saw.
+    assert all(names["recommender"]["mean_regret"] < s["mean_regret"] for n, s in names.items() if n != "recommender")
+    assert report["leave_one_task_out"]["summary"]
