@@ -15,6 +15,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests never read or write the user's cache (~/.cache/peftbench): one fresh cache per test session, so a
 # cached answer left by earlier work cannot make a test pass. Subprocesses inherit it.
 os.environ["PEFTBENCH_CACHE"] = tempfile.mkdtemp(prefix="peftbench-test-cache-")
+# The inference-cost and forgetting measurements after each run (4-35 s a run here) are tested in
+# tests/test_inference.py, which turns them on; elsewhere a test trains only what it checks.
+os.environ.setdefault("PEFTBENCH_POST_TRAINING", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 

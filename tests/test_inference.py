@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import REPO, read_records
@@ -136,8 +137,13 @@ def smollm_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     suite = root / "inference-test.yaml"
     suite.write_text(SUITE)
-    assert main(["run", f"suite={suite}", "methods=[lora,prompt_tuning]", "--no-progress",
-                 "--results", str(root)]) == 0
+    previous = os.environ.get("PEFTBENCH_POST_TRAINING")
+    os.environ["PEFTBENCH_POST_TRAINING"] = "1"  # conftest turns it off for the other tests
+    try:
+        assert main(["run", f"suite={suite}", "methods=[lora,prompt_tuning]", "--no-progress",
+                     "--results", str(root)]) == 0
+    finally:
+        os.environ["PEFTBENCH_POST_TRAINING"] = previous or "0"
     return {r["method"]: r for r in read_records(root / "inference-test" / "runs.jsonl")}
 
 

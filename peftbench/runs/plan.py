@@ -46,8 +46,9 @@ def build_plan(overrides: Overrides) -> Plan:
     scale = values.get("scale", "default")
     if scale not in ("default", "full"):
         raise UserError(f"scale must be default or full, got {shown(scale)}")
+    # Ray's own device rule first (it holds wherever the driver runs), then whether this machine has the device.
+    ray = ray_options(values, str(values.get("device", "cpu")))
     device = preflight.check_device(values.get("device", "cpu"))
-    ray = ray_options(values, device)
     timeout = _timeout(values.get("timeout", 3600))
     trust_remote_code = _boolean(values, "trust_remote_code", False)
     save_adapters = _boolean(values, "save_adapters", True)
