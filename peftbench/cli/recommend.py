@@ -35,6 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path,
                    help="learn from the runs under this results root instead of the reference results shipped with "
                         "peftbench (the published corpus is used either way)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="GPUs of the stated kind: methods that do not fit one are trained data-parallel "
+                        "(the cheapest of ddp, zero2, fsdp, zero3, offload that fits), and the answer says which")
+    p.add_argument("--deploy", choices=("server", "edge"), default=None,
+                   help="weigh serving cost: inference overhead (merged or not), adapter storage")
+    p.add_argument("--max-latency-overhead", type=float, default=None,
+                   help="with --deploy: largest acceptable inference latency ratio to the base model (e.g. 1.2)")
+    p.add_argument("--adapters-per-base", type=int, default=1,
+                   help="with --deploy server: task adapters served on one base model (N > 1: unmerged)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.add_argument("--evaluate", action="store_true",
                    help="track record: leave-one-source-out (corpus) and leave-one-task-out (own runs) vs baselines")
@@ -55,13 +64,16 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--task is required (a kind such as summarization, or SUITE/TASK)")
     if args.data is not None and not exists(args.data):
         raise UserError(f"--data {args.data}: no such file")
+    if args.deploy is None and (args.max_latency_overhead is not None or args.adapters_per_base != 1):
+        raise UserError("--max-latency-overhead and --adapters-per-base apply only with --deploy server|edge")
     from peftbench.recommend.engine import recommend
 
     rec = recommend(args.task, gpu=args.gpu, hardware=args.hardware, model=args.model, data=args.data,
                     train_examples=args.train_examples, seq_len=args.seq_len, max_hours=args.max_hours,
                     max_adapter_mb=args.max_adapter_mb, top=args.top, batch_size=args.batch_size,
                     epochs=args.epochs, results=args.results, mixed_precision=args.mixed_precision,
-                    progress=not args.json)
+                    progress=not args.json, gpus=args.gpus, deploy=args.deploy,
+                    max_latency_overhead=args.max_latency_overhead, adapters_per_base=args.adapters_per_base)
     print(json.dumps(rec.to_dict(), indent=1, default=str) if args.json else render(rec.to_dict()))
     return 0
 

@@ -9,7 +9,8 @@ a share of full fine-tuning's quality, ~0-1, is assumed when sizing the penaltie
 - `mergeable`: peft can merge it (default: `peftbench.serving`);
 - `overhead_merged`, `overhead_unmerged`: inference latency ratios to the base model, measured
   (`inference` in run records) or predicted (`peftbench.estimate.inference`); `overhead_source` says which;
-- `forgetting`: the change in general-text loss after fine-tuning, nats per token (> 0: forgot).
+- `forgetting`: the change in general-text loss after fine-tuning, nats per token (> 0: forgot);
+- `tier`: the engine's evidence tier (default 0); serving re-orders methods within a tier, never across.
 
 How each scenario serves a method, and what it penalises (all penalties in quality units):
 
@@ -50,6 +51,7 @@ class DeployEntry:
     excluded: bool  # over --max-latency-overhead
     penalties: dict[str, float]
     explanation: str
+    tier: int = 0  # the engine's evidence tier: a lower tier ranks first whatever the penalties
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +82,7 @@ def deploy_ranking(candidates: list[dict[str, Any]], scenario: str, *, max_laten
         if "method" not in c or not isinstance(c.get("quality"), (int, float)):
             raise UserError(f"a deploy candidate needs 'method' and a numeric 'quality': {c}")
     entries = [_weigh(c, i + 1, scenario, adapters_per_base, max_latency_overhead) for i, c in enumerate(candidates)]
-    ordered = sorted(entries, key=lambda e: (e.excluded, -e.score, e.rank_before))
+    ordered = sorted(entries, key=lambda e: (e.excluded, e.tier, -e.score, e.rank_before))
     for rank, entry in enumerate(ordered, start=1):
         entry.rank = rank
         entry.explanation = _explain(entry, scenario, adapters_per_base)
@@ -106,7 +108,8 @@ def _weigh(c: dict[str, Any], rank: int, scenario: str, n: int, limit: float | N
     score = round(float(c["quality"]) - sum(penalties.values()), 4)
     excluded = limit is not None and overhead is not None and overhead > limit
     how = "as trained" if facts.in_place else "merged" if merged else "unmerged"
-    return DeployEntry(c["method"], float(c["quality"]), score, rank, rank, how, overhead, excluded, penalties, "")
+    return DeployEntry(c["method"], float(c["quality"]), score, rank, rank, how, overhead, excluded, penalties, "",
+                       int(c.get("tier", 0)))
 
 
 def _explain(e: DeployEntry, scenario: str, n: int) -> str:

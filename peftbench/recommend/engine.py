@@ -19,6 +19,7 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.paths import check_input_dir
+from peftbench.recommend.deployment import consider_multi_gpu, serving_order
 from peftbench.recommend.evaluate import recommender_order
 from peftbench.recommend.evidence import seed_spread
 from peftbench.recommend.feasibility import Cost, CostModel, resolve_gpu
@@ -77,6 +78,7 @@ class Recommendation:
     notes: list[str]
     evidence_base: dict[str, Any]
     separates: bool = True  # False: the best method is within the evidence's noise of the runner-up
+    deploy: dict[str, Any] | None = None  # `--deploy`: the serving re-ranking and how each method moved
 
     @property
     def not_fitting(self) -> list[Candidate]:
@@ -92,7 +94,9 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
               data: Path | None = None, train_examples: int | None = None, seq_len: int | None = None,
               max_hours: float | None = None, max_adapter_mb: float | None = None, top: int = 20,
               batch_size: int = 16, epochs: float = 3.0, results: Path | None = None,
-              mixed_precision: str | None = None, progress: bool = False) -> Recommendation:
+              mixed_precision: str | None = None, progress: bool = False, gpus: int = 1,
+              deploy: str | None = None, max_latency_overhead: float | None = None,
+              adapters_per_base: int = 1) -> Recommendation:
     Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
     if mixed_precision not in (None, "bf16", "fp16"):
         raise UserError(f"--mixed-precision must be bf16 or fp16, got {mixed_precision!r}")
@@ -112,6 +116,7 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         cands = _candidates(costs, query, chosen, catalogue, evidence, batch_size, epochs, progress)
     finally:
         costs.flush()
+    scale_notes = consider_multi_gpu(cands, gpus, target, query.kind, costs.seq_len, query.num_labels)
     params = max((c.trainable_params if c.method == "full" else 0) for c in cands) or chosen.approx_params
     regime = _regime(query, chosen, params, batch_size, epochs)
     estimates = fit(evidence.points, regime)
@@ -124,6 +129,9 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
                                  f"±{spread:.0%} on benchmark tasks with <= {SMALL_DATA} examples (runs "
                                  f"{', '.join(ids[:4])}); run several seeds")
     ranked = _rank(cands, estimates)
+    serving = None
+    if deploy is not None and ranked:
+        ranked, serving = serving_order(ranked, target, deploy, max_latency_overhead, adapters_per_base)
     separates = True
     if ranked:
         ranked[0].reasons = quality_reasons(ranked, estimates, regime, target) + ranked[0].reasons
@@ -134,7 +142,7 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
             separates = separated(estimates[first], estimates[PROXIES.get(runner.method, runner.method)])
             if not separates:
                 ranked[0].reasons.insert(0, separation_note(ranked[0], runner))
-    notes = query.notes + model_notes + [
+    notes = query.notes + model_notes + scale_notes + ([serving["summary"]] if serving else []) + [
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
         "precision assumed: " + _precision(mixed_precision)]
     if not ranked:
@@ -148,7 +156,7 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         gpu=target.label, model=chosen.name, precision=_precision(mixed_precision), ranking=ranked[:top],
         not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
         evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
-        separates=separates)
+        separates=separates, deploy=serving)
 
 
 def _unstable(runs: list) -> dict[str, tuple[float, list[str]]]:
