@@ -72,6 +72,8 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
             continue
         svg = plots.pareto_svg(result.summary, result.primary, f"pareto{index}")
         task_tables.append({"table": result, "pareto": svg, "anchor": f"task-{index}",
+                            "inference_pareto": plots.inference_pareto_svg(result.summary, result.primary,
+                                                                           f"inference{index}"),
                             "description": getattr(spec, "description", "")})
     prediction_rows = runs.prediction_rows(records)
     derived = predictions.Derived(predictions.HardwareMatrix(note="estimates not requested (--no-estimates)."),

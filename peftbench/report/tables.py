@@ -18,6 +18,10 @@ COST_COLUMNS = (
     ("train_seconds", "Train time", fmt.human_seconds, "low"),
     ("tokens_per_second", "Tokens/s", lambda v: "—" if fmt.missing(v) else f"{v:.0f}", "high"),
     ("adapter_bytes", "Adapter size", fmt.human_bytes, "low"),
+    # After training (issue 18): served inference latency / the base model's (merged where the method
+    # merges), and the change in general-text loss (nats/token; > 0: forgot). Blank where not measured.
+    ("inference.overhead_served", "Inference ×", lambda v: "—" if fmt.missing(v) else f"{v:.2f}", "low"),
+    ("forgetting.delta_nats", "Forgetting Δ", lambda v: "—" if fmt.missing(v) else f"{v:+.3f}", "low"),
 )
 FULL_METHOD = "full"
 
@@ -111,7 +115,10 @@ def _method_summary(group: pd.DataFrame, primary: str) -> dict[str, float]:
     q = group[f"metrics.{primary}"].dropna()
     return {"quality": float(q.mean()), "quality_std": float(q.std(ddof=1)) if len(q) > 1 else 0.0,
             "peak_memory_bytes": mean("peak_memory_bytes"), "train_seconds": mean("train_seconds"),
-            "adapter_bytes": mean("adapter_bytes"), "trainable_params": mean("trainable_params")}
+            "adapter_bytes": mean("adapter_bytes"), "trainable_params": mean("trainable_params"),
+            "inference_overhead": mean("inference.overhead_served"),
+            "inference_overhead_unmerged": mean("inference.overhead_unmerged"),
+            "forgetting_nats": mean("forgetting.delta_nats")}
 
 
 def _mark_best(table: TaskTable) -> None:
