@@ -68,8 +68,9 @@ def test_configurations_of_one_method_are_told_apart_in_the_results_table(tmp_pa
     assert lora.variant_label({**default, "learning_rate": 2e-3}) == "lora"
     assert lora.variant_label(rank16) == "lora r=16 target_modules=query,value"
     path = tmp_path / "runs.jsonl"
-    rows = [{"run_id": str(i), "suite": "s", "task": "t", "method": "lora", "hyperparameters": hp, "seed": i % 2, "status": "ok",
-             "metrics": {"accuracy": acc}, "train_seconds": 1.0, "memory": {"peak_rss_train_bytes": 2**20}}
+    rows = [{"run_id": str(i), "suite": "s", "task": "t", "method": "lora", "hyperparameters": hp, "seed": i % 2,
+             "status": "ok", "metrics": {"accuracy": acc}, "train_seconds": 1.0,
+             "memory": {"peak_rss_train_bytes": 2**20}}
             for i, (hp, acc) in enumerate([(default, 50.0), (default, 52.0), (rank16, 60.0)])]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = seed_summary(load_table([path]))
