@@ -184,10 +184,6 @@ class ResultStore:
         sys.stderr.write(f"peftbench: warning: {self.path}: skipped {len(fresh)} line(s) that are not run records "
                          f"({shown}{more})\n")
 
-    def completed_ids(self, machine: str | None = None) -> set[str]:
-        """Run ids recorded (on `machine`, when given: another machine's record is not this one's measurement)."""
-        return set(self.latest(machine))
-
     def latest(self, machine: str | None = None) -> dict[str, dict[str, Any]]:
         """The last record of each run (recorded on `machine`, when given), by run id."""
         return {r["run_id"]: r for r in self.records() if machine is None or _recorded_on(r, machine)}

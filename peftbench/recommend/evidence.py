@@ -61,9 +61,6 @@ class Evidence:
     failed: list[dict[str, Any]] = field(default_factory=list)  # status != ok, kept for the reasons
     files_hash: str = ""
 
-    def relative_runs(self) -> list[Run]:
-        return [r for r in self.runs if r.relative is not None]
-
     def tasks(self) -> list[str]:
         return sorted({r.task for r in self.runs})
 
@@ -128,14 +125,6 @@ def load_evidence(paths: list[Path]) -> Evidence:
     attach_relative(runs)
     failed = [r for r in records if r.get("status") not in (None, "ok")]
     return Evidence(runs=runs, failed=failed, files_hash=results_hash(paths))
-
-
-def task_scores(runs: list[Run]) -> dict[str, dict[str, float]]:
-    """task -> configuration -> mean primary score over seeds (what the track record compares)."""
-    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        acc[run.task_key][run.config].append(run.score)
-    return {t: {c: sum(v) / len(v) for c, v in cfgs.items()} for t, cfgs in acc.items()}
 
 
 def seed_spread(runs: list[Run], max_examples: int) -> dict[str, tuple[float, list[str]]]:

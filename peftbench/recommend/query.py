@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,10 +79,6 @@ def resolve_task(task: str, runs: list[Run], data: Path | None = None, model: st
     if data is not None:
         _profile_data(query, data, model)
     return query
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def _kind(alias: str, runs: list[Run]) -> TaskQuery:

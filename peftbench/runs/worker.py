@@ -10,8 +10,6 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,22 +187,6 @@ def _save(spec: RunSpec, setup: _Setup, artifacts: Path) -> dict[str, Any]:
         return {"adapter_bytes": trained_bytes(setup.model), "adapter_path": None, "adapter_saved": False}
     size = save_trained(setup.method, setup.model, artifacts, spec.hyperparameters, setup.ctx.model_type)
     return {"adapter_bytes": size, "adapter_path": str(artifacts), "adapter_saved": True}
-
-
-@contextmanager
-def _rng_untouched() -> Iterator[None]:
-    """Restore every seeded RNG afterwards, so that what runs inside cannot make this run train differently
-    from the same run on a machine whose caches are warm."""
-    import random
-
-    import numpy as np
-    import torch
-
-    state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        yield
-    random.setstate(state[0])
-    np.random.set_state(state[1])
 
 
 def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, Any] | None:
