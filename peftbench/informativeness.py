@@ -231,5 +231,6 @@ def suite_baselines(suite: str) -> dict[str, dict[str, Any]]:
         counts: dict[str, int] = defaultdict(int)
         for a in answers:
             counts[a] += 1
-        out[task.name].update(chance=round(chance, 3), majority=round(100.0 * max(counts.values()) / len(answers), 3))
+        out[task.name].update(chance=round(chance, 3), majority=round(100.0 * max(counts.values()) / len(answers), 3),
+                              eval_examples=len(answers), kind=task.kind)
     return out

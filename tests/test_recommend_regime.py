@@ -106,3 +106,16 @@ def test_leave_one_source_out_reports_every_baseline():
     # The regression guard: the recommender beats every baseline on regret over sources it never saw.
     assert all(names["recommender"]["mean_regret"] < s["mean_regret"] for n, s in names.items() if n != "recommender")
     assert report["leave_one_task_out"]["summary"]
+
+
+def test_shipped_task_baselines_are_the_informativeness_computation():
+    """The recommender's shipped chance/majority baselines are a copy of `informativeness.suite_baselines` (one
+    computation); a suite or data change must be followed by `points.write_task_baselines()`."""
+    from peftbench.recommend.points import compute_task_baselines, task_baselines
+
+    shipped, fresh = task_baselines(), compute_task_baselines()
+    assert sorted(shipped) == sorted(fresh), "rewrite with peftbench.recommend.points.write_task_baselines()"
+    for key, facts in fresh.items():
+        assert shipped[key]["eval_examples"] == facts["eval_examples"] and shipped[key]["kind"] == facts["kind"]
+        assert shipped[key]["chance"] == pytest.approx(facts["chance"], abs=0.01)
+        assert shipped[key]["majority"] == pytest.approx(facts["majority"], abs=0.01)

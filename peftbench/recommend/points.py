@@ -158,11 +158,29 @@ def cached_corpus_points() -> Evidence:
 
 
 def task_baselines() -> dict[str, dict]:
-    """suite/task -> chance, majority share (eval split, as run) and eval size, for classification and MC."""
+    """suite/task -> chance, majority share (eval split, as run) and eval size, for classification and MC.
+
+    A shipped copy of `informativeness.suite_baselines` (the one computation): reading every suite's data
+    costs seconds on each `recommend` call. `write_task_baselines()` rewrites it; a test checks it is current."""
     try:
         return json.loads(BASELINES_FILE.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def compute_task_baselines() -> dict[str, dict]:
+    """`task_baselines()` computed afresh from the shipped suites' data."""
+    from peftbench.informativeness import suite_baselines
+    from peftbench.suites import available_suites
+
+    return {f"{suite}/{task}": {k: v for k, v in facts.items() if k != "metric"}
+            for suite in available_suites() for task, facts in suite_baselines(suite).items() if "chance" in facts}
+
+
+def write_task_baselines() -> None:
+    from peftbench.cache import write_json_atomic
+
+    write_json_atomic(BASELINES_FILE, compute_task_baselines(), indent=1, sort_keys=True)
 
 
 def _fine_kind(run: Run) -> str:
