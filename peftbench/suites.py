@@ -87,9 +87,15 @@ class TrainConfig:
         number(self.max_grad_norm, "train.max_grad_norm", low=0.0)  # 0: no clipping
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise UserError(f"train.dtype must be fp32, bf16 or fp16, got {shown(self.dtype)}")
-        if not isinstance(self.gradient_checkpointing, bool):
-            raise UserError("train.gradient_checkpointing must be true or false, "
-                            f"got {shown(self.gradient_checkpointing)}")
+        boolean(self.gradient_checkpointing, "train.gradient_checkpointing")
+
+
+def boolean(value: Any, name: str) -> bool:
+    """A real boolean (YAML true/false, yes/no). Anything else is refused, not coerced: `bool("false")` is
+    True, and for trust_remote_code that would run a model folder's code."""
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, got {shown(value)}")
+    return value
 
 
 def positive_int(value: Any, name: str) -> int:

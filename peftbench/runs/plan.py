@@ -13,7 +13,7 @@ from peftbench.errors import UserError, shown
 from peftbench.overrides import Overrides, as_list
 from peftbench.runs.ray_executor import RayOptions, ray_options
 from peftbench.runs.spec import RunSpec
-from peftbench.suites import Suite, TrainConfig, load_suite, number, seed
+from peftbench.suites import Suite, TrainConfig, boolean, load_suite, number, seed
 
 
 @dataclass
@@ -112,12 +112,8 @@ def _task_dict(task: Any) -> dict[str, Any]:
 
 
 def _boolean(values: dict[str, Any], key: str, default: bool) -> bool:
-    """A real YAML boolean (true/false, yes/no) or the default. Anything else is refused, not coerced: for
-    trust_remote_code, `bool("false")` would be True and run the model folder's code."""
-    value = values.get(key, default)
-    if not isinstance(value, bool):
-        raise UserError(f"{key} must be true or false, got {shown(value)}")
-    return value
+    """The override's real boolean (`suites.boolean`), or the default."""
+    return boolean(values.get(key, default), key)
 
 
 MAX_TIMEOUT = 1e9  # ~32 years: beyond it, a number is a typo (and nan or inf are no timeout at all)
