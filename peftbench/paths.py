@@ -105,3 +105,17 @@ def _writable(folder: Path) -> bool:
     os.close(handle)
     os.unlink(probe)
     return True
+
+
+def shipped_dir(package: str, checkout_folder: str) -> Path:
+    """A folder shipped as package data (`package`, mapped in pyproject.toml), or, when peftbench runs from a
+    source checkout, that checkout's own folder (`checkout_folder`, relative to the repository root).
+
+    The checkout comes first so that `PYTHONPATH=. python -m peftbench` in a clone reads and writes the
+    clone's folders, whatever editable install (possibly of another clone) the interpreter also has."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / checkout_folder).is_dir():
+        return checkout / checkout_folder
+    from importlib.resources import files
+
+    return Path(str(files(package)))

@@ -41,9 +41,9 @@ def user_results_dir(explicit: Path | None = None) -> Path:
 
 def reference_results_dir() -> Path:
     """The reference results shipped with the package (in a source checkout: `results/reference`)."""
-    from importlib.resources import files
+    from peftbench.paths import shipped_dir
 
-    return Path(str(files("peftbench.reference_results")))
+    return shipped_dir("peftbench.reference_results", "results/reference")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from peftbench.vocabulary import TASK_KINDS
 
 def suites_dir() -> Path:
     """The shipped suites' folder (in a source checkout: `suites/`)."""
-    from importlib.resources import files
+    from peftbench.paths import shipped_dir
 
-    return Path(str(files("peftbench.suite_files")))
+    return shipped_dir("peftbench.suite_files", "suites")
 
 
 KIND_FIELDS = {

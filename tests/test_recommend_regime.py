@@ -119,3 +119,29 @@ def test_shipped_task_baselines_are_the_informativeness_computation():
         assert shipped[key]["eval_examples"] == facts["eval_examples"] and shipped[key]["kind"] == facts["kind"]
         assert shipped[key]["chance"] == pytest.approx(facts["chance"], abs=0.01)
         assert shipped[key]["majority"] == pytest.approx(facts["majority"], abs=0.01)
+
+
+def test_one_paper_is_one_source_however_many_rows_it_has():
+    """Fifty comparisons from one paper leave the between-source doubt; the same fifty spread over ten
+    papers do not. A method's own paper (it usually wins there) cannot make it certain."""
+    from peftbench.recommend.regime import BETWEEN_SOURCES
+
+    one = [_point(f"c{i}", m, v, source="paper") for i in range(50) for m, v in (("lora", 1.0), ("dora", 1.05))]
+    many = [_point(f"c{i}", m, v, source=f"paper{i % 10}") for i in range(50)
+            for m, v in (("lora", 1.0), ("dora", 1.05))]
+    se_one, se_many = fit(one, QUERY)["dora"].se, fit(many, QUERY)["dora"].se
+    assert se_one >= 0.95 * BETWEEN_SOURCES and se_many < 0.5 * se_one
+
+
+def test_a_thin_method_is_pulled_toward_its_kin_not_toward_lora():
+    """Prefix tuning measured once, well, among soft-prompt kin measured often and badly: its estimate leans
+    on its kin; an unrelated method's strong showing does not lift it."""
+    points = []
+    for i in range(20):
+        points += [_point(f"p{i}", "lora", 1.0, source=f"s{i % 5}"),
+                   _point(f"p{i}", "prompt_tuning", 0.7, source=f"s{i % 5}"),
+                   _point(f"p{i}", "dora", 1.1, source=f"s{i % 5}")]
+    points += [_point("x", "lora", 1.0, source="x"), _point("x", "prefix_tuning", 1.0, source="x")]
+    est = fit(points, QUERY)
+    assert est["prefix_tuning"].effect < -0.1  # one good comparison, pulled toward prompt tuning's -0.3
+    assert est["prefix_tuning"].lcb < est["lora"].lcb

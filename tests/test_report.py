@@ -215,3 +215,20 @@ def test_pareto_front_and_cpu_measurement():
     assert measured_for_prediction({"device": {"type": "cpu"}, "memory": memory})[0] == 300
     memory["rss_before_load_bytes"] = 400
     assert measured_for_prediction({"device": {"type": "cpu"}, "memory": memory})[0] == 500
+
+
+def test_answers_are_computed_without_a_default_time_limit_and_show_progress(capsys):
+    """The report computes its estimates and picks by default (no silent cut-off), with a progress bar; a
+    budget the user sets still stops the child and says so."""
+    from peftbench.report.build import DEFAULT_BUDGET_S, Options
+    from peftbench.report.cache import Deadline, DerivedCache
+    from peftbench.report.predictions import _compute
+
+    assert DEFAULT_BUDGET_S is None and Options().deadline.remaining() is None
+    cache = DerivedCache(None)
+    jobs = {"a": {"kind": "no_such_kind"}, "b": {"kind": "no_such_kind"}}
+    assert _compute(jobs, cache, Deadline(None), "picks", progress=True) == ""
+    assert all("error" in cache.get(key) for key in jobs)  # every job answered (here: with its error)
+    err = capsys.readouterr().err
+    assert "picks" in err and "2/2" in err
+    assert _compute({"c": {"kind": "no_such_kind"}}, DerivedCache(None), Deadline(0.0)).startswith("the time budget")

@@ -119,6 +119,25 @@ def test_a_claim_excludes_other_processes_until_its_holder_dies(tmp_path):
         holder.wait()
 
 
+def test_a_tuned_driver_waits_for_the_sweep_runs_another_driver_holds(tmp_path):
+    """Two `peftbench run ... tune=lr` of one suite: the one that finishes its share of the sweep first must
+    wait for the other's sweep runs before selecting a rate (else it would select without them)."""
+    import threading
+
+    from peftbench.runs.claims import RunClaims
+
+    other, mine = RunClaims(tmp_path), RunClaims(tmp_path)
+    assert other.try_claim("sweep-1")
+    waited = threading.Event()
+    waiter = threading.Thread(target=lambda: (mine.wait_for("sweep-1"), waited.set()))
+    waiter.start()
+    assert not waited.wait(0.5)  # still held: the waiter blocks
+    other.release("sweep-1", recorded=True)
+    assert waited.wait(10)
+    waiter.join()
+    mine.wait_for("never-claimed")  # nobody holds it: returns at once
+
+
 _HOLD_FOLDER = """
 import sys, time
 from peftbench.runs.scratch import run_folder

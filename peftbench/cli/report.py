@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-estimates", action="store_true",
                         help="leave out the hardware matrix and recommender pick (faster, no estimator needed)")
     parser.add_argument("--estimate-budget", type=float, default=None, metavar="SECONDS",
-                        help="time for uncached estimator/recommender answers (default 15; 0: no limit)")
+                        help="cap on the time for uncached estimator/recommender answers (default and 0: no limit; "
+                             "what is left out is said on the page)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar while answers are computed")
     parser.add_argument("--recompute", action="store_true",
                         help="ignore the stored estimator/recommender answers (reports/derived-cache.json)")
     parser.set_defaults(func=main)
@@ -67,10 +69,10 @@ def _options(args: argparse.Namespace, folder: Path):
     from peftbench.report.cache import CACHE_FILE, Deadline, DerivedCache
 
     budget = DEFAULT_BUDGET_S if args.estimate_budget is None else args.estimate_budget
-    if budget < 0:
+    if budget is not None and budget < 0:
         raise UserError(f"--estimate-budget must be >= 0 seconds, got {budget}")
     return Options(estimates=not args.no_estimates, cache=DerivedCache(folder / CACHE_FILE, use=not args.recompute),
-                   deadline=Deadline(budget or None))
+                   deadline=Deadline(budget or None), progress=not args.no_progress)
 
 
 def main(args: argparse.Namespace) -> int:

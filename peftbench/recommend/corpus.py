@@ -85,9 +85,9 @@ class PublishedRow:
 
 def published_dir() -> Path:
     """The folder holding the corpus files: shipped in the package (`results/published` in the repository)."""
-    from importlib.resources import files
+    from peftbench.paths import shipped_dir
 
-    return Path(str(files("peftbench.published_results")))
+    return shipped_dir("peftbench.published_results", "results/published")
 
 
 def _fail(path: Path | str, line: int, field: str, message: str) -> CorpusError:

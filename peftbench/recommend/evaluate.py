@@ -28,6 +28,7 @@ from peftbench.recommend.points import Point
 from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, Estimate, Regime, fit
 
 LORA_FAMILY = ("lora", "qlora", "dora", "rslora")
+WIDE = 8  # methods in a comparison for the "rho over wide comparisons" column
 
 
 def size_rule_rank(train_examples: float) -> int:
@@ -81,14 +82,22 @@ def _recommender(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dic
 
 
 def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]:
-    """The engine's rule, in tiers: methods with at least MIN_NEAR_FOR_FIRST comparisons in the query's regime,
-    by lower confidence bound; then the other evidenced ones; then the rest. So a method with two comparisons
-    never outranks one with fifty, however glowing the two."""
-    def key(m: str) -> tuple[bool, bool, float]:
+    """The engine's rule: evidenced methods by lower confidence bound, then the rest; but first place only
+    for a method with at least MIN_NEAR_FOR_FIRST comparisons in the query's regime (the best such method
+    moves up), so two glowing comparisons never put a method ahead of one measured fifty times.
+
+    Below first place the order is the lower bound alone: a thin method's wide interval already places it
+    low. (Ranking every thin method below every well-evidenced one was measured worse: leave-one-task-out
+    rho 0.11 against 0.48, leave-one-source-out unchanged.)"""
+    def key(m: str) -> tuple[bool, float]:
         e = est.get(m)
-        evidenced = bool(e and e.evidenced)
-        return (not evidenced, not (evidenced and e.near >= MIN_NEAR_FOR_FIRST), -(e.lcb if e else -9.0))
-    return sorted(methods, key=key)
+        return (not (e and e.evidenced), -(e.lcb if e else -9.0))
+    order = sorted(methods, key=key)
+    first = next((m for m in order if est.get(m) and est[m].evidenced and est[m].near >= MIN_NEAR_FOR_FIRST), None)
+    if first is not None:
+        order.remove(first)
+        order.insert(0, first)
+    return order
 
 
 def _lora_rule(rank_of: Callable[[_Comparison], int]) -> Strategy:
@@ -167,11 +176,14 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not mine:
             continue
         rhos = [r["rho"] for r in mine if r["rho"] is not None]
+        # The issue's bar is rho over comparisons of at least WIDE methods, where an order means something.
+        wide = [r["rho"] for r in mine if r["rho"] is not None and r["methods"] >= WIDE]
         out.append({"strategy": name, "comparisons": len(mine),
                     "mean_regret": round(statistics.mean(r["regret"] for r in mine), 2),
                     "top1": round(sum(r["top1"] for r in mine) / len(mine), 3),
                     "top3": round(sum(r["top3"] for r in mine) / len(mine), 3),
-                    "rho": round(statistics.mean(rhos), 3) if rhos else None, "rho_n": len(rhos)})
+                    "rho": round(statistics.mean(rhos), 3) if rhos else None, "rho_n": len(rhos),
+                    "rho_wide": round(statistics.mean(wide), 3) if wide else None, "rho_wide_n": len(wide)})
     return out
 
 
@@ -207,12 +219,13 @@ def _task_name(p: Point) -> str:
 
 
 def _table(summary: list[dict[str, Any]]) -> list[str]:
-    lines = ["| strategy | comparisons | mean regret (points) | top-1 hit | top-3 hit | Spearman ρ (n) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| strategy | comparisons | mean regret (points) | top-1 hit | top-3 hit | Spearman ρ (n) | "
+             f"ρ, ≥{WIDE} methods (n) |", "|---|---|---|---|---|---|---|"]
     for s in summary:
         rho = "-" if s["rho"] is None else f"{s['rho']:.2f} ({s['rho_n']})"
+        wide = "-" if s.get("rho_wide") is None else f"{s['rho_wide']:.2f} ({s['rho_wide_n']})"
         lines.append(f"| {s['strategy']} | {s['comparisons']} | {s['mean_regret']:.2f} | {s['top1']:.0%} | "
-                     f"{s['top3']:.0%} | {rho} |")
+                     f"{s['top3']:.0%} | {rho} | {wide} |")
     return lines
 
 

@@ -2,12 +2,14 @@
 
 Each evidence point is weighted by a kernel on its distance to the query (log model size, task kind,
 architecture, log data size, log training steps). Inside each comparison only differences between methods
-count, so the model is additive: value = comparison effect + method effect + noise, fitted by weighted
-least squares with a ridge prior (pseudo-weight `PRIOR_WEIGHT`) that pulls every method effect toward the
-comparison's average method. A method with little evidence near the query therefore sits near "an average
-method" with a wide standard error, and the ranking uses a lower confidence bound (`Estimate.lcb`), so two
-runs never outrank fifty. `Estimate.weight` (the sum of kernel weights) is the effective number of
-comparisons at the query: below `MIN_WEIGHT` the method has "no evidence at this scale".
+count: a method's effect is its kernel-weighted mean difference to LoRA, shrunk (pseudo-weight
+`PRIOR_WEIGHT`) toward the pooled effect of its kin near the query (`KIN`: partial pooling). A method with
+little evidence near the query therefore sits near its kin with a wide standard error, and the ranking uses
+a lower confidence bound (`Estimate.lcb`), so two runs never outrank fifty. Comparisons from one source
+share its protocol and its tuning effort, so they are not independent: the standard error carries a
+between-source term (`BETWEEN_SOURCES`) that no number of comparisons from a single paper can shrink.
+`Estimate.weight` (the sum of kernel weights) is the effective number of comparisons at the query: below
+`MIN_WEIGHT` the method has "no evidence at this scale".
 
 No scikit-learn: the fit is a few numpy passes over ~1,500 points, milliseconds per query, so it is done
 per query (the kernel depends on the query) and nothing needs caching.
@@ -34,6 +36,19 @@ PRIOR_MEAN = -0.02  # a method's effect before evidence: a little below LoRA (co
 POOLED_SCATTER = 0.08  # typical comparison-to-comparison scatter of a method's difference to LoRA
 NOISE_FLOOR = 0.02  # no method effect is known better than 2% of the reference score per comparison
 NOISE_PSEUDO = 3.0  # how much a method's own scatter is pooled with everyone's
+# Between-source standard deviation of a method's difference to LoRA: measured on the corpus as the spread of
+# per-source mean differences beyond their sampling error (adapter 0.06 over 6 sources, bitfit 0.02 over 4,
+# full FT 0.03 over 5, prompt tuning 0.11 over 4, prefix tuning 0.18 over 6 with PEFT-Bench's outlier).
+BETWEEN_SOURCES = 0.05
+# Partial pooling: a method's effect is shrunk toward the mean of its kin near the query, not toward one
+# global constant. Kin are methods that change the model the same way; this is finer than `Method.family`
+# where the family mixes mechanisms ((IA)3 rescales activations like the selective methods rather than
+# adding a bottleneck; the bottleneck adapter has no kin and keeps the global prior).
+KIN = {"lora": "low_rank", "qlora": "low_rank", "dora": "low_rank", "rslora": "low_rank",
+       "adalora": "low_rank", "loha": "low_rank", "lokr": "low_rank", "vera": "low_rank",
+       "oft": "orthogonal", "boft": "orthogonal",
+       "ia3": "scaling", "bitfit": "scaling", "ln_tuning": "scaling",
+       "prompt_tuning": "soft_prompt", "p_tuning": "soft_prompt", "prefix_tuning": "soft_prompt"}
 Z = 1.2816  # one-sided 90% / two-sided 80%
 MIN_WEIGHT = 1.0  # effective comparisons at the query below which a method has no evidence at this scale
 NEAR = 0.25  # a comparison "in the query's regime" has kernel weight at least this
@@ -115,21 +130,26 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
     comparisons that measured both; where a comparison has full FT but no LoRA, (method - full) plus the
     full-vs-LoRA effect at the query, at half weight (one hop adds that effect's error). Longer chains
     through third methods are not used: sources disagree, and chaining spreads one source's oddity (prefix
-    tuning above full FT on GPT-2) to methods it never measured. Each effect is shrunk toward `PRIOR_MEAN`
-    (a little below LoRA, the default everybody has evidence for) with weight `PRIOR_WEIGHT`.
+    tuning above full FT on GPT-2) to methods it never measured. Each effect is shrunk, with weight
+    `PRIOR_WEIGHT`, toward its kin's pooled effect at the query (`KIN`), or `PRIOR_MEAN` (a little below
+    LoRA, the default everybody has evidence for) for a method without kin or kin without evidence.
     """
     cells: dict[tuple[str, str], list[Point]] = defaultdict(list)
     for p in points:
         cells[(p.comparison, p.method)].append(p)
     comps: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)  # comparison -> method -> (value, weight)
+    source_of: dict[str, str] = {}
     for (comp, method), group in cells.items():
         comps[comp][method] = (sum(p.value for p in group) / len(group), kernel(group[0], regime))
+        source_of[comp] = group[0].source
     full = _effects(comps, "full", 0.0, 0.0)
-    full_effect = _shrunk(full["full"]) if "full" in full else (PRIOR_MEAN, 1.0)
+    full_effect = _shrunk(full["full"], source_of, PRIOR_MEAN) if "full" in full else (PRIOR_MEAN, 1.0)
     diffs = _effects(comps, None, *full_effect)
+    kin_prior = _kin_priors(diffs, source_of)
     estimates = {}
     for method, obs in diffs.items():
-        effect, se = _shrunk(obs)
+        effect, se = _shrunk(obs, source_of, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN)
+                             if method != "lora" else PRIOR_MEAN)
         group = [(kernel(p, regime), p) for (c, m), ps in cells.items() if m == method for p in ps[:1]]
         group.sort(key=lambda wp: -wp[0])
         estimates[method] = Estimate(method, effect, se, sum(w for w, _, _ in obs),
@@ -137,9 +157,18 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
     for _, method in cells:  # methods measured only where nothing compares them
         if method not in estimates:
             near = sorted(((kernel(p, regime), p) for p in points if p.method == method), key=lambda wp: -wp[0])
-            estimates[method] = Estimate(method, PRIOR_MEAN, 1.0, 0.0, 0, 0, near[:3])
+            estimates[method] = Estimate(method, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN), 1.0, 0.0, 0, 0,
+                                         near[:3])
     return estimates
 
+
+def _kin_priors(diffs: dict[str, list[tuple[float, float, str]]], source_of: dict[str, str]) -> dict[str, float]:
+    """Each kin group's pooled difference to LoRA at the query (LoRA itself, the reference, excluded)."""
+    pooled: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for method, obs in diffs.items():
+        if method != "lora" and method in KIN:
+            pooled[KIN[method]].extend(obs)
+    return {kin: _shrunk(obs, source_of, PRIOR_MEAN)[0] for kin, obs in pooled.items()}
 
 
 def _effects(comps: dict[str, dict[str, tuple[float, float]]], only: str | None, full_effect: float,
@@ -161,15 +190,23 @@ def _effects(comps: dict[str, dict[str, tuple[float, float]]], only: str | None,
     return out
 
 
-def _shrunk(obs: list[tuple[float, float, str]]) -> tuple[float, float]:
+def _shrunk(obs: list[tuple[float, float, str]], source_of: dict[str, str],
+            prior_mean: float) -> tuple[float, float]:
+    """Weighted mean difference shrunk toward `prior_mean`, and its standard error: the within-comparison
+    scatter over the effective number of comparisons, plus `BETWEEN_SOURCES` for each source's share of the
+    weight (one source: the whole term; many equal sources: a small part of it)."""
     w = np.array([o[0] for o in obs])
     d = np.array([o[1] for o in obs])
     total = float(w.sum())
-    effect = float((w @ d + PRIOR_WEIGHT * PRIOR_MEAN) / (total + PRIOR_WEIGHT))
+    effect = float((w @ d + PRIOR_WEIGHT * prior_mean) / (total + PRIOR_WEIGHT))
     scatter = float(w @ (d - effect) ** 2 / total) if total > 0 else 0.0
     sigma2 = max((total * scatter + NOISE_PSEUDO * POOLED_SCATTER ** 2) / (total + NOISE_PSEUDO), NOISE_FLOOR ** 2)
-    return effect, math.sqrt(sigma2 / (total + PRIOR_WEIGHT))
-
+    by_source: dict[str, float] = defaultdict(float)
+    for weight, _, comp in obs:
+        by_source[source_of.get(comp, comp)] += weight
+    shares = sum((x / (total + PRIOR_WEIGHT)) ** 2 for x in by_source.values())
+    shares += (PRIOR_WEIGHT / (total + PRIOR_WEIGHT)) ** 2  # the prior is one more "source"
+    return effect, math.sqrt(sigma2 / (total + PRIOR_WEIGHT) + BETWEEN_SOURCES ** 2 * shares)
 
 
 def separated(a: Estimate, b: Estimate) -> bool:

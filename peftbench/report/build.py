@@ -12,7 +12,9 @@ from peftbench.report import fmt, plots, predictions, runs, tables
 from peftbench.report.cache import Deadline, DerivedCache
 from peftbench.report.render import render_page
 
-DEFAULT_BUDGET_S = 15.0  # seconds of uncached estimator + recommender work per `report` command (a hard limit)
+# Seconds of uncached estimator + recommender work per `report` command: no limit by default (the page
+# shows what it promises; progress with an ETA says how long), `--estimate-budget S` caps it.
+DEFAULT_BUDGET_S: float | None = None
 
 
 @dataclass
@@ -22,6 +24,7 @@ class Options:
     estimates: bool = True
     cache: DerivedCache | None = None
     deadline: Deadline | None = None
+    progress: bool = False  # a progress bar with an ETA on stderr while answers are computed
 
     def __post_init__(self) -> None:
         self.cache = self.cache or DerivedCache(None)
@@ -80,7 +83,8 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
                                   [], "recommender not requested (--no-estimates).")
     if options.estimates:
         shapes = predictions.suite_shapes(table, task_specs)
-        derived = predictions.derive(suite, shapes, path.parent.parent, options.cache, options.deadline)
+        derived = predictions.derive(suite, shapes, path.parent.parent, options.cache, options.deadline,
+                                     progress=options.progress)
     matrix = derived.matrix
     summaries = {t["table"].task: t["table"].summary for t in task_tables}
     informs = _informativeness(suite, records)

@@ -2,8 +2,10 @@
 
 Both are optional: a report must still be written when the estimator or the recommender is missing,
 fails or runs out of time, so each of those becomes a note on the page. Stored answers come from
-`DerivedCache`; missing ones are computed in a child process (`python -m peftbench.report.worker`) killed
-when the time budget runs out, since one cold recommender call alone can take 40 s on this CPU.
+`DerivedCache`; missing ones are computed in a child process (`python -m peftbench.report.worker`), with a
+progress bar and an ETA (one cold recommender call alone can take 40 s on this CPU). There is no time limit
+unless the user sets one (`--estimate-budget`); the child is then killed when it runs out, and the page
+says what was left out and why.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def suite_shapes(table: pd.DataFrame, suite_tasks: dict[str, Any]) -> list[Shape
     return shapes
 
 
-def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, deadline: Deadline) -> Derived:
+def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, deadline: Deadline,
+           progress: bool = False) -> Derived:
     """The hardware matrix and the recommender's picks, from stored answers and whatever the budget allows."""
     try:
         from peftbench.hardware import gpu_profiles
@@ -83,7 +86,7 @@ def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, dea
                      {"kind": "recommend", "task": f"{suite}/{shape.task}", "model": shape.model,
                       "root": str(root), "gpu": RECOMMEND_GPU}))
     missing = {key: job for key, job in plan if cache.get(key) is None}
-    problem = _compute(missing, cache, deadline) if missing else ""
+    problem = _compute(missing, cache, deadline, f"{suite}: estimates and picks", progress) if missing else ""
     answers = iter(cache.get(key) for key, _ in plan)
     matrix, picks, notes, late = HardwareMatrix(profiles=profiles), [], [], 0
     for shape in shapes:
@@ -105,27 +108,58 @@ def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, dea
     return Derived(matrix, picks, ("recommender: " + "; ".join(notes)) if notes else "")
 
 
-def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Deadline) -> str:
+def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Deadline, label: str = "answers",
+             progress: bool = False) -> str:
     """Run jobs in a child process, storing each answer as it arrives; say why any are missing."""
+    import threading
+
+    from tqdm import tqdm
+
     remaining = deadline.remaining()
     if remaining is not None and remaining <= 0:
         return f"the time budget of {deadline.seconds:.0f} s ran out"
-    command = [sys.executable, "-m", "peftbench.report.worker"]
+    proc = subprocess.Popen([sys.executable, "-m", "peftbench.report.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(remaining, kill) if remaining is not None else None
+    # stderr is drained by a thread: a chatty child must not block on a full pipe while we read stdout.
+    err_lines: list[str] = []
+    drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+    bar = tqdm(total=len(jobs), desc=label, unit="answer", disable=not progress, file=sys.stderr)
     try:
-        done = subprocess.run(command, input=json.dumps(jobs), capture_output=True, text=True, timeout=remaining)
-        output = done.stdout
-        problem = "" if done.returncode == 0 else f"worker failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
-    except subprocess.TimeoutExpired as exc:  # keep what finished before the kill
-        output = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        problem = f"the time budget of {deadline.seconds:.0f} s ran out"
-    for line in output.splitlines():
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-        if isinstance(item, dict) and item.get("key") in jobs:
-            cache.put(item["key"], item["answer"])
-    return problem
+        if timer:
+            timer.start()
+        drain.start()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(jobs))
+        proc.stdin.close()
+        for line in proc.stdout:
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            if isinstance(item, dict) and item.get("key") in jobs:
+                cache.put(item["key"], item["answer"])
+                bar.update(1)
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+        bar.close()
+        drain.join(timeout=5)
+    if timed_out.is_set():
+        return f"the time budget of {deadline.seconds:.0f} s ran out"
+    if proc.returncode != 0:
+        return f"worker failed: {([x.strip() for x in err_lines if x.strip()] or ['?'])[-1]}"
+    return ""
 
 
 def _matrix_row(shape: Shape, method: str, answer: dict[str, Any]) -> dict[str, Any]:

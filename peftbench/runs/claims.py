@@ -54,6 +54,19 @@ class RunClaims:
                 self._file(run_id).unlink()
         os.close(fd)
 
+    def wait_for(self, run_id: str) -> None:
+        """Block until no other driver holds `run_id` (returns at once when nobody claims it)."""
+        try:
+            fd = os.open(self._file(run_id), os.O_RDWR)
+        except FileNotFoundError:
+            return
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # granted when the holder records the run or dies
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
     def release_all(self) -> None:
         for run_id in list(self._held):
             self.release(run_id, recorded=False)

@@ -188,12 +188,18 @@ def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = F
               show_progress: bool = True) -> Any:
     """Sweep, select, run the selected rates on the seeds; one summary of both phases."""
     from peftbench.results import ResultStore, latest_records
+    from peftbench.runs.claims import RunClaims
     from peftbench.runs.runner import run_plan
 
     sweeps = sweep_specs(plan.specs, config)
     sweep_plan = dataclasses.replace(plan, specs=[s for group in sweeps.values() for s in group])
     first = run_plan(sweep_plan, results_root, force=force, show_progress=show_progress)
     store = ResultStore.for_suite(plan.suite.name, results_root)
+    # Another `peftbench run` of this suite may still be running some of the sweep: selecting now would
+    # treat its runs as failed, so wait for each one it holds to be recorded (or given up).
+    claims = RunClaims(store.path.parent)
+    for spec in sweep_plan.specs:
+        claims.wait_for(spec.run_id)
     records = {r["run_id"]: r for r in latest_records([store.path], include_sweep=True)}
     chosen = selected_specs(plan.specs, sweeps, records, config)
     second = run_plan(dataclasses.replace(plan, specs=chosen), results_root, force=force,
