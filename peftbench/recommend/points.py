@@ -112,6 +112,7 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
             excluded[reason] += 1
         else:
             kept.append(row)
+    kept = _drop_repeated_measurements(kept, excluded)
     # One metric per comparison: the preferred one among those the comparison reports.
     tables: dict[tuple, list[PublishedRow]] = defaultdict(list)
     for row in kept:
@@ -122,17 +123,50 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
         metric = next((m for m in METRIC_PREFERENCE if m in metrics), sorted(metrics)[0])
         excluded["another metric of the same comparison (one metric each)"] += sum(r.metric != metric for r in group)
         comparison = "|".join(str(k) for k in key) + f"|{metric}"
-        for row in (r for r in group if r.metric == metric):
+        chosen = [r for r in group if r.metric == metric]
+        for row in chosen:
             value = max(0.0, min(row.score / row.full_ft_score, 2.0))
             points.append(Point(
                 source=row.source_id, comparison=comparison, method=row.method, config=row.method_published,
                 value=value, score=row.score, metric=metric, kind=row.task_kind, architecture=row.architecture,
                 log_params=_log(row.total_params), log_examples=_log(row.train_examples),
                 log_steps=_log(_steps_of(row.training_length, row.train_examples)),
-                cite=f"{row.method_published} on {row.model}, {row.task}: {row.score:g} vs {row.reference_method} "
-                     f"{row.full_ft_score:g} {metric} ({row.citation}, {row.locator})",
+                cite=_cite(row, chosen, metric),
                 hyperparameters=row.hyperparameters))
     return Evidence(points, dict(excluded))
+
+
+def _drop_repeated_measurements(rows: list[PublishedRow], excluded: dict[str, int]) -> list[PublishedRow]:
+    """A figure that two sources print (a paper and its repository's README, a baseline quoted from another
+    paper) is one measurement: keep it in one source only (the first by source id), or leave-one-source-out
+    would test a source on its own numbers. Same model, task, peftbench method, metric and score."""
+    def key(row: PublishedRow) -> tuple:
+        # Not the published method name: a repository and its paper label one run differently ("FT*").
+        return (re.sub(r"[^a-z0-9]", "", row.model.lower()), row.task.lower(), row.method, row.metric,
+                round(row.score, 3))
+    first_source: dict[tuple, str] = {}
+    for row in sorted(rows, key=lambda r: r.source_id):
+        first_source.setdefault(key(row), row.source_id)
+    kept = []
+    for row in rows:
+        if first_source[key(row)] == row.source_id:
+            kept.append(row)
+        else:
+            excluded["the same figure as another source prints (counted once)"] += 1
+    return kept
+
+
+def _cite(row: PublishedRow, table: list[PublishedRow], metric: str) -> str:
+    """What the row shows: its score against the table's reference, or, for the reference method's own row
+    (LoRA in a table without full FT), against the methods beside it — never "85.7 vs lora 85.7"."""
+    where = f"{row.method_published} on {row.model}, {row.task}"
+    if row.method != row.reference_method:
+        against = f"vs {row.reference_method} {row.full_ft_score:g}"
+    else:
+        others = [r for r in table if r is not row and r.method != row.method]
+        beside = ", ".join(f"{r.method_published} {r.score:g}" for r in others[:4])
+        against = f"(the table's reference) beside {beside}" if beside else "(the table's reference)"
+    return f"{where}: {row.score:g} {against} {metric} ({row.citation}, {row.locator})"
 
 
 def cached_corpus_points() -> Evidence:
