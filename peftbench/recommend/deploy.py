@@ -1,6 +1,8 @@
 """`recommend --deploy server|edge`: re-rank candidate methods by what serving them costs (issue 18).
 
-A standalone weighting for the recommender's engine to call on its ranked candidates. Each candidate is a
+`serving_order` is what the engine calls on its ranked candidates: the predicted inference overhead of each
+on the target card (`estimate.inference`), weighed by `deploy_ranking`, which says how each method moved.
+`deploy_ranking` is a standalone weighting. Each candidate is a
 dict with at least `method` and `quality` (predicted quality, higher is better, on the engine's scale —
 a share of full fine-tuning's quality, ~0-1, is assumed when sizing the penalties) and any of:
 
@@ -26,10 +28,13 @@ How each scenario serves a method, and what it penalises (all penalties in quali
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.errors import UserError
 from peftbench.serving import serving
+
+if TYPE_CHECKING:
+    from peftbench.recommend.feasibility import Gpu
 
 SCENARIOS = ("server", "edge")
 # Quality lost per unit of each cost. Latency: per 100% of overhead (a 2x slower model loses 0.5 at the
@@ -140,3 +145,40 @@ def _summary(ordered: list[DeployEntry], scenario: str) -> str:
         return f"For {scenario} deployment the pick stays {after.method}."
     return (f"For {scenario} deployment the pick changes from {before.method} to {after.method}: "
             f"{before.explanation}")
+
+
+def serving_order(ranked: list[Any], gpu: Gpu, scenario: str, max_latency_overhead: float | None,
+                  adapters_per_base: int) -> tuple[list[Any], dict[str, Any]]:
+    """The ranked candidates re-ordered for serving, each with a sentence on how serving moved it."""
+    from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST
+
+    # Quality on the engine's own ranking scale (the risk-aware lower bound), and its evidence tiers kept:
+    # serving cost may reorder methods, but never lift a thinly evidenced one above a well evidenced one.
+    facts = [_serving_facts(c, gpu) | {"tier": 0 if c.near_comparisons >= MIN_NEAR_FOR_FIRST else 1}
+             for c in ranked]
+    result = deploy_ranking(facts, scenario, max_latency_overhead=max_latency_overhead,
+                            adapters_per_base=adapters_per_base)
+    by_method = {c.method: c for c in ranked}
+    for entry in result.entries:
+        by_method[entry.method].reasons.insert(0, f"serving ({scenario}): {entry.explanation}")
+    return [by_method[e.method] for e in result.entries], result.to_dict()
+
+
+def _serving_facts(cand: Any, gpu: Gpu) -> dict[str, Any]:
+    """Predicted serving cost of one candidate on the target card; quality on the engine's scale."""
+    quality = cand.risk_score if cand.risk_score is not None else (cand.predicted_relative_quality or 1.0) - 1.0
+    facts: dict[str, Any] = {"method": cand.method, "quality": quality, "adapter_bytes": cand.adapter_bytes}
+    try:
+        from peftbench.estimate.inference import estimate_inference
+
+        est = estimate_inference(cand.model, cand.method, hardware=[gpu.profile])
+    except Exception:  # noqa: BLE001  an encoder or a model the serving estimate cannot build: not weighed
+        return facts
+    answer = next(iter(est.profiles.values()))
+    base = answer["base"]["decode_ms_per_token"]
+    facts["base_bytes"] = est.weights_bytes.get("merged") or est.weights_bytes["unmerged"]
+    facts["overhead_unmerged"] = round(answer["unmerged"]["decode_ms_per_token"] / base, 4)
+    if "merged" in answer:
+        facts["overhead_merged"] = round(answer["merged"]["decode_ms_per_token"] / base, 4)
+    facts["overhead_source"] = "predicted"
+    return facts

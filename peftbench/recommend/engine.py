@@ -19,13 +19,14 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.paths import check_input_dir
-from peftbench.recommend.deployment import consider_multi_gpu, serving_order
+from peftbench.recommend.deploy import serving_order
 from peftbench.recommend.evaluate import recommender_order
 from peftbench.recommend.evidence import seed_spread
 from peftbench.recommend.feasibility import Cost, CostModel, resolve_gpu
 from peftbench.recommend.fitting import default_evidence, method_catalogue
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
+from peftbench.recommend.multi_gpu import consider_multi_gpu
 from peftbench.recommend.points import Evidence, cached_corpus_points, merge, own_points
 from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, resolve_task
 from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, MIN_WEIGHT, Estimate, Regime, fit, separated

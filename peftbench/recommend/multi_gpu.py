@@ -1,12 +1,9 @@
-"""What happens around training that the ranking weighs on request: several GPUs (`recommend --gpus N`) and
-how the model will be served (`recommend --deploy server|edge`).
+"""`recommend --gpus N`: methods that do not fit one card, on several.
 
-Both act on the engine's candidates after their cost and quality are known, so the core ranking stays one
-path. Several GPUs: a method that does not fit one card is given the fewest cards of that kind on which
-some data-parallel strategy fits it (`estimate.distributed.smallest_fit`, cheapest strategy first); within
-`--gpus` it becomes a candidate again, with the strategy it assumes said beside it. Serving: the predicted
-inference overhead of each ranked method on the target card (`estimate.inference`), weighed by
-`deploy.deploy_ranking`, which says how each method moved.
+Acts on the engine's candidates after their cost and quality are known, so the core ranking stays one path.
+A method that does not fit one card is given the fewest cards of that kind on which some data-parallel
+strategy fits it (`estimate.distributed.smallest_fit`, cheapest strategy first); within `--gpus` it becomes
+a candidate again, with the strategy it assumes said beside it.
 """
 
 from __future__ import annotations
@@ -70,41 +67,3 @@ def _smallest_setup(cand: Any, gpu: Gpu, task_kind: str, seq_len: int,
         if micro == 1:
             return best
         micro //= 2
-
-
-def serving_order(ranked: list[Any], gpu: Gpu, scenario: str, max_latency_overhead: float | None,
-                  adapters_per_base: int) -> tuple[list[Any], dict[str, Any]]:
-    """The ranked candidates re-ordered for serving, each with a sentence on how serving moved it."""
-    from peftbench.recommend.deploy import deploy_ranking
-    from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST
-
-    # Quality on the engine's own ranking scale (the risk-aware lower bound), and its evidence tiers kept:
-    # serving cost may reorder methods, but never lift a thinly evidenced one above a well evidenced one.
-    facts = [_serving_facts(c, gpu) | {"tier": 0 if c.near_comparisons >= MIN_NEAR_FOR_FIRST else 1}
-             for c in ranked]
-    result = deploy_ranking(facts, scenario, max_latency_overhead=max_latency_overhead,
-                            adapters_per_base=adapters_per_base)
-    by_method = {c.method: c for c in ranked}
-    for entry in result.entries:
-        by_method[entry.method].reasons.insert(0, f"serving ({scenario}): {entry.explanation}")
-    return [by_method[e.method] for e in result.entries], result.to_dict()
-
-
-def _serving_facts(cand: Any, gpu: Gpu) -> dict[str, Any]:
-    """Predicted serving cost of one candidate on the target card; quality on the engine's scale."""
-    quality = cand.risk_score if cand.risk_score is not None else (cand.predicted_relative_quality or 1.0) - 1.0
-    facts: dict[str, Any] = {"method": cand.method, "quality": quality, "adapter_bytes": cand.adapter_bytes}
-    try:
-        from peftbench.estimate.inference import estimate_inference
-
-        est = estimate_inference(cand.model, cand.method, hardware=[gpu.profile])
-    except Exception:  # noqa: BLE001  an encoder or a model the serving estimate cannot build: not weighed
-        return facts
-    answer = next(iter(est.profiles.values()))
-    base = answer["base"]["decode_ms_per_token"]
-    facts["base_bytes"] = est.weights_bytes.get("merged") or est.weights_bytes["unmerged"]
-    facts["overhead_unmerged"] = round(answer["unmerged"]["decode_ms_per_token"] / base, 4)
-    if "merged" in answer:
-        facts["overhead_merged"] = round(answer["merged"]["decode_ms_per_token"] / base, 4)
-    facts["overhead_source"] = "predicted"
-    return facts
