@@ -25,9 +25,9 @@ def saved_tensors(model_name: str, method_name: str, layers: int, batch_size: in
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from peftbench.estimate.build import build_wrapped, materialise_fake, with_depth
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.trace import Shape, make_inputs
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     method = get_method(method_name)
     config = with_depth(load_any_config(model_name), layers)

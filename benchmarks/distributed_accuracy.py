@@ -43,7 +43,7 @@ STEPS = 3
 
 def _config(model: str, layers: int | None):
     from peftbench.estimate.build import with_depth
-    from peftbench.estimate.configs import load_any_config
+    from peftbench.models.configs import load_any_config
 
     config = load_any_config(model)
     return with_depth(config, layers) if layers else config

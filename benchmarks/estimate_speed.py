@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 SHAPES = (["--batch-size", "4", "--seq-len", "1024"], ["--batch-size", "3", "--seq-len", "3000"])
-PRESET = Path(__file__).resolve().parent.parent / "peftbench" / "estimate" / "presets" / "llama-3.1-8b" / "config.json"
+PRESET = Path(__file__).resolve().parent.parent / "peftbench" / "models" / "presets" / "llama-3.1-8b" / "config.json"
 
 
 def cli_seconds(model: str, shape: list[str], cache: str) -> tuple[float, str]:

@@ -17,9 +17,9 @@ torch.set_num_threads(1)
 
 from peftbench.errors import MethodNotApplicable  # noqa: E402
 from peftbench.estimate import estimate_config, predict_run_peak  # noqa: E402
-from peftbench.estimate.configs import load_any_config  # noqa: E402
 from peftbench.estimate.measure import measure  # noqa: E402
 from peftbench.methods import get_method, registry  # noqa: E402
+from peftbench.models.configs import load_any_config  # noqa: E402
 
 OUT = Path(__file__).with_suffix(".md")
 GPU_REPORT = Path(__file__).with_name("estimator_accuracy_gpu.md")  # written by gpu_validation.py

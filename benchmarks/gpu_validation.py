@@ -102,11 +102,11 @@ CASES: list[Case] = [
 def predict() -> None:
     from peftbench.errors import MethodNotApplicable
     from peftbench.estimate import estimate
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.core import traced
     from peftbench.estimate.trace import Shape
     from peftbench.hardware import allocator
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     workspace = allocator()["cublas_workspace_bytes"]
     out: dict[str, Any] = {}
@@ -170,8 +170,8 @@ def measure_case(case: Case) -> dict[str, Any]:
 
     from peftbench import training
     from peftbench.estimate.build import build_wrapped
-    from peftbench.estimate.configs import load_any_config
     from peftbench.methods import count_parameters, get_method
+    from peftbench.models.configs import load_any_config
     from peftbench.telemetry import CudaMemory
 
     method = get_method(case.method)

@@ -60,10 +60,10 @@ def test_trainable_counts_equal_the_real_wrapped_smollm2(method):
     ("phi-3-mini", "lokr", (1, 512)),
 ])
 def test_depth_extrapolation_equals_an_exact_trace(model, method, shape):
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.core import _trace_extrapolated
     from peftbench.estimate.trace import Shape
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     config = load_any_config(model)
     config.num_hidden_layers = 8
@@ -83,9 +83,9 @@ def test_depth_extrapolation_equals_an_exact_trace(model, method, shape):
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_cpu_peak_prediction_matches_a_real_minilm_step(method):
     """Predicted RSS increase vs VmHWM of real steps (fresh process, 1 thread): within 10%."""
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.measure import measure
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     spec = {"model": "minilm", "method": method, "task_kind": "classification", "batch_size": 8, "seq_len": 64,
             "steps": 2}
@@ -98,8 +98,8 @@ def test_cpu_peak_prediction_matches_a_real_minilm_step(method):
 
 
 def test_predict_run_peak_is_fast_and_cached():
-    from peftbench.estimate.configs import load_any_config
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     config = load_any_config("smollm2-135m")
     m = get_method("lora")
@@ -137,8 +137,8 @@ def test_qlora_is_modelled_with_a_4bit_base():
 def test_frozen_embedding_table_counts_only_looked_up_rows_on_cpu():
     """transformers memory-maps fp32 checkpoint weights: a frozen word-embedding table is resident only where
     it is looked up; on a GPU it is copied whole. Trained (full FT) or tied to a head, it is read whole."""
-    from peftbench.estimate.configs import load_any_config
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     config = load_any_config("minilm")
     table = config.vocab_size * config.hidden_size * 4
@@ -197,7 +197,7 @@ def test_bad_input_exits_2_with_one_line(cli, argv):
 @pytest.mark.slow
 def test_8b_estimate_by_tracing_finishes():
     from peftbench.estimate import estimate_config
-    from peftbench.estimate.configs import load_any_config
+    from peftbench.models.configs import load_any_config
 
     start = time.perf_counter()
     e = estimate_config(load_any_config("llama-3.1-8b"), "llama-3.1-8b", "lora", batch_size=1, seq_len=2048,

@@ -17,9 +17,9 @@ def test_qlora_on_t5_leaves_the_fp32_modules_unquantised():
     from torch import nn
 
     from peftbench.estimate.build import build_wrapped, with_depth
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.qlora import Linear4bit
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     config = with_depth(load_any_config("t5-small"), 1)
     method = get_method("qlora")
@@ -35,7 +35,7 @@ def test_qlora_on_t5_leaves_the_fp32_modules_unquantised():
 def test_qlora_on_t5_traces():
     from peftbench.estimate.api import estimate_config
     from peftbench.estimate.build import with_depth
-    from peftbench.estimate.configs import load_any_config
+    from peftbench.models.configs import load_any_config
 
     config = with_depth(load_any_config("t5-small"), 1)
     result = estimate_config(config, "t5-small", "qlora", task_kind="generation", batch_size=1, seq_len=8,
@@ -60,7 +60,7 @@ def test_report_plots_do_not_parse_mathtext():
 def test_position_limits(model, kind, limit):
     """Learned absolute position tables, offsets included (RoBERTa and BART start at 2); rotary and relative
     positions have no hard limit."""
-    from peftbench.estimate.configs import load_any_config
+    from peftbench.models.configs import load_any_config
     from peftbench.runs.preflight import position_limit
 
     assert position_limit(load_any_config(model), kind) == limit

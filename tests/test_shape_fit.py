@@ -50,10 +50,10 @@ def test_fit_is_exact_on_polynomial_traces_and_follows_the_moving_peak():
 
 @pytest.mark.parametrize("method", ["full", pytest.param("lora", marks=pytest.mark.slow)])
 def test_fit_of_a_real_preset_matches_exact_traces_at_other_shapes(method):
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.core import traced
     from peftbench.estimate.trace import Shape
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     config, m = load_any_config("gpt2"), get_method(method)
     hp = m.hyperparameters()
@@ -131,7 +131,7 @@ def test_canary_shipped_fit_equals_a_fresh_trace(method):
     `peftbench.versions.ESTIMATOR_VERSION` (or the method's `version`) and rebuild the fits."""
     from peftbench.errors import MethodNotApplicable
     from peftbench.estimate import estimate, estimate_config
-    from peftbench.estimate.configs import load_any_config
+    from peftbench.models.configs import load_any_config
 
     model, kwargs = "qwen2.5-0.5b", dict(batch_size=3, seq_len=700, hardware=["16GB"])
     try:
@@ -158,7 +158,7 @@ def test_shapes_outside_the_checked_range_are_traced(tmp_path):
 @pytest.mark.parametrize("method", ["lora", "full", "prompt_tuning"])
 def test_shipped_8b_fit_agrees_with_the_trace(method):
     from peftbench.estimate import estimate, estimate_config
-    from peftbench.estimate.configs import load_any_config
+    from peftbench.models.configs import load_any_config
 
     kwargs = dict(batch_size=3, seq_len=700, hardware=["16GB"])
     fast = estimate("llama-3.1-8b", method, **kwargs)

@@ -52,8 +52,8 @@ def _validate(task_kind: str, batch_size: int, seq_len: int, dtype: str,
 
 def _validate_model(model: str) -> None:
     """A preset, a packaged model, an existing path, or something shaped like a hub id (`org/name`)."""
-    from peftbench.estimate.configs import preset_for
     from peftbench.models.catalogue import CATALOGUE
+    from peftbench.models.configs import preset_for
     from peftbench.paths import exists
 
     if not isinstance(model, str) or not model.strip():
@@ -88,8 +88,8 @@ def estimate(model: str, method: str, *, overrides: dict | None = None, task_kin
 
     Raises `UserError` for bad input and `MethodNotApplicable` when the method cannot wrap this model.
     """
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.front_cache import front_load, front_store
+    from peftbench.models.configs import load_any_config
 
     _validate(task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer, num_labels)
     _validate_model(model)
@@ -135,12 +135,12 @@ def estimate_config(config, label: str, method: str, *, overrides: dict | None =
 def single_gpu_trace(model: str, method: str, **kwargs: Any) -> dict[str, Any]:
     """The CUDA trace `estimate` answers from (the shipped shape fit where it covers the call, else the
     cached trace), for models built on top of it (`distributed`). Same arguments as `estimate`."""
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.core import traced
     from peftbench.estimate.front_cache import load_fit
     from peftbench.estimate.shape_fit import evaluate
     from peftbench.estimate.trace import Shape
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     entry = load_fit(model, method, kwargs, "cuda")
     if entry is not None and "not_applicable" not in entry and entry["seq_range"] and \

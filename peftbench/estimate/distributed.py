@@ -92,7 +92,7 @@ def check_plan(gpus: int | None, strategy: str | None, offload: str | None) -> P
 # ---- what the model is made of -------------------------------------------------------------------------
 def config_dict(model: str) -> dict[str, Any]:
     """The model's config as a dict: a preset's JSON without importing transformers, else via transformers."""
-    from peftbench.estimate.configs import load_any_config, preset_for
+    from peftbench.models.configs import load_any_config, preset_for
 
     preset = preset_for(model)
     if preset is not None:

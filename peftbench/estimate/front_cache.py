@@ -27,7 +27,7 @@ _FIT_SETTINGS = ("overrides", "task_kind", "dtype", "mixed_precision", "optimize
 
 
 def _config_content(model: str) -> str:
-    from peftbench.estimate.configs import preset_for
+    from peftbench.models.configs import preset_for
     from peftbench.paths import is_dir, is_file
 
     preset = preset_for(model)

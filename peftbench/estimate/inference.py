@@ -122,8 +122,8 @@ def estimate_inference(model: str, method: str, *, overrides: dict | None = None
                        profiles: dict[str, Any] | None = None) -> InferenceEstimate:
     """Predicted weights, KV cache, decode latency and prefill time per profile, merged and unmerged.
     `profiles` (name -> `hardware.Profile`) replaces the catalogue lookup of `hardware` (benchmarks use it)."""
-    from peftbench.estimate.configs import load_any_config
     from peftbench.hardware import resolve
+    from peftbench.models.configs import load_any_config
 
     if context < 1 or batch < 1:
         raise UserError("--context and --batch must be positive")

@@ -40,9 +40,9 @@ def _entry(model: str, method: str, checkpointing: bool) -> dict[str, Any]:
     from peftbench.errors import MethodNotApplicable
     from peftbench.estimate import shape_fit
     from peftbench.estimate.api import QLORA_NOTE
-    from peftbench.estimate.configs import load_any_config
     from peftbench.estimate.trace import Shape
     from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
 
     m = get_method(method)
     hp = m.hyperparameters(None)

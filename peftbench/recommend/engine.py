@@ -200,8 +200,8 @@ def _choose_model(costs: CostModel, query: TaskQuery, model: str | None, batch: 
 
 
 def _arch_from_estimate(model: str) -> str:
-    from peftbench.estimate.configs import load_any_config
     from peftbench.models.catalogue import architecture_family
+    from peftbench.models.configs import load_any_config
 
     return architecture_family(load_any_config(model))
 

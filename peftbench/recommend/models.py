@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftbench.models.catalogue import CATALOGUE, ENCODER_TYPES
+from peftbench.models.configs import PRESETS
 
-PRESETS = Path(__file__).resolve().parent.parent / "estimate" / "presets"
 # 2022-23 models kept as presets only to check the estimator against the peft README's published memory
 # figures; nobody would be advised to start a project on them today.
 VALIDATION_ONLY = frozenset({"t0-3b", "mt0-xxl", "bloomz-7b1"})

@@ -1,4 +1,7 @@
-"""Resolve a `--model` value to a transformers config: preset, packaged model, local path or hub id."""
+"""Resolve a `--model` value to a transformers config: preset, packaged model, local path or hub id.
+
+Presets (`presets/NAME/config.json`, indexed in `presets/index.json`) are config files transcribed from the
+hub for models too large to ship, so the estimator and the recommender answer for them offline."""
 
 from __future__ import annotations
 
