@@ -275,11 +275,30 @@ def latest_records(paths: Iterable[Path], include_sweep: bool = False) -> list[d
     seed. json only, no pandas: the recommender reads results on every call.
 
     Learning-rate sweep runs (`role: "sweep"`, scored on a validation split carved from the training rows,
-    see peftbench.runs.tuning) are left out unless `include_sweep`: their scores are not eval-split scores."""
+    see peftbench.runs.tuning) are left out unless `include_sweep`: their scores are not eval-split scores.
+    Of several selected runs of one (task, method configuration, seed) at different rates, the last
+    recorded is the selection."""
     records = [r for path in paths for r in ResultStore(Path(path)).records()]
     if not include_sweep:
         records = [r for r in records if r.get("role") != "sweep"]
-    return list({r["run_id"]: r for r in records}.values())
+    latest = list({r["run_id"]: r for r in records}.values())
+    # A re-selection (a sweep extended past its grid, see runs.tuning) supersedes the earlier selected run of
+    # the same task, method configuration and seed: the one recorded last is the selection.
+    selection = {key: r for r in latest if (key := _selection_key(r)) is not None}
+    return [r for r in latest if (key := _selection_key(r)) is None or selection[key] is r]
+
+
+def _selection_key(record: dict[str, Any]) -> str | None:
+    """A selected run's identity without the learning rate the selection chose; None for other runs."""
+    if record.get("role") != "selected":
+        return None
+    from peftbench.cache import key_of
+    from peftbench.runs.spec import train_identity
+
+    hyper = {k: v for k, v in (record.get("hyperparameters") or {}).items() if k != "learning_rate"}
+    train = {k: v for k, v in train_identity(record.get("train_config") or {}).items() if k != "learning_rate"}
+    fields = [record.get(k) for k in ("suite", "task", "model", "method", "scale", "data_fingerprint", "seed")]
+    return key_of(fields, hyper, train, (record.get("tune") or {}).get("grid"), length=16)
 
 
 def load_table(paths: Iterable[Path], include_sweep: bool = False):

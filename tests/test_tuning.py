@@ -119,3 +119,44 @@ def test_into_reference_writes_only_into_a_checkouts_reference_folder(tmp_path):
         reference_target(folder)  # no pyproject.toml two levels up: not a checkout
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert reference_target(folder) == folder.resolve()
+
+
+def test_a_sweep_whose_edge_wins_continues_past_it_and_the_new_selection_supersedes(tmp_path):
+    """constitution_part: LoRA-family methods won at x3, the grid's top. The sweep goes on (x9, x27) while
+    the edge keeps winning; the selected run at the new rate replaces the earlier selection in tables."""
+    from peftbench.results import ResultStore, latest_records
+    from peftbench.runs.spec import base_record
+
+    plan, config = _plan("tune=lr")
+    sweep = tuning.sweep_specs(plan.specs, config)[("rt_sentiment", "lora")]
+    scores = {0.33: 20.0, 1.0: 30.0, 3.0: 40.0}
+    records = {s.run_id: {"status": "ok", "metrics": {"accuracy": scores[s.tune["factor"]]}} for s in sweep}
+    [nine] = tuning.extension_specs(sweep, records)
+    assert nine.tune["factor"] == 9.0 and nine.tune["extension"] and nine.tune["role"] == "sweep"
+    assert nine.train["learning_rate"] == pytest.approx(9 * sweep[1].train["learning_rate"], rel=1e-5)
+    assert nine.seed == sweep[0].seed and nine.run_id not in {s.run_id for s in sweep}
+    records[nine.run_id] = {"status": "ok", "metrics": {"accuracy": 45.0}}
+    [twenty_seven] = tuning.extension_specs([*sweep, nine], records)
+    assert twenty_seven.tune["factor"] == 27.0
+    records[twenty_seven.run_id] = {"status": "ok", "metrics": {"accuracy": 50.0}}
+    assert tuning.extension_specs([*sweep, nine, twenty_seven], records) == []  # at most MAX_EXTENSIONS
+    records[twenty_seven.run_id]["metrics"]["accuracy"] = 44.0
+    assert tuning.extension_specs([*sweep, nine, twenty_seven], records) == []  # the edge no longer wins
+    records[sweep[2].run_id]["metrics"]["accuracy"] = 30.0  # x3 ties x1: x1 is chosen, nothing to extend
+    assert tuning.extension_specs(sweep, records) == []
+    records[sweep[0].run_id]["metrics"]["accuracy"] = 35.0  # the low edge wins: x0.11 next
+    assert [s.tune["factor"] for s in tuning.extension_specs(sweep, records)] == [pytest.approx(0.11, rel=0.02)]
+
+    # The earlier selection (x3) and the new one (x9) of the same seed: only the last recorded counts.
+    records[sweep[0].run_id]["metrics"]["accuracy"] = 20.0
+    records[sweep[2].run_id]["metrics"]["accuracy"] = 40.0
+    lora_specs = [s for s in plan.specs if s.method == "lora"]
+    groups = {("rt_sentiment", "lora"): sweep}
+    before = tuning.selected_specs(lora_specs, groups, records, config)
+    after = tuning.selected_specs(lora_specs, {("rt_sentiment", "lora"): [*sweep, nine]}, records, config)
+    assert [s.tune["factor"] for s in before] == [3.0, 3.0] and [s.tune["factor"] for s in after] == [9.0, 9.0]
+    store = ResultStore(tmp_path / "runs.jsonl")
+    for spec in [*before, *after]:
+        store.append({**base_record(spec), "status": "ok"})
+    kept = latest_records([store.path])
+    assert sorted((r["seed"], r["tune"]["factor"]) for r in kept) == [(0, 9.0), (1, 9.0)]

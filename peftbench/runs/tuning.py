@@ -8,12 +8,17 @@ after tuning), so comparing methods each at one default rate compares rates as m
    the training rows outside a validation split and is scored on that split — carved from the training
    data, never the eval split: the rows whose stable content hash sorts last, `tune.fraction` of them
    (default 20%), at least `tune.min_rows` (16). Recorded with `role: "sweep"`.
-2. Select: the factor with the best primary metric (the task's first declared metric) on the validation
+2. Extend: where the best factor is the grid's edge and strictly beats its neighbour, the optimum may lie
+   beyond it, so the sweep continues geometrically past that edge (x3 -> x9 -> x27, or x0.33 -> x0.11 ...),
+   at most `MAX_EXTENSIONS` steps, until the edge no longer wins.
+3. Select: the factor with the best primary metric (the task's first declared metric) on the validation
    split; a tie goes to the factor nearest the default. Failed or skipped sweep runs do not compete.
-3. Run the selected rate on every seed, on the full training split, scored on the eval split as any run:
+4. Run the selected rate on every seed, on the full training split, scored on the eval split as any run:
    `role: "selected"`, `selected_from: [the sweep's run ids]`, `tune: {factor, grid, scores, ...}`.
 
-Both phases resume: run ids are derived from the specs, so a rerun skips what is recorded. Tables, reports
+Every phase resumes: run ids are derived from the specs, so a rerun skips what is recorded. A rerun whose
+extension moves the selection records new selected runs; they supersede the earlier selection of the same
+(task, method configuration, seed) in every table (`results.latest_records`). Tables, reports
 and the recommender read selected (and plain) runs; sweep runs only on request
 (`peftbench results --show-sweep`, `latest_records(..., include_sweep=True)`).
 """
@@ -35,6 +40,7 @@ DEFAULT_GRID = (0.33, 1.0, 3.0)
 VALIDATION_FRACTION = 0.2
 MIN_VALIDATION_ROWS = 16
 TUNABLE = ("lr",)
+MAX_EXTENSIONS = 2  # grid steps past an edge that keeps winning (x3 grid: up to x27 or x1/27 the default)
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,25 @@ def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str
     return out
 
 
+def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> list[RunSpec]:
+    """The next sweep run past the grid's edge when that edge won (strictly, over its neighbour), or []."""
+    best, scores = select_factor(sweep, records)
+    factors = sorted(spec.tune["factor"] for spec in sweep)
+    if best is None or len(factors) < 2 or best not in (factors[0], factors[-1]):
+        return []
+    edge, neighbour = (factors[-1], factors[-2]) if best == factors[-1] else (factors[0], factors[1])
+    if scores.get(f"{neighbour:g}") is not None and scores[f"{edge:g}"] <= scores[f"{neighbour:g}"]:
+        return []
+    outward = [s for s in sweep if s.tune.get("extension") and (s.tune["factor"] > 1) == (edge > 1)]
+    if len(outward) >= MAX_EXTENSIONS:
+        return []
+    past = next(s for s in sweep if s.tune["factor"] == edge)
+    factor = float(f"{edge * edge / neighbour:.6g}")  # the grid's ratio at that end, continued
+    tune = {k: v for k, v in past.tune.items() if k not in ("factor", "base_learning_rate")}
+    base = dataclasses.replace(past, train={**past.train, "learning_rate": past.tune["base_learning_rate"]})
+    return [_with_rate(base, factor, {**tune, "extension": True}, past.seed)]
+
+
 def select_factor(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> tuple[float | None, dict[str, Any]]:
     """The best grid factor by the validation score of the primary metric; None if no sweep run succeeded.
     Also every factor's score (None where the run failed or was skipped)."""
@@ -195,12 +220,29 @@ def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = F
     sweep_plan = dataclasses.replace(plan, specs=[s for group in sweeps.values() for s in group])
     first = run_plan(sweep_plan, results_root, force=force, show_progress=show_progress)
     store = ResultStore.for_suite(plan.suite.name, results_root)
-    # Another `peftbench run` of this suite may still be running some of the sweep: selecting now would
-    # treat its runs as failed, so wait for each one it holds to be recorded (or given up).
     claims = RunClaims(store.path.parent)
-    for spec in sweep_plan.specs:
-        claims.wait_for(spec.run_id)
-    records = {r["run_id"]: r for r in latest_records([store.path], include_sweep=True)}
+
+    def settled(specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
+        # Another `peftbench run` of this suite may still be running some of the sweep: selecting now would
+        # treat its runs as failed, so wait for each one it holds to be recorded (or given up).
+        for spec in specs:
+            claims.wait_for(spec.run_id)
+        return {r["run_id"]: r for r in latest_records([store.path], include_sweep=True)}
+
+    records = settled(sweep_plan.specs)
+    for _ in range(2 * MAX_EXTENSIONS):
+        extra = {key: extension_specs(group, records) for key, group in sweeps.items()}
+        extra = {key: specs for key, specs in extra.items() if specs}
+        if not extra:
+            break
+        for key, specs in extra.items():
+            sweeps[key] = sweeps[key] + specs
+        more = [s for specs in extra.values() for s in specs]
+        done = run_plan(dataclasses.replace(plan, specs=more), results_root, force=force,
+                        show_progress=show_progress)
+        first.records += done.records
+        first.skipped_existing += done.skipped_existing
+        records = settled(more)
     chosen = selected_specs(plan.specs, sweeps, records, config)
     second = run_plan(dataclasses.replace(plan, specs=chosen), results_root, force=force,
                       show_progress=show_progress)
