@@ -155,3 +155,15 @@ def test_a_thin_method_is_pulled_toward_its_kin_not_toward_lora():
     est = fit(points, QUERY)
     assert est["prefix_tuning"].effect < -0.1  # one good comparison, pulled toward prompt tuning's -0.3
     assert est["prefix_tuning"].lcb < est["lora"].lcb
+
+
+def test_a_tuned_method_is_evidence_only_through_its_selected_runs():
+    from peftbench.recommend.evidence import tuned_over_untuned
+
+    plain = [{"suite": "s", "task": "t", "model": "m", "method": m, "seed": i, "run_id": f"{m}{i}"}
+             for m in ("lora", "full") for i in range(3)]
+    tuned = [{"suite": "s", "task": "t", "model": "m", "method": "lora", "seed": i, "run_id": f"sel{i}",
+              "role": "selected"} for i in range(3)]
+    kept = tuned_over_untuned(plain + tuned)
+    assert {r["run_id"] for r in kept if r["method"] == "lora"} == {"sel0", "sel1", "sel2"}
+    assert sum(r["method"] == "full" for r in kept) == 3  # untuned full FT stays until it is tuned too
