@@ -103,13 +103,20 @@ def render(rec: dict[str, Any]) -> str:
     size = f"{task['train_examples']:,.0f} examples" if task["train_examples"] else "size unknown"
     out = [f"Task: {task['query']} ({task['kind']}, {size}, {task['seq_len']} tokens, effective batch "
            f"{task['effective_batch']})   GPU: {rec['gpu']}   Model: {rec['model']}", ""]
+    # "step" is one optimizer step of the effective batch (micro-batch time x accumulation): methods given
+    # different micro-batches to fit are compared on the same work.
     rows = [["#", "method", "vs full FT (80%)", "risk score", "evidence (eff./near)", "peak", "step", "epoch",
              "saved"]]
     for i, c in enumerate(rec["ranking"], 1):
+        step = c["step_seconds"] * c["gradient_accumulation"] if c["step_seconds"] is not None else None
         rows.append([str(i), c["method"], _quality(c), f"{c['risk_score']:+.3f}",
                      f"{c['evidence_weight']:.1f} / {c['near_comparisons']}", _fmt_size(c["peak_bytes"]),
-                     _fmt_time(c["step_seconds"]), _fmt_time(c["epoch_seconds"]), _fmt_size(c["adapter_bytes"])])
-    out.append(_table(rows) if len(rows) > 1 else "No method is ranked (see below).")
+                     _fmt_time(step), _fmt_time(c["epoch_seconds"]), _fmt_size(c["adapter_bytes"])])
+    if len(rows) > 1:
+        out += [_table(rows), f"(peak: per GPU; step: one optimizer step of the effective batch of "
+                              f"{task['effective_batch']}; epoch: one pass over the data)"]
+    else:
+        out.append("No method is ranked (see below).")
     for i, c in enumerate(rec["ranking"], 1):
         head = "recommended" if i == 1 and rec["separates"] else "best by a hair" if i == 1 else ""
         out += ["", f"{i}. {c['method']}" + (f" ({head})" if head else "")]
