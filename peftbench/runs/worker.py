@@ -12,10 +12,18 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.errors import MethodNotApplicable
 from peftbench.runs.spec import RunSpec, base_record
+
+if TYPE_CHECKING:  # torch and transformers load inside the run, after the worker has started reporting
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from peftbench.methods import Method, MethodContext
+    from peftbench.suites import TaskSpec
+    from peftbench.tasks import PreparedTask, TaskKind
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -55,13 +63,13 @@ def _failure_status(exc: BaseException) -> str:
 class _Setup:
     """Everything loaded before training: the wrapped model, its tokenizer, the task and its data."""
 
-    model: Any
-    tokenizer: Any
-    task: Any
-    kind: Any
-    method: Any
-    ctx: Any
-    prepared: Any
+    model: nn.Module  # the base model wrapped by the method
+    tokenizer: PreTrainedTokenizerBase
+    task: TaskSpec
+    kind: TaskKind
+    method: Method
+    ctx: MethodContext
+    prepared: PreparedTask
 
 
 def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, Any]]:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from peftbench.suites import TaskSpec
 
 
 @dataclass
@@ -25,15 +31,16 @@ class PreparedTask:
 class TaskKind(Protocol):
     name: str
 
-    def num_labels(self, task: Any, train: Any) -> int | None: ...
+    def num_labels(self, task: TaskSpec, train: Dataset) -> int | None: ...
 
-    def prepare(self, task: Any, tokenizer: Any, train: Any, eval_: Any) -> PreparedTask: ...
+    def prepare(self, task: TaskSpec, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+                eval_: Dataset) -> PreparedTask: ...
 
-    def evaluate(self, model: Any, tokenizer: Any, task: Any, prepared: PreparedTask,
-                 batch_size: int) -> dict[str, float]: ...
+    def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
+                 prepared: PreparedTask, batch_size: int) -> dict[str, float]: ...
 
 
-def pad_collate(tokenizer: Any) -> Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]:
+def pad_collate(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]:
     """Pad input ids and attention masks with the tokenizer; pad `labels` lists with -100 on the same side."""
 
     def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:

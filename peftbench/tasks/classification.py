@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from peftbench.errors import UserError
 from peftbench.metrics import classification_metrics
 from peftbench.tasks.base import PreparedTask, batches, pad_collate
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from peftbench.suites import TaskSpec
 
 
 class Classification:
@@ -19,10 +25,11 @@ class Classification:
             return list(task.labels)
         return sorted({str(v) for v in train[task.fields["label"]]})
 
-    def num_labels(self, task: Any, train: Any) -> int:
+    def num_labels(self, task: TaskSpec, train: Dataset) -> int:
         return len(self.label_names(task, train))
 
-    def prepare(self, task: Any, tokenizer: Any, train: Any, eval_: Any) -> PreparedTask:
+    def prepare(self, task: TaskSpec, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+                eval_: Dataset) -> PreparedTask:
         names = self.label_names(task, train)
         index = {name: i for i, name in enumerate(names)}
 
@@ -42,8 +49,8 @@ class Classification:
         return PreparedTask(train_features, eval_features, pad_collate(tokenizer), len(names), names, mean_len, 1.0)
 
     @torch.no_grad()
-    def evaluate(self, model: Any, tokenizer: Any, task: Any, prepared: PreparedTask,
-                 batch_size: int) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
+                 prepared: PreparedTask, batch_size: int) -> dict[str, float]:
         model.eval()
         predictions: list[int] = []
         references: list[int] = []

@@ -7,12 +7,18 @@ the template's closing cue ("Title:") is never cut off.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from peftbench.metrics import text_metrics
 from peftbench.tasks.base import PreparedTask, batches, pad_collate
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from peftbench.suites import TaskSpec
 
 
 def render_prompt(task: Any, row: dict[str, Any], tokenizer: Any, budget: int) -> str:
@@ -30,10 +36,11 @@ def render_prompt(task: Any, row: dict[str, Any], tokenizer: Any, budget: int) -
 class Generation:
     name = "generation"
 
-    def num_labels(self, task: Any, train: Any) -> None:
+    def num_labels(self, task: TaskSpec, train: Dataset) -> None:
         return None
 
-    def prepare(self, task: Any, tokenizer: Any, train: Any, eval_: Any) -> PreparedTask:
+    def prepare(self, task: TaskSpec, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+                eval_: Dataset) -> PreparedTask:
         budget = task.max_length - task.max_target_length
         eos = tokenizer.eos_token or ""
         features = []
@@ -53,8 +60,8 @@ class Generation:
                             sum(target_lengths) / len(target_lengths))
 
     @torch.no_grad()
-    def evaluate(self, model: Any, tokenizer: Any, task: Any, prepared: PreparedTask,
-                 batch_size: int) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
+                 prepared: PreparedTask, batch_size: int) -> dict[str, float]:
         model.eval()
         predictions: list[str] = []
         for chunk in batches(prepared.eval_rows, batch_size):

@@ -7,11 +7,17 @@ at the end of the prompt, as lm-evaluation-harness scores MMLU, so no free-form 
 from __future__ import annotations
 
 import string
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from peftbench.tasks.base import PreparedTask, batches, pad_collate
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from peftbench.suites import TaskSpec
 
 
 def _answer_index(value: Any, n_choices: int) -> int:
@@ -23,7 +29,7 @@ def _answer_index(value: Any, n_choices: int) -> int:
 class MultipleChoice:
     name = "multiple_choice"
 
-    def num_labels(self, task: Any, train: Any) -> None:
+    def num_labels(self, task: TaskSpec, train: Dataset) -> None:
         return None
 
     def _rows(self, task: Any, tokenizer: Any, dataset: Any) -> list[dict[str, Any]]:
@@ -35,7 +41,8 @@ class MultipleChoice:
             rows.append({"prompt": task.prompt.format(**values), "answer": answer, "n_choices": len(choices)})
         return rows
 
-    def prepare(self, task: Any, tokenizer: Any, train: Any, eval_: Any) -> PreparedTask:
+    def prepare(self, task: TaskSpec, tokenizer: PreTrainedTokenizerBase, train: Dataset,
+                eval_: Dataset) -> PreparedTask:
         tokenizer.truncation_side = "left"  # long questions lose their start, never the "Answer:" cue
         features = []
         for row in self._rows(task, tokenizer, train):
@@ -49,8 +56,8 @@ class MultipleChoice:
         return PreparedTask(features, eval_rows, pad_collate(tokenizer), None, [], mean_input, 1.0)
 
     @torch.no_grad()
-    def evaluate(self, model: Any, tokenizer: Any, task: Any, prepared: PreparedTask,
-                 batch_size: int) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
+                 prepared: PreparedTask, batch_size: int) -> dict[str, float]:
         model.eval()
         correct = 0
         for chunk in batches(prepared.eval_rows, batch_size):
