@@ -160,3 +160,18 @@ def test_a_sweep_whose_edge_wins_continues_past_it_and_the_new_selection_superse
         store.append({**base_record(spec), "status": "ok"})
     kept = latest_records([store.path])
     assert sorted((r["seed"], r["tune"]["factor"]) for r in kept) == [(0, 9.0), (1, 9.0)]
+
+
+def test_rates_tied_at_the_majority_class_are_told_apart_by_how_much_they_learned():
+    """rt_sentiment at 60 steps: DoRA scored 62.5% (the majority) at every rate. A tie on accuracy goes to the
+    lower final training loss, not blindly to x1 — and if that is the edge, the sweep goes on past it."""
+    plan, config = _plan("tune=lr")
+    sweep = tuning.sweep_specs(plan.specs, config)[("rt_sentiment", "lora")]
+    losses = {0.33: 0.69, 1.0: 0.68, 3.0: 0.61}
+    records = {s.run_id: {"status": "ok", "metrics": {"accuracy": 62.5}, "final_train_loss": losses[s.tune["factor"]]}
+               for s in sweep}
+    factor, scores = tuning.select_factor(sweep, records)
+    assert factor == 3.0 and set(scores.values()) == {62.5}
+    assert [s.tune["factor"] for s in tuning.extension_specs(sweep, records)] == [9.0]
+    records[sweep[2].run_id]["final_train_loss"] = float("nan")  # a diverged rate never wins the tie
+    assert tuning.select_factor(sweep, records)[0] == 1.0

@@ -8,11 +8,13 @@ after tuning), so comparing methods each at one default rate compares rates as m
    the training rows outside a validation split and is scored on that split — carved from the training
    data, never the eval split: the rows whose stable content hash sorts last, `tune.fraction` of them
    (default 20%), at least `tune.min_rows` (16). Recorded with `role: "sweep"`.
-2. Extend: where the best factor is the grid's edge and strictly beats its neighbour, the optimum may lie
+2. Extend: where the best factor (see 3) is the grid's edge and strictly beats its neighbour, the optimum may lie
    beyond it, so the sweep continues geometrically past that edge (x3 -> x9 -> x27, or x0.33 -> x0.11 ...),
    at most `MAX_EXTENSIONS` steps, until the edge no longer wins.
 3. Select: the factor with the best primary metric (the task's first declared metric) on the validation
-   split; a tie goes to the factor nearest the default. Failed or skipped sweep runs do not compete.
+   split; a tie goes to the lower final training loss (rates stuck at the majority class tie on accuracy,
+   not on how much they learned), then to the factor nearest the default. Failed or skipped sweep runs do
+   not compete.
 4. Run the selected rate on every seed, on the full training split, scored on the eval split as any run:
    `role: "selected"`, `selected_from: [the sweep's run ids]`, `tune: {factor, grid, scores, ...}`.
 
@@ -140,12 +142,13 @@ def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str
 
 def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> list[RunSpec]:
     """The next sweep run past the grid's edge when that edge won (strictly, over its neighbour), or []."""
-    best, scores = select_factor(sweep, records)
+    best, _ = select_factor(sweep, records)
     factors = sorted(spec.tune["factor"] for spec in sweep)
     if best is None or len(factors) < 2 or best not in (factors[0], factors[-1]):
         return []
     edge, neighbour = (factors[-1], factors[-2]) if best == factors[-1] else (factors[0], factors[1])
-    if scores.get(f"{neighbour:g}") is not None and scores[f"{edge:g}"] <= scores[f"{neighbour:g}"]:
+    merit = {spec.tune["factor"]: _merit(spec, records) for spec in sweep}
+    if merit[neighbour] is not None and merit[edge] <= merit[neighbour]:
         return []
     outward = [s for s in sweep if s.tune.get("extension") and (s.tune["factor"] > 1) == (edge > 1)]
     if len(outward) >= MAX_EXTENSIONS:
@@ -160,18 +163,28 @@ def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) ->
 def select_factor(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> tuple[float | None, dict[str, Any]]:
     """The best grid factor by the validation score of the primary metric; None if no sweep run succeeded.
     Also every factor's score (None where the run failed or was skipped)."""
-    scores: dict[str, Any] = {}
-    for spec in sweep:
-        record = records.get(spec.run_id) or {}
-        metric = spec.task["metrics"][0] if spec.task.get("metrics") else None
-        value = (record.get("metrics") or {}).get(metric) if record.get("status") == "ok" else None
-        scores[f"{spec.tune['factor']:g}"] = value
-    valid = [f for f, v in scores.items() if v is not None]
+    merits = {f"{spec.tune['factor']:g}": _merit(spec, records) for spec in sweep}
+    scores = {f: (m[0] if m else None) for f, m in merits.items()}
+    valid = [f for f, m in merits.items() if m is not None]
     if not valid:
         return None, scores
-    # Best score; on a tie the factor nearest the default (x1), then the smaller rate.
-    best = max(valid, key=lambda f: (scores[f], -abs(math.log(float(f))), -float(f)))
+    # Best score; on a tie the rate that learned most (lower final training loss: several rates stuck at
+    # the majority class tie on accuracy but not on loss), then the factor nearest the default (x1), then
+    # the smaller rate.
+    best = max(valid, key=lambda f: (merits[f], -abs(math.log(float(f))), -float(f)))
     return float(best), scores
+
+
+def _merit(spec: RunSpec, records: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
+    """(validation score, -final training loss) of an ok sweep run; None otherwise. A NaN loss ranks last."""
+    record = records.get(spec.run_id) or {}
+    metric = spec.task["metrics"][0] if spec.task.get("metrics") else None
+    value = (record.get("metrics") or {}).get(metric) if record.get("status") == "ok" else None
+    if value is None:
+        return None
+    loss = record.get("final_train_loss")
+    finite = isinstance(loss, (int, float)) and math.isfinite(loss)
+    return float(value), -float(loss) if finite else -math.inf
 
 
 def selected_specs(specs: list[RunSpec], sweeps: dict[tuple[str, str], list[RunSpec]],
