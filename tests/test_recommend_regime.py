@@ -3,6 +3,7 @@ No estimator calls: every test here runs in well under a second, except the real
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -167,3 +168,19 @@ def test_a_tuned_method_is_evidence_only_through_its_selected_runs():
     kept = tuned_over_untuned(plain + tuned)
     assert {r["run_id"] for r in kept if r["method"] == "lora"} == {"sel0", "sel1", "sel2"}
     assert sum(r["method"] == "full" for r in kept) == 3  # untuned full FT stays until it is tuned too
+
+
+def test_a_query_naming_a_benchmarked_task_leans_on_that_tasks_own_measurement():
+    """`--task SUITE/TASK` (the report's pick): the task's own comparison weighs DIRECT comparisons, so the
+    answer agrees with the table beside it unless the other evidence is much stronger."""
+    from peftbench.recommend.regime import DIRECT
+
+    own = [Point(source="own:s", comparison="own|s/t|m", method=m, config=m, value=v, score=v, metric="score",
+                 kind="generation", architecture="decoder", log_params=QUERY.log_params,
+                 log_examples=QUERY.log_examples, log_steps=QUERY.log_steps, cite="own")
+           for m, v in (("lora", 0.5), ("ia3", 0.9))]
+    others = [_point(f"c{i}", m, v) for i in range(2) for m, v in (("lora", 1.0), ("ia3", 0.9))]
+    plain = fit(own + others, QUERY)["ia3"]
+    direct = fit(own + others, Regime(*dataclasses.astuple(QUERY)[:5], own_task="s/t"))["ia3"]
+    assert direct.weight == pytest.approx(plain.weight + DIRECT - 1)
+    assert direct.effect > plain.effect > 0  # ia3 beat LoRA on the task itself by 0.4; elsewhere it trails by 0.1

@@ -180,7 +180,8 @@ def _regime(query: TaskQuery, model: ModelInfo, params: float, batch: int, epoch
     n = query.train_examples
     steps = epochs * n / batch if n else None
     return Regime(query.fine_kind, model.architecture, math.log10(params) if params else None,
-                  math.log10(n) if n else None, math.log10(steps) if steps else None)
+                  math.log10(n) if n else None, math.log10(steps) if steps else None,
+                  own_task=query.label if query.task_name else None)
 
 
 def _choose_model(costs: CostModel, query: TaskQuery, model: str | None, batch: int, epochs: float,

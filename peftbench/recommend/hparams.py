@@ -36,7 +36,7 @@ LR_BY_SIZE: dict[str, tuple[tuple[float, float], ...]] = {
     "prefix_tuning": ((1e9, 5e-3), (math.inf, 1e-3)),
     "p_tuning": ((1e9, 5e-3), (math.inf, 1e-3)),
 }
-LR_SOURCE = {"full": "full FT lr by model size (1e-5-2e-5 for 7B-class models)",
+LR_SOURCE = {"full": "full FT lr by model size (2e-5 up to 1.5B parameters, 1e-5 up to 20B, 5e-6 above)",
              "lora": "LoRA-family lr by model size (Hu et al. 2021; QLoRA, Dettmers et al. 2023: 2e-4 for 7B/13B)"}
 CORPUS_WINDOW = 0.5  # decades of model size within which the corpus' reported learning rates are used
 

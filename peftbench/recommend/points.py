@@ -266,7 +266,11 @@ def own_points(runs: list[Run], baselines: dict[str, dict] | None = None) -> Evi
                 architecture=first.architecture, log_params=_log(first.total_params),
                 log_examples=_log(first.train_examples), log_steps=_log(steps),
                 cite=f"peftbench {key} ({first.model}, {first.train_examples} examples, {steps or '?'} steps): "
-                     f"{config} {score:.1f} vs full {ref:.1f}, baseline {floor:.1f} over {len(group)} seed(s)",
+                     + (f"{config} {score:.1f} vs full {ref:.1f}" if group[0].method != "full" else
+                        f"full {score:.1f} beside " + ", ".join(
+                            f"{c} {statistics.mean(r.score for r in g):.1f}"
+                            for c, g in list(configs.items())[:6] if g[0].method != "full"))
+                     + f", baseline {floor:.1f} over {len(group)} seed(s)",
                 runs=len(group)))
     return Evidence(points, dict(excluded))
 

@@ -53,6 +53,10 @@ Z = 1.2816  # one-sided 90% / two-sided 80%
 MIN_WEIGHT = 1.0  # effective comparisons at the query below which a method has no evidence at this scale
 NEAR = 0.25  # a comparison "in the query's regime" has kernel weight at least this
 MIN_NEAR_FOR_FIRST = 5  # no method is ranked first on fewer comparisons than this in the query's regime
+# A query that names a benchmarked task (`--task SUITE/TASK`, the report's pick) has that task's own
+# measurement: it counts as this many comparisons at the query, so the answer agrees with the task's table
+# unless the rest of the evidence is much stronger.
+DIRECT = 4.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Regime:
     log_params: float | None
     log_examples: float | None
     log_steps: float | None
+    own_task: str | None = None  # "suite/task" when the query is a benchmarked task: its runs weigh DIRECT
 
     def describe(self) -> str:
         def fmt(x: float | None, unit: str) -> str:
@@ -98,7 +103,8 @@ def _gauss(a: float | None, b: float | None, width: float) -> float:
 
 def kernel(point: Point, regime: Regime) -> float:
     arch = 1.0 if not regime.architecture or point.architecture == regime.architecture else ARCH_MISMATCH
-    return (kind_similarity(point.kind, regime.kind) * arch
+    direct = DIRECT if regime.own_task and point.comparison.startswith(f"own|{regime.own_task}|") else 1.0
+    return (direct * kind_similarity(point.kind, regime.kind) * arch
             * _gauss(point.log_params, regime.log_params, BANDWIDTH["params"])
             * _gauss(point.log_examples, regime.log_examples, BANDWIDTH["examples"])
             * _gauss(point.log_steps, regime.log_steps, BANDWIDTH["steps"]))
