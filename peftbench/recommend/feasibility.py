@@ -220,6 +220,14 @@ def multi_gpu_fit(model: str, method: str, gpu: Gpu, task_kind: str, seq_len: in
 
     if gpu.custom or gpu.profile == "cpu":
         return None  # a stated memory size borrows another card's profile: no interconnect to speak of
+    # Stored like the one-card estimates: a warm call must not import torch to search strategies again.
+    key = key_of(meaning_key("estimates", "methods"), "multi_gpu", model, method, gpu.profile, task_kind,
+                 seq_len, batch, max_gpus, num_labels)
+    stored = read_json("estimates.json").get(key)
+    if stored is not None:
+        return stored.get("fit")
     fit = smallest_fit(model, method, gpu.profile, max_gpus=max_gpus, task_kind=task_kind, seq_len=seq_len,
                        batch_size=batch, num_labels=num_labels)
-    return asdict(fit) if fit is not None else None
+    answer = asdict(fit) if fit is not None else None
+    write_json("estimates.json", {key: {"fit": answer}})
+    return answer
