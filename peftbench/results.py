@@ -289,16 +289,18 @@ def latest_records(paths: Iterable[Path], include_sweep: bool = False) -> list[d
 
 
 def _selection_key(record: dict[str, Any]) -> str | None:
-    """A selected run's identity without the learning rate the selection chose; None for other runs."""
+    """A selected run's identity without the learning rate the selection chose: its configuration id
+    (`config_id`) with the rate taken out, plus the seed and the grid; None for other runs."""
     if record.get("role") != "selected":
         return None
     from peftbench.cache import key_of
-    from peftbench.runs.spec import train_identity
 
-    hyper = {k: v for k, v in (record.get("hyperparameters") or {}).items() if k != "learning_rate"}
-    train = {k: v for k, v in train_identity(record.get("train_config") or {}).items() if k != "learning_rate"}
-    fields = [record.get(k) for k in ("suite", "task", "model", "method", "scale", "data_fingerprint", "seed")]
-    return key_of(fields, hyper, train, (record.get("tune") or {}).get("grid"), length=16)
+    without_rate = {**record,
+                    "hyperparameters": {k: v for k, v in (record.get("hyperparameters") or {}).items()
+                                        if k != "learning_rate"},
+                    "train_config": {k: v for k, v in (record.get("train_config") or {}).items()
+                                     if k != "learning_rate"}}
+    return key_of(config_id(without_rate), record.get("seed"), (record.get("tune") or {}).get("grid"), length=16)
 
 
 def load_table(paths: Iterable[Path], include_sweep: bool = False):
