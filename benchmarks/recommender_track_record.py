@@ -20,6 +20,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "recommender_track_record.md"
 EXAMPLES = [
+    ["--gpu", "16GB", "--task", "summarization"],  # README's first example: picks the model too
     ["--hardware", "l40s", "--model", "llama-3.2-3b", "--task", "generation", "--train-examples", "20000",
      "--seq-len", "768"],
     ["--gpu", "24GB", "--model", "llama-3.1-8b", "--task", "classification", "--train-examples", "5000",

@@ -7,6 +7,7 @@
 #   nohup benchmarks/reference_runs.sh >> reference_runs.log 2>&1 &                 # every suite, one core
 #   nohup benchmarks/reference_runs.sh classification finance >> a.log 2>&1 &        # two lanes, two cores:
 #   nohup benchmarks/reference_runs.sh legal medical summarization translation >> b.log 2>&1 &
+#   nohup benchmarks/reference_runs.sh translation/bible_en_es >> c.log 2>&1 &         # one task
 #
 # Lanes may share a suite (a driver waits for the sweep runs another holds before it selects a rate), but
 # separate suites keep both cores busy. Order = value per
@@ -20,20 +21,21 @@ DEFAULT="[full,lora,ia3,adapter,bitfit,prompt_tuning]"
 COMMON=(tune=lr jobs=1 save_adapters=false --no-progress --into-reference --results "$REF")
 LANE=("$@")
 
-in_lane() {  # suite
+in_lane() {  # suite task: a lane names whole suites ("medical") or single tasks ("medical/drug_review_sentiment")
   [ ${#LANE[@]} -eq 0 ] && return 0
-  local s; for s in "${LANE[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1
+  local s; for s in "${LANE[@]}"; do [ "$s" = "$1" ] || [ "$s" = "$1/$2" ] && return 0; done; return 1
 }
 
 run() {  # suite task methods seeds
-  in_lane "$1" || return 0
+  in_lane "$1" "$2" || return 0
   echo "=== $(date -u +%FT%TZ) suite=$1 task=$2 methods=$3 seeds=$4"
   PYTHONPATH="$PWD" python -m peftbench run "suite=$1" "tasks=[$2]" "methods=$3" "seeds=$4" "${COMMON[@]}"
   echo "=== $(date -u +%FT%TZ) done suite=$1 task=$2 (exit $?)"
 }
 
-task() {  # suite task: the never-run methods on one seed, then the default set on three
+task() {  # suite task: every method at its selected rate on seed 0 first, then the default set's seeds 1 and 2
   run "$1" "$2" "$NEW" "[0]"
+  run "$1" "$2" "$DEFAULT" "[0]"
   run "$1" "$2" "$DEFAULT" "[0,1,2]"
 }
 

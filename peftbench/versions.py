@@ -13,7 +13,8 @@ ESTIMATOR_VERSION = 10
 # torch-free callers read from a cache. A method's own `Method.version` covers what it trains.
 METHODS_VERSION = 1
 # What the recommender's fitted model, evidence reading and ranking compute (its JSON caches).
-RECOMMENDER_VERSION = 3  # 2: regime-aware evidence points, scale-aware settings, precision in the keys;
-# 3: between-source uncertainty, pooling toward kin, one lower-bound order (first place still needs 5)
+RECOMMENDER_VERSION = 4  # 2: regime-aware evidence points, scale-aware settings, precision in the keys;
+# 3: between-source uncertainty, pooling toward kin, one lower-bound order (first place still needs 5);
+# 4: a descriptor the query leaves open weighs every point alike; the smallest peak is searched to micro-batch 1
 # What a report page's derived answers (estimates, recommendations shown beside the tables) contain.
 REPORT_VERSION = 1

@@ -27,7 +27,8 @@ def test_two_runs_never_outrank_fifty():
     """LN-tuning's failure mode: two glowing comparisons must not beat fifty solid ones."""
     points = []
     for i in range(50):
-        points += [_point(f"c{i}", "lora", 1.0), _point(f"c{i}", "dora", 1.02 + 0.01 * (i % 3 - 1))]
+        points += [_point(f"c{i}", "lora", 1.0, f"s{i % 5}"),
+                   _point(f"c{i}", "dora", 1.02 + 0.01 * (i % 3 - 1), f"s{i % 5}")]
     for i in range(2):
         points += [_point(f"t{i}", "lora", 1.0), _point(f"t{i}", "ln_tuning", 1.15)]
     est = fit(points, QUERY)
@@ -37,12 +38,39 @@ def test_two_runs_never_outrank_fifty():
 
 
 def test_a_thin_method_is_never_first_even_if_it_scores_highest():
-    points = [_point(f"d{i}", m, 1.0) for i in range(6) for m in ("lora", "dora")]
+    points = [_point(f"d{i}", m, 1.0, source=f"s{i % 2}") for i in range(6) for m in ("lora", "dora")]
     for i in range(3):
         points += [_point(f"c{i}", "lora", 1.0), _point(f"c{i}", "ln_tuning", 1.3)]
     est = fit(points, QUERY)
     assert est["ln_tuning"].lcb > est["lora"].lcb  # it would win on the score alone...
     assert recommender_order(["lora", "ln_tuning"], est)[0] == "lora"  # ...but not on 3 comparisons
+
+
+def test_one_sources_praise_of_a_method_does_not_make_it_first():
+    """A paper's own method usually wins in that paper: 18 comparisons from one source may rank high, not first."""
+    points = [_point(f"a{i}", m, v, source="adapter_paper") for i in range(18)
+              for m, v in (("lora", 1.0), ("adapter", 1.12))]
+    points += [_point(f"l{i}", m, v, source=f"src{i % 3}") for i in range(9) for m, v in (("lora", 1.0), ("ia3", 0.97))]
+    est = fit(points, QUERY)
+    assert est["adapter"].near == 18 and est["adapter"].near_sources == 1 and not est["adapter"].may_lead
+    assert est["lora"].near_sources == 4 and est["lora"].may_lead
+    assert est["adapter"].lcb > est["lora"].lcb
+    assert recommender_order(["lora", "adapter", "ia3"], est)[:2] == ["lora", "adapter"]
+
+
+def test_a_query_without_a_data_size_weighs_every_data_size_alike():
+    """Leaving the data size open must not shrink all evidence (an everyday query found "no evidence" for LoRA)."""
+    open_size = dataclasses.replace(QUERY, log_examples=None, log_steps=None)
+    small = [dataclasses.replace(p, log_examples=2.0, log_steps=1.5) for p in
+             [_point(f"s{i}", m, v, source=f"a{i}") for i in range(5) for m, v in (("lora", 1.0), ("ia3", 0.9))]]
+    large = [dataclasses.replace(p, log_examples=5.5, log_steps=4.0) for p in
+             [_point(f"b{i}", m, v, source=f"b{i}") for i in range(5) for m, v in (("lora", 1.0), ("ia3", 1.1))]]
+    est = fit(small + large, open_size)
+    assert est["ia3"].weight == pytest.approx(10.0) and est["ia3"].near == 10  # every comparison counts fully
+    assert est["ia3"].effect == pytest.approx(0.0, abs=0.02)  # the two data regimes cancel, as they should
+    # A point that does not state its size is an uncertain match for a query that does.
+    unstated = [dataclasses.replace(p, log_examples=None) for p in large]
+    assert fit(unstated, QUERY)["ia3"].weight < fit(large, dataclasses.replace(QUERY, log_examples=5.5))["ia3"].weight
 
 
 def test_distant_evidence_does_not_count_as_near():

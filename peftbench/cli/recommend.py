@@ -81,7 +81,9 @@ def main(args: argparse.Namespace) -> int:
 def _fmt_time(seconds: float | None) -> str:
     if seconds is None:
         return "?"
-    return f"{seconds:.2f}s" if seconds < 60 else f"{seconds / 60:.0f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"
 
 
 def _fmt_size(n: float) -> str:

@@ -12,7 +12,9 @@ a share of full fine-tuning's quality, ~0-1, is assumed when sizing the penaltie
 - `overhead_merged`, `overhead_unmerged`: inference latency ratios to the base model, measured
   (`inference` in run records) or predicted (`peftbench.estimate.inference`); `overhead_source` says which;
 - `forgetting`: the change in general-text loss after fine-tuning, nats per token (> 0: forgot);
-- `tier`: the engine's evidence tier (default 0); serving re-orders methods within a tier, never across.
+- `may_lead`: whether the engine would let it rank first (enough comparisons in the query's regime;
+  default true). Serving re-orders freely below first place, as the plain order does, but first place
+  goes to the best-scoring method that may lead whenever one exists.
 
 How each scenario serves a method, and what it penalises (all penalties in quality units):
 
@@ -56,7 +58,7 @@ class DeployEntry:
     excluded: bool  # over --max-latency-overhead
     penalties: dict[str, float]
     explanation: str
-    tier: int = 0  # the engine's evidence tier: a lower tier ranks first whatever the penalties
+    may_lead: bool = True  # enough comparisons in the query's regime to be ranked first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +89,11 @@ def deploy_ranking(candidates: list[dict[str, Any]], scenario: str, *, max_laten
         if "method" not in c or not isinstance(c.get("quality"), (int, float)):
             raise UserError(f"a deploy candidate needs 'method' and a numeric 'quality': {c}")
     entries = [_weigh(c, i + 1, scenario, adapters_per_base, max_latency_overhead) for i, c in enumerate(candidates)]
-    ordered = sorted(entries, key=lambda e: (e.excluded, e.tier, -e.score, e.rank_before))
+    ordered = sorted(entries, key=lambda e: (e.excluded, -e.score, e.rank_before))
+    leader = next((e for e in ordered if e.may_lead and not e.excluded), None)
+    if leader is not None:  # the plain order's rule: a thinly evidenced method is never first
+        ordered.remove(leader)
+        ordered.insert(0, leader)
     for rank, entry in enumerate(ordered, start=1):
         entry.rank = rank
         entry.explanation = _explain(entry, scenario, adapters_per_base)
@@ -114,7 +120,7 @@ def _weigh(c: dict[str, Any], rank: int, scenario: str, n: int, limit: float | N
     excluded = limit is not None and overhead is not None and overhead > limit
     how = "as trained" if facts.in_place else "merged" if merged else "unmerged"
     return DeployEntry(c["method"], float(c["quality"]), score, rank, rank, how, overhead, excluded, penalties, "",
-                       int(c.get("tier", 0)))
+                       bool(c.get("may_lead", True)))
 
 
 def _explain(e: DeployEntry, scenario: str, n: int) -> str:
@@ -150,12 +156,9 @@ def _summary(ordered: list[DeployEntry], scenario: str) -> str:
 def serving_order(ranked: list[Any], gpu: Gpu, scenario: str, max_latency_overhead: float | None,
                   adapters_per_base: int) -> tuple[list[Any], dict[str, Any]]:
     """The ranked candidates re-ordered for serving, each with a sentence on how serving moved it."""
-    from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST
-
-    # Quality on the engine's own ranking scale (the risk-aware lower bound), and its evidence tiers kept:
-    # serving cost may reorder methods, but never lift a thinly evidenced one above a well evidenced one.
-    facts = [_serving_facts(c, gpu) | {"tier": 0 if c.near_comparisons >= MIN_NEAR_FOR_FIRST else 1}
-             for c in ranked]
+    # Quality on the engine's own ranking scale (the risk-aware lower bound), and the plain order's rule for
+    # first place: serving cost may reorder methods, but never puts a thinly evidenced one first.
+    facts = [_serving_facts(c, gpu) | {"may_lead": c.may_lead} for c in ranked]
     result = deploy_ranking(facts, scenario, max_latency_overhead=max_latency_overhead,
                             adapters_per_base=adapters_per_base)
     by_method = {c.method: c for c in ranked}

@@ -4,7 +4,8 @@ Quality comes from `regime.fit` over the evidence points near the query (publish
 suites, or the evidence set the user names); feasibility and cost from `peftbench.estimate`; settings from
 `hparams.suggest`. A method is, in this order: not applicable (cannot wrap this model / needs CUDA), over the
 GPU, over a limit (--max-hours, --max-adapter-mb), without evidence at this scale, or ranked by its lower
-confidence bound. Nothing is ranked first on fewer than MIN_NEAR_FOR_FIRST comparisons in the regime.
+confidence bound. Nothing is ranked first on fewer than MIN_NEAR_FOR_FIRST comparisons in the regime, or
+on comparisons from fewer than MIN_SOURCES_FOR_FIRST sources.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from peftbench.recommend.models import ModelInfo, candidate_models, model_archit
 from peftbench.recommend.multi_gpu import consider_multi_gpu
 from peftbench.recommend.points import Evidence, cached_corpus_points, merge, own_points
 from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, resolve_task
-from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, MIN_WEIGHT, Estimate, Regime, fit, separated
+from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, Estimate, Regime, fit, separated
 from peftbench.recommend.render import override_line, quality_reasons, separation_note
 
 SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
@@ -66,6 +67,8 @@ class Candidate:
     warnings: list[str] = field(default_factory=list)
     would_fit_with: list[str] = field(default_factory=list)
     excluded_because: str | None = None
+    near_sources: int = 0  # independent sources among the comparisons in the query's regime
+    may_lead: bool = False  # enough of them, from enough sources, to be ranked first (`Estimate.may_lead`)
 
 
 @dataclass
@@ -147,9 +150,9 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
         "precision assumed: " + _precision(mixed_precision)]
     if not ranked:
-        notes.append("no method can be recommended: " + ("none has at least "
-                     f"{MIN_NEAR_FOR_FIRST} comparisons near this query" if any(
-                         c.status == STATUSES[5] for c in cands) else "none fits and applies"))
+        thin = any(c.status == STATUSES[5] for c in cands)
+        notes.append("no method can be recommended: " + (f"none has the evidence to be first ({FIRST_PLACE_NEEDS})"
+                                                         if thin else "none fits and applies"))
     return Recommendation(
         task={"query": query.label, "kind": query.kind, "train_examples": query.train_examples,
               "mean_input_tokens": query.mean_input_tokens, "seq_len": costs.seq_len, "epochs": epochs,
@@ -294,6 +297,7 @@ def _judge(cand: Candidate, estimates: dict[str, Estimate], max_hours: float | N
                                  round(cand.predicted_relative_quality + half, 4)]
         cand.risk_score = round(est.lcb, 4)
         cand.evidence_weight, cand.near_comparisons = round(est.weight, 2), est.near
+        cand.near_sources, cand.may_lead = est.near_sources, est.may_lead
         cand.evidence = [f"(weight {w:.2f}) {p.cite}" for w, p in est.nearest]
     if cand.status != "ranked":
         return
@@ -316,11 +320,11 @@ def _rank(cands: list[Candidate], estimates: dict[str, Estimate]) -> list[Candid
     proxied = {m: estimates[PROXIES.get(m, m)] for m in ok if PROXIES.get(m, m) in estimates}
     order = recommender_order(list(ok), proxied)
     ranked = [ok[m] for m in order]
-    if ranked and proxied.get(ranked[0].method) and proxied[ranked[0].method].near < MIN_NEAR_FOR_FIRST:
+    if ranked and not (proxied.get(ranked[0].method) and proxied[ranked[0].method].may_lead):
         # Nothing qualifies to be first: nothing is ranked; each says how much evidence it has.
         for c in ranked:
             c.status = STATUSES[5]
-            c.excluded_because = (f"{c.near_comparisons} comparison(s) near this query; a first place needs "
-                                  f"{MIN_NEAR_FOR_FIRST}")
+            c.excluded_because = (f"{c.near_comparisons} comparison(s) near this query from {c.near_sources} "
+                                  f"source(s); {FIRST_PLACE_NEEDS}")
         return []
     return ranked

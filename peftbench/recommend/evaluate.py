@@ -25,7 +25,7 @@ from typing import Any
 
 from peftbench.recommend.hparams import lora_rank
 from peftbench.recommend.points import Point
-from peftbench.recommend.regime import MIN_NEAR_FOR_FIRST, Estimate, Regime, fit
+from peftbench.recommend.regime import Estimate, Regime, fit
 
 LORA_FAMILY = ("lora", "qlora", "dora", "rslora")
 WIDE = 8  # methods in a comparison for the "rho over wide comparisons" column
@@ -83,8 +83,9 @@ def _recommender(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dic
 
 def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]:
     """The engine's rule: evidenced methods by lower confidence bound, then the rest; but first place only
-    for a method with at least MIN_NEAR_FOR_FIRST comparisons in the query's regime (the best such method
-    moves up), so two glowing comparisons never put a method ahead of one measured fifty times.
+    for a method that `Estimate.may_lead` (at least MIN_NEAR_FOR_FIRST comparisons in the query's regime,
+    from at least MIN_SOURCES_FOR_FIRST sources; the best such method moves up), so two glowing comparisons,
+    or one paper's praise of its own method, never put a method ahead of one measured fifty times.
 
     Below first place the order is the lower bound alone: a thin method's wide interval already places it
     low. (Ranking every thin method below every well-evidenced one was measured worse: leave-one-task-out
@@ -93,7 +94,7 @@ def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]
         e = est.get(m)
         return (not (e and e.evidenced), -(e.lcb if e else -9.0))
     order = sorted(methods, key=key)
-    first = next((m for m in order if est.get(m) and est[m].evidenced and est[m].near >= MIN_NEAR_FOR_FIRST), None)
+    first = next((m for m in order if est.get(m) and est[m].may_lead), None)
     if first is not None:
         order.remove(first)
         order.insert(0, first)
@@ -147,7 +148,14 @@ def _ranks(values: list[float]) -> list[float]:
     return ranks
 
 
-def _score_folds(folds: list[tuple[str, list[Point], list[Point]]]) -> list[dict[str, Any]]:
+def _posterior_mean(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dict[str, float]]:
+    """Order by the fitted effect alone, no risk and no first-place rule: the in-sample ceiling's order."""
+    order = sorted(cmp.score, key=lambda m: -(est[m].effect if m in est else -9.0))
+    return cmp.score[order[0]], {m: float(len(order) - i) for i, m in enumerate(order)}
+
+
+def _score_folds(folds: list[tuple[str, list[Point], list[Point]]],
+                 strategies: dict[str, Strategy] | None = None) -> list[dict[str, Any]]:
     """folds: (fold name, training points, held-out points) -> one row per (comparison, strategy)."""
     rows = []
     for name, train, held in folds:
@@ -161,7 +169,7 @@ def _score_folds(folds: list[tuple[str, list[Point], list[Point]]]) -> list[dict
             est = fit(train, cmp.regime)
             best = max(cmp.score.values())
             top3 = sorted(cmp.score.values(), reverse=True)[:3]
-            for strategy, picker in STRATEGIES.items():
+            for strategy, picker in (strategies or STRATEGIES).items():
                 score, order = picker(cmp, est)
                 rows.append({"fold": name, "comparison": comp, "strategy": strategy, "methods": len(cmp.score),
                              "regret": best - score, "top1": score >= best - 1e-9,
@@ -169,9 +177,9 @@ def _score_folds(folds: list[tuple[str, list[Point], list[Point]]]) -> list[dict
     return rows
 
 
-def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(rows: list[dict[str, Any]], strategies: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     out = []
-    for name in STRATEGIES:
+    for name in strategies or tuple(STRATEGIES):
         mine = [r for r in rows if r["strategy"] == name]
         if not mine:
             continue
@@ -208,9 +216,14 @@ def evaluate(results: Path | None = None, points: list[Point] | None = None) -> 
     tasks = sorted({_task_name(p) for p in own})
     loto = _score_folds([(t, [p for p in points if _task_name(p) != t], [p for p in own if _task_name(p) == t])
                          for t in tasks])
+    # The ceiling this corpus allows: every source predicted with itself included (in-sample), so what is
+    # left is what a model of consistent method effects cannot express (seed noise, per-paper tuning).
+    ceiling = _score_folds([(s, points, [p for p in points if p.source == s]) for s in corpus_sources],
+                           {"recommender": _recommender, "posterior mean order": _posterior_mean})
     return {"leave_one_source_out": {"sources": len(corpus_sources), "summary": summarize(loso),
                                      "per_source": per_fold(loso), "rows": loso},
-            "leave_one_task_out": {"tasks": len(tasks), "summary": summarize(loto), "rows": loto}}
+            "leave_one_task_out": {"tasks": len(tasks), "summary": summarize(loto), "rows": loto},
+            "in_sample_ceiling": {"summary": summarize(ceiling, ("recommender", "posterior mean order"))}}
 
 
 def _task_name(p: Point) -> str:
@@ -241,4 +254,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines += ["", f"Leave-one-task-out over {loto['tasks']} own reference tasks (predicted from the corpus plus the "
                   "other tasks); regret in accuracy / ROUGE-L / chrF points.", ""]
     lines += _table(loto["summary"]) if loto["summary"] else ["(no own task with full FT and another method)"]
+    if "in_sample_ceiling" in report:
+        lines += ["", "In-sample ceiling: the same comparisons predicted with their own source included (not a "
+                      "track record: the answers were seen).", ""]
+        lines += _table(report["in_sample_ceiling"]["summary"])
     return "\n".join(lines)

@@ -173,6 +173,13 @@ class CostModel:
                 if smaller.fits:
                     return self._explain(smaller, batch)
                 tried.append(smaller)
+        if not any(c.batch_size == 1 and c.gradient_checkpointing for c in tried):
+            # Nothing fits even the estimator's largest batch, so it offered no smaller one: the smallest
+            # peak (what the remedy quotes) is at micro-batch 1 with checkpointing, not at the user's batch.
+            smallest = self._cost(model, method, hps, 1, True, batch)
+            if smallest.fits:
+                return self._explain(smallest, batch)
+            tried.append(smallest)
         last = min(tried, key=lambda c: c.peak_bytes)
         last.would_fit_with = self._remedies(method, tried)
         return last

@@ -29,7 +29,7 @@ from peftbench.recommend.points import GENERATION_KINDS, Point
 # (Delta Tuning: gaps shrink with model size; LoRA Without Regret: capacity vs data size), not tuned on
 # the track record's held-out sources.
 BANDWIDTH = {"params": 0.5, "examples": 1.0, "steps": 1.0}
-UNKNOWN_FACTOR = 0.7  # a descriptor the point (or the query) does not state
+UNKNOWN_FACTOR = 0.7  # a descriptor the point does not state (the query does: the match is uncertain)
 ARCH_MISMATCH = 0.5  # encoder evidence for a decoder query, and so on
 PRIOR_WEIGHT = 1.0  # the prior counts as one comparison at the query
 PRIOR_MEAN = -0.02  # a method's effect before evidence: a little below LoRA (conservative: LoRA is the default)
@@ -53,6 +53,11 @@ Z = 1.2816  # one-sided 90% / two-sided 80%
 MIN_WEIGHT = 1.0  # effective comparisons at the query below which a method has no evidence at this scale
 NEAR = 0.25  # a comparison "in the query's regime" has kernel weight at least this
 MIN_NEAR_FOR_FIRST = 5  # no method is ranked first on fewer comparisons than this in the query's regime
+# ... nor on one source's word alone: a paper's own method usually wins in that paper (the between-source
+# spread above), so a first place needs its regime's comparisons to come from at least this many sources.
+MIN_SOURCES_FOR_FIRST = 2
+FIRST_PLACE_NEEDS = (f"a first place needs {MIN_NEAR_FOR_FIRST} comparisons in this regime "
+                     f"from {MIN_SOURCES_FOR_FIRST} sources")
 # A query that names a benchmarked task (`--task SUITE/TASK`, the report's pick) has that task's own
 # measurement: it counts as this many comparisons at the query, so the answer agrees with the task's table
 # unless the rest of the evidence is much stronger.
@@ -95,9 +100,15 @@ def kind_similarity(a: str, b: str) -> float:
     return 0.2
 
 
-def _gauss(a: float | None, b: float | None, width: float) -> float:
-    if a is None or b is None:
+def _gauss(point: float | None, query: float | None, width: float) -> float:
+    # A descriptor the query leaves open does not discriminate: every point matches it alike (factor 1).
+    # Scoring it as an uncertain match instead would shrink every weight at once, so an ordinary query
+    # without a data size would find "no evidence near" for methods with hundreds of comparisons.
+    if query is None:
+        return 1.0
+    if point is None:
         return UNKNOWN_FACTOR
+    a, b = point, query
     return math.exp(-0.5 * ((a - b) / width) ** 2)
 
 
@@ -119,6 +130,8 @@ class Estimate:
     near: int  # comparisons with kernel weight >= NEAR
     points: int  # points with any weight
     nearest: list[tuple[float, Point]] = field(default_factory=list)
+    near_sources: int = 0  # independent sources among the `near` comparisons
+    measured_here: bool = False  # the query is a benchmarked task (`Regime.own_task`) and this method ran on it
 
     @property
     def lcb(self) -> float:
@@ -127,6 +140,13 @@ class Estimate:
     @property
     def evidenced(self) -> bool:
         return self.weight >= MIN_WEIGHT
+
+    @property
+    def may_lead(self) -> bool:
+        """Enough evidence in the query's regime, from enough sources, to be ranked first."""
+        # A measurement on the query's own task is not one paper's word about its own method: it suffices.
+        return (self.evidenced and self.near >= MIN_NEAR_FOR_FIRST
+                and (self.near_sources >= MIN_SOURCES_FOR_FIRST or self.measured_here))
 
 
 def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
@@ -159,7 +179,10 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         group = [(kernel(p, regime), p) for (c, m), ps in cells.items() if m == method for p in ps[:1]]
         group.sort(key=lambda wp: -wp[0])
         estimates[method] = Estimate(method, effect, se, sum(w for w, _, _ in obs),
-                                     sum(1 for w, _, _ in obs if w >= NEAR), len(obs), group[:3])
+                                     sum(1 for w, _, _ in obs if w >= NEAR), len(obs), group[:3],
+                                     len({source_of[c] for w, _, c in obs if w >= NEAR}),
+                                     bool(regime.own_task) and any(c.startswith(f"own|{regime.own_task}|")
+                                                                   for _, _, c in obs))
     for _, method in cells:  # methods measured only where nothing compares them
         if method not in estimates:
             near = sorted(((kernel(p, regime), p) for p in points if p.method == method), key=lambda wp: -wp[0])
