@@ -106,6 +106,18 @@ def test_small_gpu_big_model_needs_checkpointing_or_quantisation(results):
     assert "full" in {c["method"] for c in rec["not_ranked"]}
 
 
+def test_readme_first_query_picks_a_model_and_quotes_the_true_smallest_peak():
+    """`recommend --gpu 16GB --task summarization` (shipped cache): an 8B model fits only as QLoRA, and what
+    would fit the rest quotes their smallest peak (micro-batch 1, checkpointing), not the user's batch's."""
+    rec = recommend("summarization", gpu="16GB")
+    assert rec.model == "llama-3.1-8b" and rec.ranking[0].method == "qlora" and rec.ranking[0].may_lead
+    lora = next(c for c in rec.not_ranked if c.method == "lora")
+    assert lora.status == "does not fit" and lora.batch_size == 1 and lora.gradient_checkpointing
+    weights = 8.03e9 * 2  # bf16
+    assert weights < lora.peak_bytes < 1.25 * weights  # the batch-16 peak quoted before was twice the weights
+    assert any("micro-batch 1, gradient checkpointing" in r for r in lora.would_fit_with)
+
+
 def test_big_gpu_small_model_can_suggest_full(results):
     rec = recommend("classification", gpu="80GB", model="minilm", train_examples=480, results=results)
     assert "full" in [c.method for c in rec.ranking]

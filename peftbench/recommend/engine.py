@@ -23,7 +23,7 @@ from peftbench.paths import check_input_dir
 from peftbench.recommend.deploy import serving_order
 from peftbench.recommend.evaluate import recommender_order
 from peftbench.recommend.evidence import seed_spread
-from peftbench.recommend.feasibility import Cost, CostModel, resolve_gpu
+from peftbench.recommend.feasibility import Cost, CostModel, Gpu, resolve_gpu
 from peftbench.recommend.fitting import default_evidence, method_catalogue
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
@@ -102,12 +102,8 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
               deploy: str | None = None, max_latency_overhead: float | None = None,
               adapters_per_base: int = 1) -> Recommendation:
     Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
-    if mixed_precision not in (None, "bf16", "fp16"):
-        raise UserError(f"--mixed-precision must be bf16 or fp16, got {mixed_precision!r}")
-    check_input_dir(results, "--results")
-    for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
-        if value is not None and not value.strip():
-            raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
+    _check_flags(task=task, gpu=gpu, hardware=hardware, model=model, mixed_precision=mixed_precision,
+                 results=results)
     target = resolve_gpu(gpu, hardware)  # before the evidence is read: a bad card name costs nothing
     runs = default_evidence(results).runs
     query = resolve_task(task, runs, data, model)
@@ -136,16 +132,7 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     serving = None
     if deploy is not None and ranked:
         ranked, serving = serving_order(ranked, target, deploy, max_latency_overhead, adapters_per_base)
-    separates = True
-    if ranked:
-        ranked[0].reasons = quality_reasons(ranked, estimates, regime, target) + ranked[0].reasons
-        first = PROXIES.get(ranked[0].method, ranked[0].method)
-        # The runner-up with evidence of its own (QLoRA is LoRA's evidence, not a rival to it).
-        runner = next((c for c in ranked[1:] if PROXIES.get(c.method, c.method) != first), None)
-        if runner is not None:
-            separates = separated(estimates[first], estimates[PROXIES.get(runner.method, runner.method)])
-            if not separates:
-                ranked[0].reasons.insert(0, separation_note(ranked[0], runner))
+    separates = _explain_first(ranked, estimates, regime, target) if ranked else True
     notes = query.notes + model_notes + scale_notes + ([serving["summary"]] if serving else []) + [
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
         "precision assumed: " + _precision(mixed_precision)]
@@ -161,6 +148,31 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
         evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
         separates=separates, deploy=serving)
+
+
+def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str | None,
+                 mixed_precision: str | None, results: Path | None) -> None:
+    """Bad input is refused before any evidence is read or any estimate traced."""
+    if mixed_precision not in (None, "bf16", "fp16"):
+        raise UserError(f"--mixed-precision must be bf16 or fp16, got {mixed_precision!r}")
+    check_input_dir(results, "--results")
+    for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
+
+
+def _explain_first(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, target: Gpu) -> bool:
+    """The first place's reasons; whether it separates from the runner-up with evidence of its own (QLoRA's
+    evidence is LoRA's, so it is no rival to LoRA)."""
+    ranked[0].reasons = quality_reasons(ranked, estimates, regime, target) + ranked[0].reasons
+    first = PROXIES.get(ranked[0].method, ranked[0].method)
+    runner = next((c for c in ranked[1:] if PROXIES.get(c.method, c.method) != first), None)
+    if runner is None:
+        return True
+    separates = separated(estimates[first], estimates[PROXIES.get(runner.method, runner.method)])
+    if not separates:
+        ranked[0].reasons.insert(0, separation_note(ranked[0], runner))
+    return separates
 
 
 def _unstable(runs: list) -> dict[str, tuple[float, list[str]]]:
