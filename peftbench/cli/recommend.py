@@ -133,7 +133,11 @@ def render(rec: dict[str, Any]) -> str:
         out += ["", f"{status.capitalize()}:"]
         for c in items:
             fix = f"; would fit with: {' or '.join(c['would_fit_with'])}" if c["would_fit_with"] else ""
-            out.append(f"  - {c['method']}: {c['excluded_because'] or status}{fix}")
+            # A thin method's prediction is still shown, as provisional: the user sees what the evidence
+            # suggests without it being ranked.
+            guess = (f" (provisional: {_quality(c)} of full FT)" if status.startswith("too little")
+                     and c["predicted_relative_quality"] is not None else "")
+            out.append(f"  - {c['method']}{guess}: {c['excluded_because'] or status}{fix}")
             if status.startswith(("no evidence", "too little")) and c["evidence"]:
                 out.append(f"      nearest: {c['evidence'][0]}")
     base = rec["evidence_base"]
