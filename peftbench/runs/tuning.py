@@ -142,13 +142,13 @@ def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str
 
 def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> list[RunSpec]:
     """The next sweep run past the grid's edge when that edge won (strictly, over its neighbour), or []."""
-    best, _ = select_factor(sweep, records)
-    factors = sorted(spec.tune["factor"] for spec in sweep)
+    merits = _merits(sweep, records)
+    best = _best(merits)
+    factors = sorted(merits)
     if best is None or len(factors) < 2 or best not in (factors[0], factors[-1]):
         return []
     edge, neighbour = (factors[-1], factors[-2]) if best == factors[-1] else (factors[0], factors[1])
-    merit = {spec.tune["factor"]: _merit(spec, records) for spec in sweep}
-    if merit[neighbour] is not None and merit[edge] <= merit[neighbour]:
+    if merits[neighbour] is not None and merits[edge] <= merits[neighbour]:
         return []
     outward = [s for s in sweep if s.tune.get("extension") and (s.tune["factor"] > 1) == (edge > 1)]
     if len(outward) >= MAX_EXTENSIONS:
@@ -163,16 +163,22 @@ def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) ->
 def select_factor(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> tuple[float | None, dict[str, Any]]:
     """The best grid factor by the validation score of the primary metric; None if no sweep run succeeded.
     Also every factor's score (None where the run failed or was skipped)."""
-    merits = {f"{spec.tune['factor']:g}": _merit(spec, records) for spec in sweep}
-    scores = {f: (m[0] if m else None) for f, m in merits.items()}
+    merits = _merits(sweep, records)
+    return _best(merits), {f"{f:g}": (m[0] if m else None) for f, m in merits.items()}
+
+
+def _merits(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> dict[float, tuple[float, float] | None]:
+    return {spec.tune["factor"]: _merit(spec, records) for spec in sweep}
+
+
+def _best(merits: dict[float, tuple[float, float] | None]) -> float | None:
+    """Best score; on a tie the rate that learned most (lower final training loss: several rates stuck at the
+    majority class tie on accuracy but not on loss), then the factor nearest the default (x1), then the
+    smaller rate. None when no sweep run succeeded."""
     valid = [f for f, m in merits.items() if m is not None]
     if not valid:
-        return None, scores
-    # Best score; on a tie the rate that learned most (lower final training loss: several rates stuck at
-    # the majority class tie on accuracy but not on loss), then the factor nearest the default (x1), then
-    # the smaller rate.
-    best = max(valid, key=lambda f: (merits[f], -abs(math.log(float(f))), -float(f)))
-    return float(best), scores
+        return None
+    return max(valid, key=lambda f: (merits[f], -abs(math.log(f)), -f))
 
 
 def _merit(spec: RunSpec, records: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
