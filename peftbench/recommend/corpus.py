@@ -136,25 +136,7 @@ def validate_row(raw: Mapping[str, str | None], path: Path | str, line: int) -> 
     if missing:
         raise _fail(path, line, missing[0], "column missing")
     v = {c: (raw[c] or "").strip() for c in COLUMNS}
-    stem = Path(path).stem
-    if not _SOURCE_ID.fullmatch(v["source_id"]):
-        raise _fail(path, line, "source_id", f"must be lowercase [a-z0-9_]+, got {v['source_id']!r}")
-    if v["source_id"] != stem:
-        raise _fail(path, line, "source_id", f"{v['source_id']!r} does not match the file stem {stem!r}")
-    for field in _REQUIRED_TEXT:
-        if not v[field]:
-            raise _fail(path, line, field, "must not be empty")
-    if not _DOMAIN.fullmatch(v["domain"]):
-        raise _fail(path, line, "domain", f"must be a lowercase word such as 'general', got {v['domain']!r}")
-    if not _METRIC.fullmatch(v["metric"]):
-        raise _fail(path, line, "metric", f"must be a lowercase metric name, got {v['metric']!r}")
-    try:
-        hyper = json.loads(v["hyperparameters"]) if v["hyperparameters"] else None
-    except json.JSONDecodeError as exc:
-        raise _fail(path, line, "hyperparameters", f"is not valid JSON ({exc.msg})") from None
-    if not isinstance(hyper, dict):
-        raise _fail(path, line, "hyperparameters", "must be a JSON object ({} when the source gives none)")
-
+    hyper = _text_fields(v, path, line)
     row = PublishedRow(
         source_id=v["source_id"], citation=v["citation"], locator=v["locator"], model=v["model"],
         total_params=_int(v["total_params"], path, line, "total_params", required=False, minimum=1),
@@ -177,7 +159,35 @@ def validate_row(raw: Mapping[str, str | None], path: Path | str, line: int) -> 
                                required=False),
         note=v["note"] or None, file=Path(path).name, line=line,
     )
-    # Cross-field rules: a reference score means nothing without saying what it is, and vice versa.
+    _cross_fields(row, path, line)
+    return row
+
+
+def _text_fields(v: dict[str, str], path: Path | str, line: int) -> dict:
+    """The free-text fields' rules; returns the parsed hyper-parameters."""
+    stem = Path(path).stem
+    if not _SOURCE_ID.fullmatch(v["source_id"]):
+        raise _fail(path, line, "source_id", f"must be lowercase [a-z0-9_]+, got {v['source_id']!r}")
+    if v["source_id"] != stem:
+        raise _fail(path, line, "source_id", f"{v['source_id']!r} does not match the file stem {stem!r}")
+    for field in _REQUIRED_TEXT:
+        if not v[field]:
+            raise _fail(path, line, field, "must not be empty")
+    if not _DOMAIN.fullmatch(v["domain"]):
+        raise _fail(path, line, "domain", f"must be a lowercase word such as 'general', got {v['domain']!r}")
+    if not _METRIC.fullmatch(v["metric"]):
+        raise _fail(path, line, "metric", f"must be a lowercase metric name, got {v['metric']!r}")
+    try:
+        hyper = json.loads(v["hyperparameters"]) if v["hyperparameters"] else None
+    except json.JSONDecodeError as exc:
+        raise _fail(path, line, "hyperparameters", f"is not valid JSON ({exc.msg})") from None
+    if not isinstance(hyper, dict):
+        raise _fail(path, line, "hyperparameters", "must be a JSON object ({} when the source gives none)")
+    return hyper
+
+
+def _cross_fields(row: PublishedRow, path: Path | str, line: int) -> None:
+    """Cross-field rules: a reference score means nothing without saying what it is, and vice versa."""
     if row.full_ft_score is not None and row.reference_method is None:
         raise _fail(path, line, "reference_method", "must be 'full' or 'lora' when full_ft_score is set")
     if row.full_ft_score is None and row.reference_method is not None:
@@ -191,7 +201,6 @@ def validate_row(raw: Mapping[str, str | None], path: Path | str, line: int) -> 
             and row.trainable_params > row.total_params * 1.01 + 1):
         # 1% slack: sources round both counts (e.g. 175,255.8M trainable for "175B").
         raise _fail(path, line, "trainable_params", f"{row.trainable_params} exceeds total_params {row.total_params}")
-    return row
 
 
 def load_source(path: Path) -> list[PublishedRow]:
