@@ -17,4 +17,4 @@ RECOMMENDER_VERSION = 4  # 2: regime-aware evidence points, scale-aware settings
 # 3: between-source uncertainty, pooling toward kin, one lower-bound order (first place still needs 5);
 # 4: a descriptor the query leaves open weighs every point alike; the smallest peak is searched to micro-batch 1
 # What a report page's derived answers (estimates, recommendations shown beside the tables) contain.
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: a pick without a ranking says why (no evidence to lead, or nothing fits)

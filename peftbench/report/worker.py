@@ -32,7 +32,9 @@ def recommend_answer(job: dict[str, Any]) -> dict[str, Any]:
 
     answer = recommend(job["task"], gpu=job["gpu"], model=job["model"], results=Path(job["root"]), top=3).to_dict()
     if not answer.get("ranking"):
-        return {"error": "nothing fits; " + "; ".join(answer.get("notes") or [])}
+        # The engine says why (nothing fits, or nothing has the evidence to be first), in its last note.
+        why = [n for n in answer.get("notes") or [] if n.startswith("no method can be recommended")]
+        return {"error": why[0] if why else "no method can be recommended"}
     top = answer["ranking"][0]
     quality, band = top.get("predicted_relative_quality"), top.get("quality_interval")
     text = "—" if fmt.missing(quality) else f"{quality:.0%} of full FT"
