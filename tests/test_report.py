@@ -184,8 +184,12 @@ def test_estimator_and_recommender_sections_degrade_to_a_note(reports):
     else:
         notes = re.findall(r"recommender: (.*?)</p>", html)
         assert 'id="picks"' in html or notes
+        # A task without a pick says the budget ran out, or the engine's own reason (for example that no
+        # method has the evidence to be first) -- an answer, not a crash.
         for note in notes:
-            assert all(part.partition(": ")[2] == budget for part in note.split("; ")), note
+            for part in re.split(r"; (?=[\w-]+: )", note):
+                reason = part.partition(": ")[2]
+                assert reason == budget or reason.startswith("no method can be recommended: "), note
 
 
 def test_index_links_every_suite(reports):
