@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from peftbench.errors import UserError
+from peftbench.recommend.regime import promote_leader
 from peftbench.serving import serving
 
 if TYPE_CHECKING:
@@ -89,11 +90,9 @@ def deploy_ranking(candidates: list[dict[str, Any]], scenario: str, *, max_laten
         if "method" not in c or not isinstance(c.get("quality"), (int, float)):
             raise UserError(f"a deploy candidate needs 'method' and a numeric 'quality': {c}")
     entries = [_weigh(c, i + 1, scenario, adapters_per_base, max_latency_overhead) for i, c in enumerate(candidates)]
-    ordered = sorted(entries, key=lambda e: (e.excluded, -e.score, e.rank_before))
-    leader = next((e for e in ordered if e.may_lead and not e.excluded), None)
-    if leader is not None:  # the plain order's rule: a thinly evidenced method is never first
-        ordered.remove(leader)
-        ordered.insert(0, leader)
+    # The plain order's rule: a thinly evidenced method is never first.
+    ordered = promote_leader(sorted(entries, key=lambda e: (e.excluded, -e.score, e.rank_before)),
+                             lambda e: e.may_lead and not e.excluded)
     for rank, entry in enumerate(ordered, start=1):
         entry.rank = rank
         entry.explanation = _explain(entry, scenario, adapters_per_base)

@@ -332,7 +332,7 @@ def _rank(cands: list[Candidate], estimates: dict[str, Estimate]) -> list[Candid
     proxied = {m: estimates[PROXIES.get(m, m)] for m in ok if PROXIES.get(m, m) in estimates}
     order = recommender_order(list(ok), proxied)
     ranked = [ok[m] for m in order]
-    if ranked and not (proxied.get(ranked[0].method) and proxied[ranked[0].method].may_lead):
+    if ranked and not ranked[0].may_lead:
         # Nothing qualifies to be first: nothing is ranked; each says how much evidence it has.
         for c in ranked:
             c.status = STATUSES[5]

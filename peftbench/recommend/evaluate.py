@@ -25,7 +25,7 @@ from typing import Any
 
 from peftbench.recommend.hparams import lora_rank
 from peftbench.recommend.points import Point
-from peftbench.recommend.regime import Estimate, Regime, fit
+from peftbench.recommend.regime import Estimate, Regime, fit, promote_leader
 
 LORA_FAMILY = ("lora", "qlora", "dora", "rslora")
 WIDE = 8  # methods in a comparison for the "rho over wide comparisons" column
@@ -77,8 +77,7 @@ def _recommender(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dic
     score = cmp.lora_at(lora_rank(cmp.examples)) if first == "lora" else cmp.score[first]
     # Rank correlation is of the order shown to the user (risk-aware); ranking by the posterior mean
     # instead was measured worse (0.16 vs 0.30 leave-one-source-out).
-    n = len(order)
-    return score if score is not None else cmp.score[first], {m: float(n - i) for i, m in enumerate(order)}
+    return score if score is not None else cmp.score[first], _order_scores(order)
 
 
 def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]:
@@ -93,12 +92,7 @@ def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]
     def key(m: str) -> tuple[bool, float]:
         e = est.get(m)
         return (not (e and e.evidenced), -(e.lcb if e else -9.0))
-    order = sorted(methods, key=key)
-    first = next((m for m in order if est.get(m) and est[m].may_lead), None)
-    if first is not None:
-        order.remove(first)
-        order.insert(0, first)
-    return order
+    return promote_leader(sorted(methods, key=key), lambda m: bool(est.get(m) and est[m].may_lead))
 
 
 def _lora_rule(rank_of: Callable[[_Comparison], int]) -> Strategy:
@@ -151,7 +145,12 @@ def _ranks(values: list[float]) -> list[float]:
 def _posterior_mean(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dict[str, float]]:
     """Order by the fitted effect alone, no risk and no first-place rule: the in-sample ceiling's order."""
     order = sorted(cmp.score, key=lambda m: -(est[m].effect if m in est else -9.0))
-    return cmp.score[order[0]], {m: float(len(order) - i) for i, m in enumerate(order)}
+    return cmp.score[order[0]], _order_scores(order)
+
+
+def _order_scores(order: list[str]) -> dict[str, float]:
+    """An order (best first) as the descending scores `_spearman` ranks."""
+    return {m: float(len(order) - i) for i, m in enumerate(order)}
 
 
 def _score_folds(folds: list[tuple[str, list[Point], list[Point]]],

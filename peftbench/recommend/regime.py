@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from peftbench.recommend.points import GENERATION_KINDS, Point
+
+T = TypeVar("T")
 
 # Kernel bandwidths, in decades (log10). Set a priori from what the literature says moves method gaps
 # (Delta Tuning: gaps shrink with model size; LoRA Without Regret: capacity vs data size), not tuned on
@@ -87,6 +91,16 @@ def _human(x: float) -> str:
         if x >= div:
             return f"{x / div:.3g}{suffix}"
     return f"{x:.0f}"
+
+
+def promote_leader(order: list[T], may_lead: Callable[[T], bool]) -> list[T]:
+    """`order` (best first) with its first item that may lead moved to the front, in place: the first-place
+    rule shared by the plain order and the serving re-order. Unchanged when nothing may lead."""
+    leader = next((item for item in order if may_lead(item)), None)
+    if leader is not None:
+        order.remove(leader)
+        order.insert(0, leader)
+    return order
 
 
 def kind_similarity(a: str, b: str) -> float:
