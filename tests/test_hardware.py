@@ -70,3 +70,9 @@ def test_estimate_on_t4_switches_to_fp16(cli):
     assert code == 0, err
     t4 = json.loads(out)["profiles"]["t4"]
     assert t4["precision"] == "fp16" and "no bf16" in t4["note"]
+
+
+def test_a_card_is_found_by_its_plain_name_unless_ambiguous():
+    assert list(resolve(["H100"])) == ["h100-80gb"]  # "--hardware h100" is how people say it
+    with pytest.raises(UserError, match="ambiguous.*a100-40gb.*a100-80gb"):
+        resolve(["a100"])

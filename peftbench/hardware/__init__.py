@@ -95,8 +95,14 @@ def resolve(names: list[str] | None) -> dict[str, Profile]:
     out: dict[str, Profile] = {}
     for name in names:
         key = name.lower()
+        # A card's plain name ("h100", "a100") is how people say it: take it when one profile starts with it.
+        prefixed = [k for k in known if k.startswith(f"{key}-")]
         if key in known:
             out[key] = known[key]
+        elif len(prefixed) == 1:
+            out[prefixed[0]] = known[prefixed[0]]
+        elif len(prefixed) > 1:
+            raise UserError(f"hardware '{name}' is ambiguous: say which of {', '.join(prefixed)}")
         elif re.search(r"\d", key) and re.fullmatch(r"[\d.]+\s*(gb|g|gib)?", key):
             profile = match_memory_class(key)
             out[profile.name] = profile

@@ -6,7 +6,8 @@ learn something in 4-60 steps, which would be wrong advice for a real schedule. 
   Table 9-11 / common 7B practice); LoRA-family 5e-4 under 1B (Hu et al. 2021 RoBERTa: 4e-4-5e-4),
   2e-4 at 1-20B and 1e-4 beyond (Dettmers et al. 2023, QLoRA: 2e-4 for 7B/13B, 1e-4 for 33B/65B). Where the
   corpus reports learning rates for the method at a similar size (within half a decade), their median is
-  used instead if it lies within a factor 3 of the rule, and cited.
+  advice is the median of the rule and each source's median lr (a source counts once however many rows it
+  reports; the rule is one more voice), used if it lies within a factor 3 of the rule, and cited.
 - QLoRA trains LoRA adapters: the same rank, alpha, targets and learning rate as LoRA.
 - LoRA rank grows with the data, never backwards: 8 / 16 / 32 / 64 at < 1k / < 10k / < 100k / more examples
   (axolotl PR #3691), alpha = 2 x rank; all linear layers (LoRA Without Regret, Schulman et al. 2025; QLoRA
@@ -55,27 +56,53 @@ def _rule_lr(method: str, total_params: float) -> tuple[float, str]:
     return 5e-4, "default"
 
 
-def _corpus_lr(method: str, total_params: float, points: list[Point]) -> tuple[float, int, set[str]] | None:
-    source = "lora" if method == "qlora" else method
-    lrs, sources = [], set()
+def _corpus_lr(method: str, total_params: float, points: list[Point]) -> tuple[dict[str, float], int] | None:
+    """({source: its median lr}, rates reported), or None under 3 rates.
+
+    Per source first: one paper reports one protocol on dozens of rows (the DoRA repository: 3e-4 on 56), and
+    a plain median over rows would be that paper's choice alone."""
+    method = "lora" if method == "qlora" else method
+    by_source: dict[str, list[float]] = {}
     for p in points:
         lr = p.hyperparameters.get("learning_rate") if p.hyperparameters else None
-        if (p.method == source and isinstance(lr, (int, float)) and lr > 0 and p.log_params is not None
+        if (p.method == method and isinstance(lr, (int, float)) and lr > 0 and p.log_params is not None
                 and not p.source.startswith("own:")
                 and abs(p.log_params - math.log10(max(total_params, 1))) <= CORPUS_WINDOW):
-            lrs.append(float(lr))
-            sources.add(p.source)
-    return (statistics.median(lrs), len(lrs), sources) if len(lrs) >= 3 else None
+            by_source.setdefault(p.source, []).append(float(lr))
+    n = sum(len(v) for v in by_source.values())
+    if n < 3:
+        return None
+    return {source: statistics.median(v) for source, v in by_source.items()}, n
 
 
 def learning_rate(method: str, total_params: float, points: list[Point]) -> tuple[float, str]:
     rule, why = _rule_lr(method, total_params)
     corpus = _corpus_lr(method, total_params, points)
-    if corpus and rule / 3 <= corpus[0] <= rule * 3:
-        lr, n, sources = corpus
-        return lr, (f"lr {lr:.0e}: median of {n} reported learning rates for {method} on models within "
-                    f"{CORPUS_WINDOW:g} decade of this size ({', '.join(sorted(sources))}); rule of thumb {rule:.0e}")
-    return rule, f"lr {rule:.0e}: {why}"
+    if corpus:
+        # The rule of thumb is one more voice beside the sources (as the prior is one more source in the
+        # quality model), so two papers that chose an odd rate do not move the advice on their own.
+        medians, n = corpus
+        # On a log scale (learning rates are searched and compared in factors): the median of two is their
+        # geometric mean, not their midpoint.
+        lr = _round_lr(10 ** statistics.median(math.log10(x) for x in [*medians.values(), rule]))
+        if rule / 3 <= lr <= rule * 3:
+            low, high = min(medians.values()), max(medians.values())
+            spread = fmt_lr(low) if low == high else f"{fmt_lr(low)} to {fmt_lr(high)}"
+            return lr, (f"lr {fmt_lr(lr)}: median of the rule of thumb ({fmt_lr(rule)}) and {len(medians)} "
+                        f"source(s)' medians ({spread}; {n} reported rates for {method} on models within "
+                        f"{CORPUS_WINDOW:g} decade of this size: {', '.join(sorted(medians))})")
+    return rule, f"lr {fmt_lr(rule)}: {why}"
+
+
+def _round_lr(lr: float) -> float:
+    """Two significant digits: a learning rate is a setting, not a measurement (6.3e-05, not 6.324555e-05)."""
+    return float(f"{lr:.1e}")
+
+
+def fmt_lr(lr: float) -> str:
+    """3e-04, 7.5e-05: one style for every rate shown."""
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{exponent}"
 
 
 def suggest(method: str, defaults: dict[str, Any], total_params: float, train_examples: float | None,

@@ -35,6 +35,9 @@ from peftbench.recommend.evidence import Run
 GENERATION_KINDS = ("generation", "summarization", "translation")
 FORGETTING_SOURCES = {"ms_swift_benchmark": "measures general ability (GSM8K/ARC/CEval) after agent-data SFT, "
                                             "i.e. forgetting, not quality on the trained task: excluded"}
+# Tables that probe a mechanism rather than measure a task anyone fine-tunes for: kept in the corpus (they are
+# what the paper printed) but not evidence about which method to use.
+PROBE_TABLES = {("jiang2024_mora", "Table 2"): "a synthetic probe (memorizing random UUID pairs), not a task: excluded"}
 NOT_EVIDENCE_SUITES = {"smoke": "the smoke suite is a plumbing check (one seed, a few steps): not evidence"}
 LOWER_IS_BETTER = frozenset({"ter"})
 # One metric per comparison, the first the source reports in this order (several metrics of one table row
@@ -102,7 +105,8 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
     excluded: dict[str, int] = defaultdict(int)
     kept: list[PublishedRow] = []
     for row in rows:
-        reason = (FORGETTING_SOURCES.get(row.source_id) or ("quotes another source's measurement (counted once)"
+        reason = (FORGETTING_SOURCES.get(row.source_id) or PROBE_TABLES.get((row.source_id, row.locator))
+                  or ("quotes another source's measurement (counted once)"
                   if _is_quote(row) else None)
                   or ("no peftbench method" if not row.method else None)
                   or ("no reference score in its table" if not row.full_ft_score else None)

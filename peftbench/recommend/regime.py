@@ -93,10 +93,15 @@ def _human(x: float) -> str:
     return f"{x:.0f}"
 
 
-def promote_leader(order: list[T], may_lead: Callable[[T], bool]) -> list[T]:
-    """`order` (best first) with its first item that may lead moved to the front, in place: the first-place
-    rule shared by the plain order and the serving re-order. Unchanged when nothing may lead."""
-    leader = next((item for item in order if may_lead(item)), None)
+def promote_leader(order: list[T], may_lead: Callable[[T], bool],
+                   merit: Callable[[T], float] | None = None) -> list[T]:
+    """`order` (best first) with a leader moved to the front, in place: the first-place rule shared by the
+    plain order and the serving re-order. The leader is, among the items that may lead, the one of highest
+    `merit` (ties: the earlier in `order`), or the first of them without `merit`. Unchanged when nothing may
+    lead."""
+    eligible = [item for item in order if may_lead(item)]
+    leader = (max(eligible, key=merit) if merit and eligible  # max keeps the first of equal merits
+              else next(iter(eligible), None))
     if leader is not None:
         order.remove(leader)
         order.insert(0, leader)

@@ -40,15 +40,17 @@ def override_line(method: str, hps: dict[str, Any], cost: Cost, steps: int | Non
 
 def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, gpu: Gpu) -> list[str]:
     top = ranked[0]
-    # Methods with a higher lower bound that may not lead (too few comparisons here, or one source's word).
-    above = [c for c in ranked[1:] if (c.risk_score or -9.0) > (top.risk_score or -9.0)]
-    among = "among the ranked methods with the evidence to lead" if above else f"among {len(ranked)} ranked methods"
-    reasons = [f"highest risk-aware score (lower 90% bound) {among}: predicted "
+    # Methods predicted higher that may not lead (too few comparisons here, or one source's word).
+    above = [c for c in ranked[1:] if not c.may_lead
+             and (c.predicted_relative_quality or 0.0) > (top.predicted_relative_quality or 0.0)]
+    reasons = ["highest predicted quality among the methods with the evidence to lead; the others follow by "
+               "risk-aware score (lower 90% bound): predicted "
                f"{top.predicted_relative_quality:.0%} of full FT (80% interval {top.quality_interval[0]:.0%}-"
                f"{top.quality_interval[1]:.0%}), from {top.evidence_weight:.1f} effective comparisons, "
                f"{top.near_comparisons} of them in this regime from {top.near_sources} source(s) "
                f"({FIRST_PLACE_NEEDS})"]
-    reasons += [f"{c.method} scores higher ({c.risk_score:+.3f} vs {top.risk_score:+.3f}) but may not lead: "
+    reasons += [f"{c.method} is predicted higher ({c.predicted_relative_quality:.0%} vs "
+                f"{top.predicted_relative_quality:.0%}) but may not lead: "
                 f"{c.near_comparisons} comparison(s) in this regime from {c.near_sources} source(s)" for c in above]
     # The first runner-up with evidence of its own (QLoRA's is LoRA's).
     runner = next((c for c in ranked[1:] if {c.method, top.method} != {"lora", "qlora"}), None)
