@@ -72,28 +72,37 @@ class _Setup:
     prepared: PreparedTask
 
 
-def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, Any]]:
-    from peftbench import training
-    from peftbench.data import load_task_data
-    from peftbench.methods import MethodContext, count_parameters, get_method
-    from peftbench.models import load_for_task
-    from peftbench.models.catalogue import architecture_family, resolve_model
-    from peftbench.models.loading import load_config, load_tokenizer
+def _applicable(spec: RunSpec, record: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    """(task, task kind, method, model config, method context), or MethodNotApplicable: decided from the
+    config alone, before any weights or data load."""
+    from peftbench.methods import MethodContext, get_method
+    from peftbench.models.catalogue import architecture_family
+    from peftbench.models.loading import load_config
     from peftbench.suites import TaskSpec
     from peftbench.tasks import TASK_KINDS
 
     task = TaskSpec(**{**spec.task, "labels": tuple(spec.task["labels"]) if spec.task["labels"] else None,
                        "metrics": tuple(spec.task["metrics"])})
-    kind = TASK_KINDS[task.kind]
     method = get_method(spec.method)
     config, _, _ = load_config(spec.model, spec.trust_remote_code)
     ctx = MethodContext(architecture_family(config), config.model_type, task.kind, spec.device,
                         decodes=task.kind == "generation")
     record.update(architecture=ctx.architecture, model_type=ctx.model_type, family=method.family)
     reason = method.not_applicable_reason(ctx)
-    if reason:  # decided from the config alone, before any weights load
+    if reason:
         raise MethodNotApplicable(reason)
+    return task, TASK_KINDS[task.kind], method, config, ctx
 
+
+def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, Any]]:
+    from peftbench import training
+    from peftbench.data import load_task_data
+    from peftbench.methods import count_parameters
+    from peftbench.models import load_for_task
+    from peftbench.models.catalogue import resolve_model
+    from peftbench.models.loading import load_tokenizer
+
+    task, kind, method, config, ctx = _applicable(spec, record)
     emit("phase", name="load")
     data = load_task_data(task, spec.scale)
     if spec.tune is not None and spec.tune["role"] == "sweep":
