@@ -120,7 +120,8 @@ def render(rec: dict[str, Any]) -> str:
     else:
         out.append("No method is ranked (see below).")
     for i, c in enumerate(rec["ranking"], 1):
-        head = "recommended" if i == 1 and rec["separates"] else "best by a hair" if i == 1 else ""
+        head = ("" if i > 1 else "provisional: one source's evidence" if not c.get("may_lead", True)
+                else "recommended" if rec["separates"] else "best by a hair")
         out += ["", f"{i}. {c['method']}" + (f" ({head})" if head else "")]
         out += [f"   - {r}" for r in (c["reasons"] if i == 1 else c["reasons"][:1])]
         out += [f"   ! {w}" for w in c["warnings"]]

@@ -69,6 +69,7 @@ class Candidate:
     excluded_because: str | None = None
     near_sources: int = 0  # independent sources among the comparisons in the query's regime
     may_lead: bool = False  # enough of them, from enough sources, to be ranked first (`Estimate.may_lead`)
+    may_lead_provisionally: bool = False  # enough of them, from one source (`Estimate.may_lead_provisionally`)
 
 
 @dataclass
@@ -310,6 +311,7 @@ def _judge(cand: Candidate, estimates: dict[str, Estimate], max_hours: float | N
         cand.risk_score = round(est.lcb, 4)
         cand.evidence_weight, cand.near_comparisons = round(est.weight, 2), est.near
         cand.near_sources, cand.may_lead = est.near_sources, est.may_lead
+        cand.may_lead_provisionally = est.may_lead_provisionally
         cand.evidence = [f"(weight {w:.2f}) {p.cite}" for w, p in est.nearest]
     if cand.status != "ranked":
         return
@@ -332,7 +334,11 @@ def _rank(cands: list[Candidate], estimates: dict[str, Estimate]) -> list[Candid
     proxied = {m: estimates[PROXIES.get(m, m)] for m in ok if PROXIES.get(m, m) in estimates}
     order = recommender_order(list(ok), proxied)
     ranked = [ok[m] for m in order]
-    if ranked and not ranked[0].may_lead:
+    if ranked and not ranked[0].may_lead and ranked[0].may_lead_provisionally:
+        ranked[0].warnings.insert(0, f"provisional first place: its {ranked[0].near_comparisons} comparisons in this "
+                                     "regime come from one source, and no method has them from two; one paper's "
+                                     "protocol decides this order, so measure before committing")
+    elif ranked and not ranked[0].may_lead:
         # Nothing qualifies to be first: nothing is ranked; each says how much evidence it has.
         for c in ranked:
             c.status = STATUSES[5]

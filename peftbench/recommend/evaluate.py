@@ -98,8 +98,12 @@ def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]
     def key(m: str) -> tuple[bool, float]:
         e = est.get(m)
         return (not (e and e.evidenced), -(e.lcb if e else -9.0))
-    return promote_leader(sorted(methods, key=key), lambda m: bool(est.get(m) and est[m].may_lead),
-                          lambda m: est[m].effect)
+    order = sorted(methods, key=key)
+    if any(est.get(m) and est[m].may_lead for m in methods):
+        return promote_leader(order, lambda m: bool(est.get(m) and est[m].may_lead), lambda m: est[m].effect)
+    # Nobody has comparisons in this regime from two sources: the risk-aware best of those with enough
+    # comparisons from one leads, provisionally (the answer says so), rather than no answer at all.
+    return promote_leader(order, lambda m: bool(est.get(m) and est[m].may_lead_provisionally))
 
 
 def _lora_rule(rank_of: Callable[[_Comparison], int]) -> Strategy:

@@ -161,6 +161,12 @@ class Estimate:
         return self.weight >= MIN_WEIGHT
 
     @property
+    def may_lead_provisionally(self) -> bool:
+        """Enough comparisons in the query's regime to lead, whatever their sources: the leader only where no
+        method may lead outright (`may_lead`), and the answer says its first place is one source's word."""
+        return self.evidenced and (self.near >= MIN_NEAR_FOR_FIRST or self.measured_here)
+
+    @property
     def may_lead(self) -> bool:
         """Enough evidence in the query's regime, from enough sources, to be ranked first."""
         # A measurement on the query's own task is not one paper's word about its own method: it suffices.

@@ -41,10 +41,13 @@ def override_line(method: str, hps: dict[str, Any], cost: Cost, steps: int | Non
 def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, gpu: Gpu) -> list[str]:
     top = ranked[0]
     # Methods predicted higher that may not lead (too few comparisons here, or one source's word).
-    above = [c for c in ranked[1:] if not c.may_lead
+    could_lead = (lambda c: c.may_lead) if top.may_lead else (lambda c: c.may_lead_provisionally)
+    above = [c for c in ranked[1:] if not could_lead(c)
              and (c.predicted_relative_quality or 0.0) > (top.predicted_relative_quality or 0.0)]
-    reasons = ["highest predicted quality among the methods with the evidence to lead; the others follow by "
-               "risk-aware score (lower 90% bound): predicted "
+    reasons = [("highest predicted quality among the methods with the evidence to lead; the others follow by "
+                if top.may_lead else "no method has comparisons in this regime from two sources: highest ")
+               + "risk-aware score (lower 90% bound)" + ("" if top.may_lead else
+                                                          " among those with enough from one") + ": predicted "
                f"{top.predicted_relative_quality:.0%} of full FT (80% interval {top.quality_interval[0]:.0%}-"
                f"{top.quality_interval[1]:.0%}), from {top.evidence_weight:.1f} effective comparisons, "
                f"{top.near_comparisons} of them in this regime from {top.near_sources} source(s) "
