@@ -118,6 +118,18 @@ def test_readme_first_query_picks_a_model_and_quotes_the_true_smallest_peak():
     assert any("micro-batch 1, gradient checkpointing" in r for r in lora.would_fit_with)
 
 
+def test_one_source_in_the_regime_gives_a_labelled_provisional_answer_not_none(cli):
+    """A 1B decoder with 300 examples (shipped cache): only the GPT-2 tables of one repository are near it.
+    The answer ranks methods, led by one with >= 5 comparisons there, and says the first place is provisional."""
+    rec = recommend("generation", gpu="48GB", model="llama-3.2-1b", train_examples=300)
+    top = rec.ranking[0]
+    assert not top.may_lead and top.may_lead_provisionally and top.near_comparisons >= 5
+    assert any(w.startswith("provisional first place") for w in top.warnings)
+    code, out, _ = cli("recommend", "--gpu", "48GB", "--model", "llama-3.2-1b", "--task", "generation",
+                       "--train-examples", "300")
+    assert code == 0 and f"1. {top.method} (provisional: one source's evidence)" in out
+
+
 def test_big_gpu_small_model_can_suggest_full(results):
     rec = recommend("classification", gpu="80GB", model="minilm", train_examples=480, results=results)
     assert "full" in [c.method for c in rec.ranking]

@@ -37,6 +37,21 @@ def test_two_runs_never_outrank_fifty():
     assert est["ln_tuning"].near < MIN_NEAR_FOR_FIRST <= est["dora"].near
 
 
+def test_with_one_source_in_the_regime_the_safest_well_measured_method_leads_provisionally():
+    """A 1B decoder with 300 examples has only GPT-2 tables near it: an answer, but a provisional one, led by
+    the risk-aware best of the methods with five comparisons (not by the highest point estimate)."""
+    points = [_point(f"g{i}", m, v, source="gpt2_repo") for i in range(8)
+              for m, v in (("lora", 1.0), ("full", 0.99), ("prefix_tuning", 0.97 + 0.04 * (i % 2)))]
+    points += [_point(f"x{i}", m, v, source="gpt2_repo") for i in range(2) for m, v in (("lora", 1.0), ("dora", 1.2))]
+    est = fit(points, QUERY)
+    assert not any(e.may_lead for e in est.values())
+    assert est["lora"].may_lead_provisionally and not est["dora"].may_lead_provisionally
+    assert est["dora"].effect > est["lora"].effect  # the thin method scores higher ...
+    order = recommender_order(["dora", "prefix_tuning", "full", "lora"], est)
+    assert order[0] == "lora"  # ... but the well-measured one leads, provisionally
+    assert est[order[0]].lcb == max(e.lcb for m, e in est.items() if e.may_lead_provisionally)
+
+
 def test_a_thin_method_is_never_first_even_if_it_scores_highest():
     points = [_point(f"d{i}", m, 1.0, source=f"s{i % 2}") for i in range(6) for m in ("lora", "dora")]
     for i in range(3):
