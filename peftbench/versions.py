@@ -18,4 +18,5 @@ RECOMMENDER_VERSION = 5  # 2: regime-aware evidence points, scale-aware settings
 # 4: a descriptor the query leaves open weighs every point alike; the smallest peak is searched to micro-batch 1;
 # 5: tables that probe a mechanism (MoRA's UUID memorization) are not evidence
 # What a report page's derived answers (estimates, recommendations shown beside the tables) contain.
-REPORT_VERSION = 2  # 2: a pick without a ranking says why (no evidence to lead, or nothing fits)
+REPORT_VERSION = 3  # 2: a pick without a ranking says why (no evidence to lead, or nothing fits);
+# 3: a provisional first place (one source's evidence) says so

@@ -84,6 +84,7 @@ class Recommendation:
     evidence_base: dict[str, Any]
     separates: bool = True  # False: the best method is within the evidence's noise of the runner-up
     deploy: dict[str, Any] | None = None  # `--deploy`: the serving re-ranking and how each method moved
+    no_pick_reason: str | None = None  # why nothing is ranked (no evidence to lead, or nothing fits); None if ranked
 
     @property
     def not_fitting(self) -> list[Candidate]:
@@ -137,10 +138,12 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     notes = query.notes + model_notes + scale_notes + ([serving["summary"]] if serving else []) + [
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
         "precision assumed: " + _precision(mixed_precision)]
+    no_pick_reason = None
     if not ranked:
         thin = any(c.status == STATUSES[5] for c in cands)
-        notes.append("no method can be recommended: " + (f"none has the evidence to be first ({FIRST_PLACE_NEEDS})"
-                                                         if thin else "none fits and applies"))
+        no_pick_reason = ("no method can be recommended: " + (f"none has the evidence to be first ({FIRST_PLACE_NEEDS})"
+                                                              if thin else "none fits and applies"))
+        notes.append(no_pick_reason)
     return Recommendation(
         task={"query": query.label, "kind": query.kind, "train_examples": query.train_examples,
               "mean_input_tokens": query.mean_input_tokens, "seq_len": costs.seq_len, "epochs": epochs,
@@ -148,7 +151,7 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         gpu=target.label, model=chosen.name, precision=_precision(mixed_precision), ranking=ranked[:top],
         not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
         evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
-        separates=separates, deploy=serving)
+        separates=separates, deploy=serving, no_pick_reason=no_pick_reason)
 
 
 def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str | None,

@@ -32,14 +32,15 @@ def recommend_answer(job: dict[str, Any]) -> dict[str, Any]:
 
     answer = recommend(job["task"], gpu=job["gpu"], model=job["model"], results=Path(job["root"]), top=3).to_dict()
     if not answer.get("ranking"):
-        # The engine says why (nothing fits, or nothing has the evidence to be first), in its last note.
-        why = [n for n in answer.get("notes") or [] if n.startswith("no method can be recommended")]
-        return {"error": why[0] if why else "no method can be recommended"}
+        # The engine says why: nothing fits, or nothing has the evidence to be first.
+        return {"error": answer.get("no_pick_reason") or "no method can be recommended"}
     top = answer["ranking"][0]
     quality, band = top.get("predicted_relative_quality"), top.get("quality_interval")
     text = "—" if fmt.missing(quality) else f"{quality:.0%} of full FT"
     if band and len(band) == 2 and not any(fmt.missing(b) for b in band):
         text += f" ({band[0]:.0%}–{band[1]:.0%})"
+    if not top.get("may_lead", True):
+        text += "; provisional: one source's evidence"
     return {"method": top.get("method", "—"), "hyperparameters": top.get("hyperparameters") or {},
             "quality": text, "gpu": str(answer.get("gpu", job["gpu"])),
             "reasons": [str(r) for r in top.get("reasons") or []],
