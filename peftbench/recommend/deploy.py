@@ -157,7 +157,11 @@ def serving_order(ranked: list[Any], gpu: Gpu, scenario: str, max_latency_overhe
     """The ranked candidates re-ordered for serving, each with a sentence on how serving moved it."""
     # Quality on the engine's own ranking scale (the risk-aware lower bound), and the plain order's rule for
     # first place: serving cost may reorder methods, but never puts a thinly evidenced one first.
-    facts = [_serving_facts(c, gpu) | {"may_lead": c.may_lead} for c in ranked]
+    # Where nobody may lead outright the plain order's first place is provisional (one source's comparisons):
+    # the same rule, one step down, holds here.
+    outright = any(c.may_lead for c in ranked)
+    facts = [_serving_facts(c, gpu) | {"may_lead": c.may_lead if outright else c.may_lead_provisionally}
+             for c in ranked]
     result = deploy_ranking(facts, scenario, max_latency_overhead=max_latency_overhead,
                             adapters_per_base=adapters_per_base)
     by_method = {c.method: c for c in ranked}
