@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from peftbench.errors import UserError
-from peftbench.recommend.regime import promote_leader
+from peftbench.recommend.regime import lead_rule, promote_leader
 from peftbench.serving import serving
 
 if TYPE_CHECKING:
@@ -157,11 +157,8 @@ def serving_order(ranked: list[Any], gpu: Gpu, scenario: str, max_latency_overhe
     """The ranked candidates re-ordered for serving, each with a sentence on how serving moved it."""
     # Quality on the engine's own ranking scale (the risk-aware lower bound), and the plain order's rule for
     # first place: serving cost may reorder methods, but never puts a thinly evidenced one first.
-    # Where nobody may lead outright the plain order's first place is provisional (one source's comparisons):
-    # the same rule, one step down, holds here.
-    outright = any(c.may_lead for c in ranked)
-    facts = [_serving_facts(c, gpu) | {"may_lead": c.may_lead if outright else c.may_lead_provisionally}
-             for c in ranked]
+    eligible = lead_rule(ranked, lambda c: c.may_lead, lambda c: c.may_lead_provisionally)
+    facts = [_serving_facts(c, gpu) | {"may_lead": eligible(c)} for c in ranked]
     result = deploy_ranking(facts, scenario, max_latency_overhead=max_latency_overhead,
                             adapters_per_base=adapters_per_base)
     by_method = {c.method: c for c in ranked}

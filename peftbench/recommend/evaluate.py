@@ -25,7 +25,7 @@ from typing import Any
 
 from peftbench.recommend.hparams import lora_rank
 from peftbench.recommend.points import Point
-from peftbench.recommend.regime import Estimate, Regime, fit, promote_leader
+from peftbench.recommend.regime import Estimate, Regime, fit, lead_rule, promote_leader
 
 LORA_FAMILY = ("lora", "qlora", "dora", "rslora")
 WIDE = 8  # methods in a comparison for the "rho over wide comparisons" column
@@ -98,12 +98,14 @@ def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]
     def key(m: str) -> tuple[bool, float]:
         e = est.get(m)
         return (not (e and e.evidenced), -(e.lcb if e else -9.0))
+    def outright(m: str) -> bool:
+        return bool(est.get(m) and est[m].may_lead)
+
     order = sorted(methods, key=key)
-    if any(est.get(m) and est[m].may_lead for m in methods):
-        return promote_leader(order, lambda m: bool(est.get(m) and est[m].may_lead), lambda m: est[m].effect)
-    # Nobody has comparisons in this regime from two sources: the risk-aware best of those with enough
-    # comparisons from one leads, provisionally (the answer says so), rather than no answer at all.
-    return promote_leader(order, lambda m: bool(est.get(m) and est[m].may_lead_provisionally))
+    eligible = lead_rule(order, outright, lambda m: bool(est.get(m) and est[m].may_lead_provisionally))
+    # Where nobody has comparisons in this regime from two sources, the risk-aware best of those with enough
+    # from one leads, provisionally (the answer says so), rather than no answer at all.
+    return promote_leader(order, eligible, (lambda m: est[m].effect) if eligible is outright else None)
 
 
 def _lora_rule(rank_of: Callable[[_Comparison], int]) -> Strategy:

@@ -5,9 +5,9 @@ learn something in 4-60 steps, which would be wrong advice for a real schedule. 
 - learning rates by method and model size: full FT 2e-5 up to ~1B, 1e-5 at 7-13B, 5e-6 beyond (LoRA paper
   Table 9-11 / common 7B practice); LoRA-family 5e-4 under 1B (Hu et al. 2021 RoBERTa: 4e-4-5e-4),
   2e-4 at 1-20B and 1e-4 beyond (Dettmers et al. 2023, QLoRA: 2e-4 for 7B/13B, 1e-4 for 33B/65B). Where the
-  corpus reports learning rates for the method at a similar size (within half a decade), their median is
-  advice is the median of the rule and each source's median lr (a source counts once however many rows it
-  reports; the rule is one more voice), used if it lies within a factor 3 of the rule, and cited.
+  corpus reports learning rates for the method at a similar size (within half a decade), the advice is the
+  median of the rule and each source's median lr (a source counts once however many rows it reports; the
+  rule is one more voice), used if it lies within a factor 3 of the rule, and cited.
 - QLoRA trains LoRA adapters: the same rank, alpha, targets and learning rate as LoRA.
 - LoRA rank grows with the data, never backwards: 8 / 16 / 32 / 64 at < 1k / < 10k / < 100k / more examples
   (axolotl PR #3691), alpha = 2 x rank; all linear layers (LoRA Without Regret, Schulman et al. 2025; QLoRA

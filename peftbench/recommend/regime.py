@@ -108,6 +108,13 @@ def promote_leader(order: list[T], may_lead: Callable[[T], bool],
     return order
 
 
+def lead_rule(items: list[T], outright: Callable[[T], bool], provisional: Callable[[T], bool]) -> Callable[[T], bool]:
+    """Who may take first place among `items`: those that may lead outright; where none does, those that may
+    lead provisionally (enough comparisons in the regime, from one source). One rule for the plain order, the
+    serving re-order and the answer's wording."""
+    return outright if any(outright(item) for item in items) else provisional
+
+
 def kind_similarity(a: str, b: str) -> float:
     if a == b:
         return 1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from peftbench.recommend.regime import FIRST_PLACE_NEEDS, Estimate, Regime
+from peftbench.recommend.regime import FIRST_PLACE_NEEDS, Estimate, Regime, lead_rule
 
 if TYPE_CHECKING:
     from peftbench.recommend.engine import Candidate
@@ -41,7 +41,7 @@ def override_line(method: str, hps: dict[str, Any], cost: Cost, steps: int | Non
 def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, gpu: Gpu) -> list[str]:
     top = ranked[0]
     # Methods predicted higher that may not lead (too few comparisons here, or one source's word).
-    could_lead = (lambda c: c.may_lead) if top.may_lead else (lambda c: c.may_lead_provisionally)
+    could_lead = lead_rule(ranked, lambda c: c.may_lead, lambda c: c.may_lead_provisionally)
     above = [c for c in ranked[1:] if not could_lead(c)
              and (c.predicted_relative_quality or 0.0) > (top.predicted_relative_quality or 0.0)]
     reasons = [("highest predicted quality among the methods with the evidence to lead; the others follow by "
