@@ -118,19 +118,54 @@ def test_smoke_runs_and_chance_level_references_are_not_evidence():
 def test_corpus_duplicates_and_forgetting_rows_are_left_out():
     ev = corpus_points()
     assert not any(p.source == "ms_swift_benchmark" for p in ev.points)
+    # BOFT's Table 1 baselines are AdaLoRA's Table 1 cells: evidence once (in AdaLoRA), and in BOFT's table only
+    # the reference its OFT and BOFT rows are compared to.
     boft_quotes = [p for p in ev.points if p.source == "liu2024_boft" and p.method in ("adalora", "bitfit")]
-    assert not boft_quotes  # BOFT's Table 1 baselines are AdaLoRA's Table 1 cells, counted once there
-    assert any("quotes another source" in k for k in ev.excluded)
-    # The LoRA paper's GLUE table and the microsoft/LoRA README print the same runs: one source keeps them,
-    # or holding the paper out would test it on its own numbers.
+    assert boft_quotes and all(p.anchor for p in boft_quotes)
+    adalora_table_1 = [p for p in ev.points if p.source == "zhang2023_adalora" and "|Table 1|" in p.comparison]
+    assert adalora_table_1 and not any(p.anchor for p in adalora_table_1)
+    # The LoRA paper's GLUE table and the microsoft/LoRA README print the same runs: one source keeps them as
+    # evidence, or holding the paper out would test it on its own numbers.
     import re
     from collections import defaultdict
     sources = defaultdict(set)
     for p in ev.points:
+        if p.anchor:
+            continue
         model = re.sub(r"[^a-z0-9]", "", p.cite.split(" on ")[1].split(",")[0].lower())
         sources[(model, p.cite.split(", ")[1].split(":")[0], p.method, p.metric, round(p.score, 3))].add(p.source)
     assert all(len(s) == 1 for s in sources.values())
-    assert ev.excluded["the same figure as another source prints (counted once)"] >= 29
+    assert sum(p.anchor for p in ev.points if p.source == "microsoft_lora_repo") >= 20
+
+
+def test_a_quoted_baseline_is_the_reference_of_its_table_not_evidence_of_its_own():
+    """A paper that quotes another's LoRA and full-FT rows (BOFT quoting AdaLoRA) compares its own method with
+    them: that difference is evidence, the quoted rows add nothing to LoRA's or full FT's (their own paper's
+    copy already counts)."""
+    quoted = [dataclasses.replace(_point("b", m, v, "quoting"), anchor=True) for m, v in (("lora", 0.95),
+                                                                                         ("full", 1.0))]
+    points = [_point("a", "lora", 0.95, "original"), _point("a", "full", 1.0, "original"), *quoted,
+              _point("b", "oft", 0.99, "quoting")]
+    est = fit(points, QUERY)
+    assert est["oft"].points == 1 and est["oft"].effect > 0  # +0.04 over the quoted LoRA, shrunk to its kin
+    assert est["lora"].points == 1 and est["full"].points == 1  # the original table only
+    assert all(not p.anchor for _, p in est["full"].nearest)
+    # On the shipped corpus: BOFT's OFT rows are compared with the LoRA row it quotes from AdaLoRA.
+    ev = corpus_points()
+    oft = fit(ev.points, Regime("classification", "encoder", math.log10(184e6), math.log10(50_000), None))["oft"]
+    assert oft.points >= 8  # one per GLUE task of BOFT's Table 1 at least
+
+
+def test_per_method_training_lengths_keep_one_table_one_comparison():
+    """T-Few trains full FT 300 steps and (IA)3 1,000 steps side by side: one comparison of 8 methods, not
+    four comparisons that never meet. A table that repeats one configuration at several lengths (LoRA
+    Learns Less: 1 to 16 epochs) is split by length."""
+    ev = corpus_points()
+    copa = {p.method for p in ev.points if p.source == "liu2022_ia3_tfew" and "|COPA|" in p.comparison}
+    assert {"full", "ia3", "lora", "ln_tuning", "prompt_tuning"} <= copa
+    epochs = {p.comparison for p in ev.points if p.source == "biderman2024_lora_learns_less"
+              and "Table S7" in p.comparison}
+    assert len(epochs) >= 4
 
 
 def test_learning_rates_are_plausible_by_model_size():

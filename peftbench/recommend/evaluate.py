@@ -173,7 +173,8 @@ def _score_folds(folds: list[tuple[str, list[Point], list[Point]]],
     for name, train, held in folds:
         groups: dict[str, list[Point]] = defaultdict(list)
         for p in held:
-            groups[p.comparison].append(p)
+            if not p.anchor:  # a quoted figure is its source's measurement, scored where that source is held out
+                groups[p.comparison].append(p)
         for comp, pts in groups.items():
             if len({p.method for p in pts}) < 2:
                 continue

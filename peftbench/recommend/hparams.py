@@ -66,7 +66,7 @@ def _corpus_lr(method: str, total_params: float, points: list[Point]) -> tuple[d
     for p in points:
         lr = p.hyperparameters.get("learning_rate") if p.hyperparameters else None
         if (p.method == method and isinstance(lr, (int, float)) and lr > 0 and p.log_params is not None
-                and not p.source.startswith("own:")
+                and not p.source.startswith("own:") and not p.anchor
                 and abs(p.log_params - math.log10(max(total_params, 1))) <= CORPUS_WINDOW):
             by_source.setdefault(p.source, []).append(float(lr))
     n = sum(len(v) for v in by_source.values())

@@ -14,7 +14,10 @@ What is not evidence, and why (`Excluded` lists each with a count):
   eval size): there is nothing to be relative to;
 - ms-swift's benchmark rows: they measure general ability (GSM8K/ARC/CEval) *after* training on agent data,
   i.e. forgetting, not quality on the trained task;
-- rows that quote another source's measurement (BOFT's Table 1 baselines are AdaLoRA's Table 1): counted once;
+- rows that quote another source's measurement (BOFT's Table 1 baselines are AdaLoRA's Table 1), and a figure
+  two sources print: counted once, in the source that measured it. The other copies stay in their tables as
+  *anchors* (`Point.anchor`): the reference the quoting paper's own methods are compared to, never evidence
+  of their own (without them BOFT's OFT and BOFT rows would sit in comparisons with nothing to compare to);
 - averages over a source's own per-task rows (glue_avg...), lower-is-better metrics (TER), rows without a
   peftbench method or without a reference score.
 """
@@ -68,6 +71,7 @@ class Point:
     cite: str
     hyperparameters: dict = field(default_factory=dict, hash=False, compare=False)
     runs: int = 1  # seeds averaged into this point (own runs)
+    anchor: bool = False  # another source's figure quoted in this table: a reference here, not evidence
 
 
 @dataclass
@@ -95,9 +99,22 @@ def _steps_of(length: str | None, examples: int | None) -> float | None:
     return n * examples / ASSUMED_BATCH if examples else None
 
 
-def _is_quote(row: PublishedRow) -> bool:
+# A source's note saying a row copies another corpus source's cell (checked cell for cell by whoever added it):
+# that row is never evidence of its own, even where the two sources name the task differently.
+COPY_MARKERS = ("identical to adalora", "identical to boft", "same measurements quoted")
+# Any note saying the figure is someone else's measurement: that copy is not the one kept as evidence.
+QUOTE_MARKERS = (*COPY_MARKERS, "numbers from prior work", "quoted")
+
+
+def _year(source_id: str) -> int:
+    """The publication year in a source id (`zhang2023_adalora`); a repository without one sorts last."""
+    found = re.search(r"(19|20)\d\d", source_id)
+    return int(found.group(0)) if found else 9999
+
+
+def _note_says(row: PublishedRow, markers: tuple[str, ...]) -> bool:
     note = (row.note or "").lower()
-    return "identical to adalora" in note or "same measurements quoted" in note
+    return any(marker in note for marker in markers)
 
 
 def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
@@ -106,8 +123,6 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
     kept: list[PublishedRow] = []
     for row in rows:
         reason = (FORGETTING_SOURCES.get(row.source_id) or PROBE_TABLES.get((row.source_id, row.locator))
-                  or ("quotes another source's measurement (counted once)"
-                  if _is_quote(row) else None)
                   or ("no peftbench method" if not row.method else None)
                   or ("no reference score in its table" if not row.full_ft_score else None)
                   or ("lower-is-better metric" if row.metric in LOWER_IS_BETTER else None)
@@ -116,17 +131,12 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
             excluded[reason] += 1
         else:
             kept.append(row)
-    kept = _drop_repeated_measurements(kept, excluded)
-    # One metric per comparison: the preferred one among those the comparison reports.
-    tables: dict[tuple, list[PublishedRow]] = defaultdict(list)
-    for row in kept:
-        tables[(row.source_id, row.locator, row.model, row.task, row.train_examples, row.training_length)].append(row)
+    anchors = _quoted_copies(kept)
+    if anchors:
+        excluded["a figure another source measured (counted once; kept as its table's reference)"] += len(anchors)
     points = []
-    for key, group in tables.items():
-        metrics = {r.metric for r in group}
-        metric = next((m for m in METRIC_PREFERENCE if m in metrics), sorted(metrics)[0])
+    for (comparison, metric), group in _comparisons(kept).items():
         excluded["another metric of the same comparison (one metric each)"] += sum(r.metric != metric for r in group)
-        comparison = "|".join(str(k) for k in key) + f"|{metric}"
         chosen = [r for r in group if r.metric == metric]
         for row in chosen:
             value = max(0.0, min(row.score / row.full_ft_score, 2.0))
@@ -136,28 +146,52 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
                 log_params=_log(row.total_params), log_examples=_log(row.train_examples),
                 log_steps=_log(_steps_of(row.training_length, row.train_examples)),
                 cite=_cite(row, chosen, metric),
-                hyperparameters=row.hyperparameters))
+                hyperparameters=row.hyperparameters, anchor=id(row) in anchors))
     return Evidence(points, dict(excluded))
 
 
-def _drop_repeated_measurements(rows: list[PublishedRow], excluded: dict[str, int]) -> list[PublishedRow]:
-    """A figure that two sources print (a paper and its repository's README, a baseline quoted from another
-    paper) is one measurement: keep it in one source only (the first by source id), or leave-one-source-out
-    would test a source on its own numbers. Same model, task, peftbench method, metric and score."""
+def _comparisons(rows: list[PublishedRow]) -> dict[tuple[str, str], list[PublishedRow]]:
+    """(comparison id, its metric) -> the rows of one table block: one model, task and data size.
+
+    A training length in a table is usually each method's own setting (T-Few trains full FT 300 steps and
+    (IA)3 1,000 beside each other): it splits a block only where the block repeats one published
+    configuration at several lengths, which makes length a condition of the table."""
+    blocks: dict[tuple, list[PublishedRow]] = defaultdict(list)
+    for row in rows:
+        blocks[(row.source_id, row.locator, row.model, row.task, row.train_examples)].append(row)
+    out: dict[tuple[str, str], list[PublishedRow]] = {}
+    for key, block in blocks.items():
+        lengths: dict[str, set[str | None]] = defaultdict(set)
+        for row in block:
+            lengths[row.method_published].add(row.training_length)
+        by_length = any(len(v) > 1 for v in lengths.values())
+        parts: dict[str | None, list[PublishedRow]] = defaultdict(list)
+        for row in block:
+            parts[row.training_length if by_length else None].append(row)
+        for length, part in parts.items():
+            metrics = {r.metric for r in part}
+            metric = next((m for m in METRIC_PREFERENCE if m in metrics), sorted(metrics)[0])
+            out_key = "|".join(str(k) for k in (*key, length)) + f"|{metric}"
+            out[(out_key, metric)] = part
+    return out
+
+
+def _quoted_copies(rows: list[PublishedRow]) -> set[int]:
+    """ids of the copies of a figure that several sources print (same model, task, peftbench method, metric
+    and score). Each measurement is evidence once, in one source -- one that does not call it a quote, the
+    earliest (a paper before its repository) -- or leave-one-source-out would test a source on its own numbers. A
+    row its source marks as a copy of another corpus source's cell (`COPY_MARKERS`) is never evidence; any
+    other quote found nowhere else in the corpus stays evidence: it is counted once all the same."""
     def key(row: PublishedRow) -> tuple:
         # Not the published method name: a repository and its paper label one run differently ("FT*").
         return (re.sub(r"[^a-z0-9]", "", row.model.lower()), row.task.lower(), row.method, row.metric,
                 round(row.score, 3))
-    first_source: dict[tuple, str] = {}
-    for row in sorted(rows, key=lambda r: r.source_id):
-        first_source.setdefault(key(row), row.source_id)
-    kept = []
-    for row in rows:
-        if first_source[key(row)] == row.source_id:
-            kept.append(row)
-        else:
-            excluded["the same figure as another source prints (counted once)"] += 1
-    return kept
+    owner: dict[tuple, PublishedRow] = {}
+    for row in sorted(rows, key=lambda r: (_note_says(r, QUOTE_MARKERS), _year(r.source_id), r.source_id)):
+        owner.setdefault(key(row), row)
+    # Two equal scores inside one source are two runs (S11 of LoRA Learns Less: r=16 and r=256 both 0.502).
+    return {id(row) for row in rows
+            if owner[key(row)].source_id != row.source_id or _note_says(row, COPY_MARKERS)}
 
 
 def _cite(row: PublishedRow, table: list[PublishedRow], metric: str) -> str:

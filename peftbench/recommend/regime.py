@@ -170,8 +170,10 @@ class Estimate:
     @property
     def may_lead_provisionally(self) -> bool:
         """Enough comparisons in the query's regime to lead, whatever their sources: the leader only where no
-        method may lead outright (`may_lead`), and the answer says its first place is one source's word."""
-        return self.evidenced and (self.near >= MIN_NEAR_FOR_FIRST or self.measured_here)
+        method may lead outright (`may_lead`), and the answer says its first place is one source's word. A
+        measurement on the queried task does not lower the bar of `MIN_NEAR_FOR_FIRST` comparisons here either
+        (as in `may_lead`, it only stands in for a second source)."""
+        return self.evidenced and self.near >= MIN_NEAR_FOR_FIRST
 
     @property
     def may_lead(self) -> bool:
@@ -197,18 +199,22 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         cells[(p.comparison, p.method)].append(p)
     comps: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)  # comparison -> method -> (value, weight)
     source_of: dict[str, str] = {}
+    anchors: set[tuple[str, str]] = set()  # (comparison, method): a quoted figure, the others' reference only
     for (comp, method), group in cells.items():
         comps[comp][method] = (sum(p.value for p in group) / len(group), kernel(group[0], regime))
         source_of[comp] = group[0].source
-    full = _effects(comps, "full", 0.0, 0.0)
+        if all(p.anchor for p in group):
+            anchors.add((comp, method))
+    full = _effects(comps, "full", 0.0, 0.0, anchors)
     full_effect = _shrunk(full["full"], source_of, PRIOR_MEAN) if "full" in full else (PRIOR_MEAN, 1.0)
-    diffs = _effects(comps, None, *full_effect)
+    diffs = _effects(comps, None, *full_effect, anchors)
     kin_prior = _kin_priors(diffs, source_of)
     estimates = {}
     for method, obs in diffs.items():
         effect, se = _shrunk(obs, source_of, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN)
                              if method != "lora" else PRIOR_MEAN)
-        group = [(kernel(p, regime), p) for (c, m), ps in cells.items() if m == method for p in ps[:1]]
+        group = [(kernel(p, regime), p) for (c, m), ps in cells.items() if m == method and (c, m) not in anchors
+                 for p in ps[:1]]
         group.sort(key=lambda wp: -wp[0])
         estimates[method] = Estimate(method, effect, se, sum(w for w, _, _ in obs),
                                      sum(1 for w, _, _ in obs if w >= NEAR), len(obs), group[:3],
@@ -217,7 +223,8 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
                                                                    for _, _, c in obs))
     for _, method in cells:  # methods measured only where nothing compares them
         if method not in estimates:
-            near = sorted(((kernel(p, regime), p) for p in points if p.method == method), key=lambda wp: -wp[0])
+            near = sorted(((kernel(p, regime), p) for p in points if p.method == method and not p.anchor),
+                          key=lambda wp: -wp[0])
             estimates[method] = Estimate(method, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN), 1.0, 0.0, 0, 0,
                                          near[:3])
     return estimates
@@ -233,12 +240,14 @@ def _kin_priors(diffs: dict[str, list[tuple[float, float, str]]], source_of: dic
 
 
 def _effects(comps: dict[str, dict[str, tuple[float, float]]], only: str | None, full_effect: float,
-             full_se: float) -> dict[str, list[tuple[float, float, str]]]:
-    """method -> [(weight, difference vs LoRA, comparison)] from the comparisons that allow one."""
+             full_se: float, anchors: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+             ) -> dict[str, list[tuple[float, float, str]]]:
+    """method -> [(weight, difference vs LoRA, comparison)] from the comparisons that allow one. An anchor (a
+    figure quoted from another source) is the reference for the methods beside it, never an observation."""
     out: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for comp, methods in comps.items():
         for method, (value, weight) in methods.items():
-            if (only and method != only) or weight <= 1e-6:
+            if (only and method != only) or weight <= 1e-6 or (comp, method) in anchors:
                 continue
             if method == "lora":
                 others = [m for m in methods if m != "lora"]
