@@ -29,7 +29,7 @@ EXAMPLES = [
      "--seq-len", "256"],
     ["--gpu", "24GB", "--model", "mistral-7b", "--task", "summarization", "--train-examples", "50000",
      "--seq-len", "1024"],
-    # one source in the regime (GPT-2 tables): a provisional first place
+    # one independent source in the regime (GPT-2 tables): a provisional first place
     ["--gpu", "48GB", "--model", "llama-3.2-1b", "--task", "generation", "--train-examples", "300"],
 ]
 

@@ -52,6 +52,20 @@ def test_with_one_source_in_the_regime_the_safest_well_measured_method_leads_pro
     assert est[order[0]].lcb == max(e.lcb for m, e in est.items() if e.may_lead_provisionally)
 
 
+def test_a_method_s_own_paper_is_not_an_independent_source_for_its_first_place():
+    """DoRA's repository plus one other paper is one independent word for DoRA, not the two a first place
+    needs; the same two sources are two words for a method neither introduced."""
+    points = []
+    for i in range(6):
+        source = "nvlabs_dora_repo" if i < 4 else "other_paper"
+        points += [_point(f"d{i}", "lora", 1.0, source), _point(f"d{i}", "dora", 1.05, source),
+                   _point(f"d{i}", "adapter", 1.04, source)]
+    est = fit(points, QUERY)
+    assert est["dora"].near >= MIN_NEAR_FOR_FIRST and est["dora"].near_sources == 1 and not est["dora"].may_lead
+    assert est["adapter"].near_sources == 2 and est["adapter"].may_lead
+    assert recommender_order(["lora", "dora", "adapter"], est)[0] == "adapter"
+
+
 def test_a_thin_method_is_never_first_even_if_it_scores_highest():
     points = [_point(f"d{i}", m, 1.0, source=f"s{i % 2}") for i in range(6) for m in ("lora", "dora")]
     for i in range(3):

@@ -346,6 +346,6 @@ def _rank(cands: list[Candidate], estimates: dict[str, Estimate]) -> list[Candid
         for c in ranked:
             c.status = STATUSES[5]
             c.excluded_because = (f"{c.near_comparisons} comparison(s) near this query from {c.near_sources} "
-                                  f"source(s); {FIRST_PLACE_NEEDS}")
+                                  f"independent source(s); {FIRST_PLACE_NEEDS}")
         return []
     return ranked

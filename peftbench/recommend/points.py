@@ -41,6 +41,13 @@ FORGETTING_SOURCES = {"ms_swift_benchmark": "measures general ability (GSM8K/ARC
 # Tables that probe a mechanism rather than measure a task anyone fine-tunes for: kept in the corpus (they are
 # what the paper printed) but not evidence about which method to use.
 PROBE_TABLES = {("jiang2024_mora", "Table 2"): "a synthetic probe (memorizing random UUID pairs), not a task: excluded"}
+# The peftbench method each source introduced: it does not count as an independent source for that method
+# (`regime.MIN_SOURCES_FOR_FIRST`): a source does not vouch independently for its own method. LoRA's paper and
+# repository introduced the reference every difference is taken to.
+PROPOSED_BY = {"hu2021_lora": "lora", "microsoft_lora_repo": "lora", "nvlabs_dora_repo": "dora",
+               "zhang2023_adalora": "adalora", "liu2024_boft": "boft", "liu2022_ia3_tfew": "ia3",
+               "li2021_prefix_tuning": "prefix_tuning", "lester2021_prompt_tuning": "prompt_tuning",
+               "dettmers2023_qlora": "qlora"}
 NOT_EVIDENCE_SUITES = {"smoke": "the smoke suite is a plumbing check (one seed, a few steps): not evidence"}
 LOWER_IS_BETTER = frozenset({"ter"})
 # One metric per comparison, the first the source reports in this order (several metrics of one table row

@@ -50,11 +50,12 @@ def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], reg
                                                           " among those with enough from one") + ": predicted "
                f"{top.predicted_relative_quality:.0%} of full FT (80% interval {top.quality_interval[0]:.0%}-"
                f"{top.quality_interval[1]:.0%}), from {top.evidence_weight:.1f} effective comparisons, "
-               f"{top.near_comparisons} of them in this regime from {top.near_sources} source(s) "
+               f"{top.near_comparisons} of them in this regime from {top.near_sources} independent source(s) "
                f"({FIRST_PLACE_NEEDS})"]
     reasons += [f"{c.method} is predicted higher ({c.predicted_relative_quality:.0%} vs "
                 f"{top.predicted_relative_quality:.0%}) but may not lead: "
-                f"{c.near_comparisons} comparison(s) in this regime from {c.near_sources} source(s)" for c in above]
+                f"{c.near_comparisons} comparison(s) in this regime from {c.near_sources} independent source(s)"
+                for c in above]
     # The first runner-up with evidence of its own (QLoRA's is LoRA's).
     runner = next((c for c in ranked[1:] if {c.method, top.method} != {"lora", "qlora"}), None)
     if runner is not None and runner.method not in {c.method for c in above}:  # else named just above
