@@ -208,7 +208,6 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         if all(p.anchor for p in group):
             table.anchors.add(method)
     source_of = {comp: table.source for comp, table in tables.items()}
-    anchors = {(comp, m) for comp, table in tables.items() for m in table.anchors}
     full = _effects(tables, "full", 0.0, 0.0)
     full_effect = _shrunk(full["full"], source_of, PRIOR_MEAN) if "full" in full else (PRIOR_MEAN, 1.0)
     diffs = _effects(tables, None, *full_effect)
@@ -217,10 +216,9 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
     for method, obs in diffs.items():
         effect, se = _shrunk(obs, source_of, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN)
                              if method != "lora" else PRIOR_MEAN)
-        group = [(kernel(p, regime), p) for (c, m), ps in cells.items() if m == method and (c, m) not in anchors
-                 for p in ps[:1]]
+        group = [(kernel(p, regime), p) for (c, m), ps in cells.items()
+                 if m == method and m not in tables[c].anchors for p in ps[:1]]
         group.sort(key=lambda wp: -wp[0])
-        # "In the regime" is closeness to the query, before any discount for a source's own method.
         near = [c for _, _, c in obs if tables[c].closeness(method) >= NEAR]
         # A source does not vouch independently for the method it introduced (or for a difference to LoRA when
         # it introduced LoRA): the first-place bar's sources are counted without it.
