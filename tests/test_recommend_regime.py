@@ -206,13 +206,12 @@ def test_leave_one_source_out_reports_every_baseline():
     names = {s["strategy"]: s for s in loso["summary"]}
     assert set(names) == set(STRATEGIES)
     assert {"always LoRA r=16", "rank by data size (LoRA)", "full FT whenever it fits"} <= set(names)
-    # The regression guard: over sources it never saw the recommender beats both LoRA rules on regret and
-    # stays within half a point of "full FT whenever it fits". That rule wins outright since session 8 added
-    # PiSSA, MoRA and LoRA-MGPO (7B tables where full FT leads LoRA by 2-20 points): 1.52 vs 1.65. The
-    # track record says so (README, benchmarks/recommender_track_record.md); this test keeps it from worsening.
-    rec = names["recommender"]["mean_regret"]
-    assert rec < names["always LoRA r=16"]["mean_regret"] and rec < names["rank by data size (LoRA)"]["mean_regret"]
-    assert rec < names["full FT whenever it fits"]["mean_regret"] + 0.5
+    # The regression guard: over sources it never saw the recommender beats every baseline on regret (session
+    # 9, 22 sources: 1.25 against 1.40 for "full FT whenever it fits", the closest), and orders the comparisons
+    # of >= 8 methods with rho >= 0.6 (0.63 over T-Few's 22).
+    rec = names["recommender"]
+    assert all(rec["mean_regret"] < names[s]["mean_regret"] for s in names if s != "recommender")
+    assert rec["rho_wide"] is not None and rec["rho_wide"] >= 0.6
     assert report["leave_one_task_out"]["summary"]
 
 
