@@ -52,7 +52,7 @@ class _Comparison:
         self.score = {m: scale * statistics.mean(p.score for p in ps) for m, ps in by_method.items()}
         self.examples = 10 ** first.log_examples if first.log_examples is not None else None
 
-    def lora_at(self, rank: int, method: str = "lora") -> float | None:
+    def at_rank(self, method: str, rank: int) -> float | None:
         """Score of the measured configuration of a low-rank method nearest this rank (the method's mean if
         ranks are unknown): what a user following a rank advice would have got, not the average of a rank
         sweep (SVFT's table has DoRA at r=1, 4 and 16)."""
@@ -77,7 +77,7 @@ def _recommender(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dic
     order = recommender_order(list(cmp.score), est)
     first = order[0]
     # The answer gives a rank for every rank-based method (rank by data size), so it is scored at that rank.
-    score = cmp.lora_at(lora_rank(cmp.examples), first) if first in RANKED else cmp.score[first]
+    score = cmp.at_rank(first, lora_rank(cmp.examples)) if first in RANKED else cmp.score[first]
     # Rank correlation is of the order shown to the user (risk-aware); ranking by the posterior mean
     # instead was measured worse (0.16 vs 0.30 leave-one-source-out).
     return score if score is not None else cmp.score[first], _order_scores(order)
@@ -113,7 +113,7 @@ def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]
 
 def _lora_rule(rank_of: Callable[[_Comparison], int]) -> Strategy:
     def pick(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dict[str, float]]:
-        score = cmp.lora_at(rank_of(cmp)) if "lora" in cmp.score else None
+        score = cmp.at_rank("lora", rank_of(cmp)) if "lora" in cmp.score else None
         return (score if score is not None else _fallback(cmp)), {m: float(m == "lora") for m in cmp.score}
     return pick
 

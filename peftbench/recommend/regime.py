@@ -203,7 +203,9 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         cells[(p.comparison, p.method)].append(p)
     tables: dict[str, _Table] = {}
     for (comp, method), group in cells.items():
-        table = tables.setdefault(comp, _Table(group[0].source, {}, set(), PROPOSED_BY.get(group[0].source)))
+        if comp not in tables:
+            tables[comp] = _Table(group[0].source, {}, set(), PROPOSED_BY.get(group[0].source))
+        table = tables[comp]
         table.cells[method] = (sum(p.value for p in group) / len(group), kernel(group[0], regime))
         if all(p.anchor for p in group):
             table.anchors.add(method)
@@ -219,7 +221,7 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         group = [(kernel(p, regime), p) for (c, m), ps in cells.items()
                  if m == method and m not in tables[c].anchors for p in ps[:1]]
         group.sort(key=lambda wp: -wp[0])
-        near = [c for _, _, c in obs if tables[c].closeness(method) >= NEAR]
+        near = [c for w, _, c in obs if w >= NEAR]
         # A source does not vouch independently for the method it introduced (or for a difference to LoRA when
         # it introduced LoRA): the first-place bar's sources are counted without it.
         independent = {source_of[c] for c in near if not tables[c].vouches_for_own(method)}
@@ -253,12 +255,6 @@ class _Table:
     cells: dict[str, tuple[float, float]]  # method -> (value, kernel weight)
     anchors: set[str]  # methods whose figure is quoted from another source: the others' reference only
     proposes: str | None  # the method this comparison's source introduced (`points.PROPOSED_BY`)
-
-    def closeness(self, method: str) -> float:
-        """How near the query `method`'s difference here is: its kernel weight, halved where it goes through
-        full FT (no LoRA in the comparison)."""
-        weight = self.cells[method][1]
-        return weight if method == "lora" or "lora" in self.cells else 0.5 * weight
 
     def vouches_for_own(self, method: str) -> bool:
         """Whether this comparison's source introduced `method` or LoRA, the method every difference is to."""
