@@ -8,6 +8,7 @@
 #   nohup benchmarks/reference_runs.sh classification finance >> a.log 2>&1 &        # two lanes, two cores:
 #   nohup benchmarks/reference_runs.sh legal medical summarization translation >> b.log 2>&1 &
 #   nohup benchmarks/reference_runs.sh translation/bible_en_es >> c.log 2>&1 &         # one task
+#   SETS=default nohup benchmarks/reference_runs.sh legal/mmlu_law >> d.log 2>&1 &     # its default set only
 #
 # Lanes may share a suite (a driver waits for the sweep runs another holds before it selects a rate), but
 # separate suites keep both cores busy. Order = value per
@@ -37,7 +38,7 @@ task() {  # suite task: the default set at its selected rates on three seeds fir
   # (every suite already has >= 12 tuned methods on one task, so a task's default set is worth more per CPU-hour now)
   run "$1" "$2" "$DEFAULT" "[0]"
   run "$1" "$2" "$DEFAULT" "[0,1,2]"
-  run "$1" "$2" "$NEW" "[0]"
+  [ "${SETS:-all}" = default ] || run "$1" "$2" "$NEW" "[0]"
 }
 
 FIRST=("classification rt_sentiment" "finance reuters_acq_crude" "legal constitution_part"
