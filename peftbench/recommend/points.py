@@ -113,8 +113,11 @@ def _steps_of(length: str | None, examples: int | None) -> float | None:
 # A source's note saying a row copies another corpus source's cell (checked cell for cell by whoever added it):
 # that row is never evidence of its own, even where the two sources name the task differently.
 COPY_MARKERS = ("identical to adalora", "identical to boft", "same measurements quoted")
-# Any note saying the figure is someone else's measurement: that copy is not the one kept as evidence.
-QUOTE_MARKERS = (*COPY_MARKERS, "numbers from prior work", "quoted")
+# Any note saying the figure is someone else's measurement: that copy is not the one kept as evidence. (Without
+# "taken from prior work", FourierFT's BLEU copies of the LoRA repository's E2E rows owned them, and as
+# FourierFT's comparisons read ROUGE-L, the measurement counted nowhere.)
+QUOTE_MARKERS = (*COPY_MARKERS, "numbers from prior work", "quoted", "taken from prior work", "not a new measurement",
+                 "copied from")
 
 
 def _year(source_id: str) -> int:
