@@ -152,7 +152,12 @@ def test_corpus_duplicates_and_forgetting_rows_are_left_out():
             continue
         model = re.sub(r"[^a-z0-9]", "", p.cite.split(" on ")[1].split(",")[0].lower())
         sources[(model, p.cite.split(", ")[1].split(":")[0], p.method, p.metric, round(p.score, 3))].add(p.source)
-    assert all(len(s) == 1 for s in sources.values())
+    # What two sources still both count are single equal figures in rows that are not quotes: coincidences
+    # (one cell each, the rest of each row differs), not copies.
+    twice = {key for key, s in sources.items() if len(s) > 1}
+    assert twice == {("debertav3base", "SQuAD v1.1", "lora", "f1", 93.1),  # LoftQ's LoRA vs AdaLoRA's (EM differs)
+                     ("debertav3base", "SST-2", "lora", "accuracy", 95.64),  # PiSSA's own LoRA run vs SVFT's r=1
+                     ("llama7b", "WinoGrande", "lora", "accuracy", 78.8)}  # DoRA's r=64 vs LLM-Adapters' LoRA
     assert sum(p.anchor for p in ev.points if p.source == "microsoft_lora_repo") >= 20
 
 

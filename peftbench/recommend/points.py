@@ -113,11 +113,10 @@ def _steps_of(length: str | None, examples: int | None) -> float | None:
 # A source's note saying a row copies another corpus source's cell (checked cell for cell by whoever added it):
 # that row is never evidence of its own, even where the two sources name the task differently.
 COPY_MARKERS = ("identical to adalora", "identical to boft", "same measurements quoted")
-# Any note saying the figure is someone else's measurement: that copy is not the one kept as evidence. (Without
-# "taken from prior work", FourierFT's BLEU copies of the LoRA repository's E2E rows owned them, and as
-# FourierFT's comparisons read ROUGE-L, the measurement counted nowhere.)
+# Any note saying the figure is someone else's measurement: that copy is not the one kept as evidence, and one
+# equal figure is enough to call its row a copy (`_quoted_copies`).
 QUOTE_MARKERS = (*COPY_MARKERS, "numbers from prior work", "quoted", "taken from prior work", "not a new measurement",
-                 "copied from")
+                 "copied from", "baseline taken from")
 
 
 def _year(source_id: str) -> int:
@@ -191,21 +190,39 @@ def _comparisons(rows: list[PublishedRow]) -> dict[tuple[str, str], list[Publish
 
 
 def _quoted_copies(rows: list[PublishedRow]) -> set[int]:
-    """ids of the copies of a figure that several sources print (same model, task, peftbench method, metric
-    and score). Each measurement is evidence once, in one source -- one that does not call it a quote, the
-    earliest (a paper before its repository) -- or leave-one-source-out would test a source on its own numbers. A
-    row its source marks as a copy of another corpus source's cell (`COPY_MARKERS`) is never evidence; any
-    other quote found nowhere else in the corpus stays evidence: it is counted once all the same."""
+    """ids of the rows that copy a run another source printed. Each measurement is evidence once, in one
+    source -- one that does not call it a quote, the earliest (a paper before its repository) -- or
+    leave-one-source-out would test a source on its own numbers.
+
+    Figures match on model, task, peftbench method, metric and score. A row of a table whose figures match
+    another source's is a copy when its source calls it a quote, or when two or more of its figures match: one
+    equal figure in an unmarked row is a coincidence (DoRA's LoRA r=64 and LLM-Adapters' LoRA on LLaMA-7B
+    WinoGrande, both 78.8), and both stay evidence. A copied run is a copy in every metric it prints: it counts
+    once whichever metric each table is read in. A row its source marks as a copy of another corpus source's
+    cell (`COPY_MARKERS`) is never evidence; any other quote found nowhere else in the corpus stays evidence:
+    it is counted once all the same."""
     def key(row: PublishedRow) -> tuple:
         # Not the published method name: a repository and its paper label one run differently ("FT*").
         return (re.sub(r"[^a-z0-9]", "", row.model.lower()), row.task.lower(), row.method, row.metric,
                 round(row.score, 3))
+
+    def table_row(row: PublishedRow) -> tuple:
+        # Trainable parameters tell apart two rows of one table printed under one name (the LoRA paper's
+        # AdapterD* at 0.3M and at 0.9M); within one source they are stated alike.
+        return row.source_id, row.locator, key(row)[0], row.method_published, row.trainable_params
+
     owner: dict[tuple, PublishedRow] = {}
     for row in sorted(rows, key=lambda r: (_note_says(r, QUOTE_MARKERS), _year(r.source_id), r.source_id)):
         owner.setdefault(key(row), row)
     # Two equal scores inside one source are two runs (S11 of LoRA Learns Less: r=16 and r=256 both 0.502).
+    elsewhere = [row for row in rows if owner[key(row)].source_id != row.source_id]
+    matches: dict[tuple, int] = defaultdict(int)
+    for row in elsewhere:
+        matches[table_row(row)] += 1
+    copied_runs = {(*table_row(row), row.task) for row in elsewhere
+                   if matches[table_row(row)] >= 2 or _note_says(row, QUOTE_MARKERS)}
     return {id(row) for row in rows
-            if owner[key(row)].source_id != row.source_id or _note_says(row, COPY_MARKERS)}
+            if (*table_row(row), row.task) in copied_runs or _note_says(row, COPY_MARKERS)}
 
 
 def _cite(row: PublishedRow, table: list[PublishedRow], metric: str) -> str:
