@@ -75,6 +75,20 @@ def test_a_thin_method_is_never_first_even_if_it_scores_highest():
     assert recommender_order(["lora", "ln_tuning"], est)[0] == "lora"  # ...but not on 3 comparisons
 
 
+def test_evidence_that_a_method_is_poor_ranks_it_below_a_method_with_little_evidence():
+    """Below first place the order is the lower bound alone: prefix tuning measured well below LoRA eight
+    times must not sit above (IA)3, seen once at LoRA's level (T0-3B's order put it third)."""
+    points = [_point(f"p{i}", m, v, source=f"s{i % 4}") for i in range(8)
+              for m, v in (("lora", 1.0), ("full", 1.02), ("prefix_tuning", 0.6))]
+    points += [dataclasses.replace(p, log_params=QUERY.log_params + 0.6) for p in
+               (_point("far", "lora", 1.0, "t"), _point("far", "ia3", 0.99, "t"))]
+    est = fit(points, QUERY)
+    assert est["prefix_tuning"].evidenced and not est["ia3"].evidenced  # known poor vs hardly known
+    order = recommender_order(["prefix_tuning", "ia3", "lora", "full"], est)
+    assert order.index("ia3") < order.index("prefix_tuning") and order[-1] == "prefix_tuning"
+    assert order[0] in ("full", "lora")
+
+
 def test_one_sources_praise_of_a_method_does_not_make_it_first():
     """A paper's own method usually wins in that paper: 18 comparisons from one source may rank high, not first."""
     points = [_point(f"a{i}", m, v, source="adapter_paper") for i in range(18)
