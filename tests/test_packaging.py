@@ -32,7 +32,9 @@ def installed(tmp_path_factory) -> Path:
     wheel = next((root / "dist").glob("peftbench-*.whl"))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "-q",
+    # --ignore-installed: a peftbench already in the interpreter's site (an editable install of a checkout)
+    # must not satisfy the requirement in place of the wheel under test.
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "-q", "--ignore-installed",
                     "--disable-pip-version-check", str(wheel)], check=True, capture_output=True)
     return venv
 
