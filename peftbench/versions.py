@@ -13,13 +13,15 @@ ESTIMATOR_VERSION = 10
 # torch-free callers read from a cache. A method's own `Method.version` covers what it trains.
 METHODS_VERSION = 1
 # What the recommender's fitted model, evidence reading and ranking compute (its JSON caches).
-RECOMMENDER_VERSION = 7  # 2: regime-aware evidence points, scale-aware settings, precision in the keys;
+RECOMMENDER_VERSION = 8  # 2: regime-aware evidence points, scale-aware settings, precision in the keys;
 # 3: between-source uncertainty, pooling toward kin, one lower-bound order (first place still needs 5);
 # 4: a descriptor the query leaves open weighs every point alike; the smallest peak is searched to micro-batch 1;
 # 5: tables that probe a mechanism (MoRA's UUID memorization) are not evidence
 # 6: a quoted figure is its table's reference (an anchor), not dropped; per-method training lengths keep one table
 #    one comparison (T-Few); a paper owns its figures before a repository or a later paper quoting them
 # 7: own reference runs on the corpus's scale (score over full FT), not over the chance/majority baseline
+# 8: a copied run is a copy in every metric; one equal figure is a coincidence; order by the lower bound alone;
+#    own tasks that cannot tell methods apart are not evidence
 # What a report page's derived answers (estimates, recommendations shown beside the tables) contain.
 REPORT_VERSION = 3  # 2: a pick without a ranking says why (no evidence to lead, or nothing fits);
 # 3: a provisional first place (one source's evidence) says so

@@ -140,6 +140,19 @@ def test_own_runs_are_on_the_corpus_scale_and_cite_their_baseline():
     assert all("baseline 65.0" in p.cite for p in ev.points)
 
 
+def test_a_task_that_cannot_tell_methods_apart_is_not_evidence():
+    """Issue 15: a task whose table says "no method separates" is shown, never used as evidence."""
+    from peftbench.recommend.fitting import default_evidence
+
+    runs = default_evidence(None).runs
+    shut = {r.task_key for r in runs if not r.informative}
+    assert {"legal/mmlu_law", "medical/drug_review_sentiment"} <= shut  # at chance; stuck at the majority class
+    assert "legal/constitution_part" not in shut
+    ev = own_points(runs)
+    assert not any(p.comparison.split("|")[1] in shut for p in ev.points)
+    assert any("cannot tell methods apart" in reason for reason in ev.excluded)
+
+
 def test_smoke_runs_and_chance_level_references_are_not_evidence():
     base = {"classification/t": {"chance": 25.0, "majority": 25.0, "eval_examples": 40}}
     assert not own_points([_run("full", 30.0), _run("lora", 27.0)], base).points  # 30% on 40 items: chance

@@ -49,6 +49,9 @@ class Run:
     config: str = ""  # method plus the hyper-parameter that distinguishes configurations (LoRA rank)
     relative: float | None = None  # score / full fine-tuning's score on the same task and seed
     reference_run: str | None = None  # the full fine-tuning run it is relative to
+    # False where its task cannot tell methods apart (`informativeness`: no method separates, or none beats
+    # chance or the majority class): shown in tables, never evidence (`points.own_points`).
+    informative: bool = True
 
     @property
     def task_key(self) -> str:
@@ -128,11 +131,16 @@ def tuned_over_untuned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def load_evidence(paths: list[Path]) -> Evidence:
+    from peftbench.informativeness import task_informativeness
     from peftbench.results import latest_records
 
     records = tuned_over_untuned(latest_records(paths))
     runs = [run for rec in records if (run := _to_run(rec)) is not None]
     attach_relative(runs)
+    verdicts = task_informativeness(records)
+    for run in runs:
+        verdict = verdicts.get(f"{run.suite}/{run.task}") or verdicts.get(run.task)
+        run.informative = verdict is None or verdict.informative
     failed = [r for r in records if r.get("status") not in (None, "ok")]
     return Evidence(runs=runs, failed=failed, files_hash=results_hash(paths))
 

@@ -53,6 +53,9 @@ PROPOSED_BY = {"hu2021_lora": "lora", "microsoft_lora_repo": "lora", "nvlabs_dor
                "li2021_prefix_tuning": "prefix_tuning", "lester2021_prompt_tuning": "prompt_tuning",
                "dettmers2023_qlora": "qlora"}
 NOT_EVIDENCE_SUITES = {"smoke": "the smoke suite is a plumbing check (one seed, a few steps): not evidence"}
+# Issue 15: a task whose table says "no method separates" (or whose best method does not clearly beat chance or
+# the majority class) says nothing about which method is better.
+NON_INFORMATIVE = "a task that cannot tell methods apart (peftbench.informativeness): not evidence"
 LOWER_IS_BETTER = frozenset({"ter"})
 # One metric per comparison, the first the source reports in this order (several metrics of one table row
 # are one measurement, not several).
@@ -301,6 +304,8 @@ def own_points(runs: list[Run], baselines: dict[str, dict] | None = None) -> Evi
     for run in runs:
         if run.suite in NOT_EVIDENCE_SUITES:
             excluded[NOT_EVIDENCE_SUITES[run.suite]] += 1
+        elif not run.informative:
+            excluded[NON_INFORMATIVE] += 1
         else:
             by_task[run.task_key].append(run)
     points = []
