@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.informativeness import task_informativeness
-from peftbench.results import latest_records, reference_results_dir, suite_result_files
+from peftbench.results import ResultStore, latest_records, reference_results_dir
 from peftbench.suites import available_suites, load_suite
 
 DEFAULT_SEEDS = (0, 1, 2)
@@ -35,7 +35,6 @@ class TaskCoverage:
     sweep_runs: int
     cpu_hours: float  # wall seconds of the tuned runs (sweep and selected), summed
     informative: bool | None  # None: not judged yet (no selected runs)
-    verdict: str
 
     @property
     def default_complete(self) -> bool:
@@ -59,7 +58,7 @@ def coverage(root: Path | None = None, methods: list[str] | None = None) -> list
         if name == "smoke":
             continue
         suite = load_suite(name)
-        records = latest_records([f for f in suite_result_files(root) if f.parent.name == name], include_sweep=True)
+        records = latest_records([ResultStore.for_suite(name, root).path], include_sweep=True)
         tuned_records = [r for r in records if r.get("role") in ("sweep", "selected")]
         verdicts = task_informativeness([r for r in tuned_records if r.get("role") == "selected"])
         for task in suite.tasks:
@@ -82,8 +81,7 @@ def _task(suite: str, task: str, default_set: tuple[str, ...], methods: list[str
         default_seeds={m: tuple(sorted(seeds.get(m, ()))) for m in default_set if m not in not_run},
         sweep_runs=sum(r.get("role") == "sweep" and r.get("status") == "ok" for r in records),
         cpu_hours=sum(float(r.get("wall_seconds") or 0) for r in records) / 3600,
-        informative=None if verdict is None else bool(verdict.informative),
-        verdict="not judged yet" if verdict is None else str(verdict.reason))
+        informative=None if verdict is None else bool(verdict.informative))
 
 
 def markdown(rows: list[TaskCoverage]) -> str:

@@ -324,7 +324,7 @@ def own_points(runs: list[Run], baselines: dict[str, dict] | None = None) -> Evi
             if ref - floor < MIN_Z_ABOVE_CHANCE * se:
                 excluded["full FT indistinguishable from chance/majority on the task (binomial SE)"] += len(task_runs)
                 continue
-        if ref <= 1e-9 or ref - floor <= 1e-9:
+        if ref - floor <= 1e-9:  # floor >= 0, so this also keeps `score / ref` below defined
             excluded["full FT not above the baseline"] += len(task_runs)
             continue
         configs: dict[str, list[Run]] = defaultdict(list)
