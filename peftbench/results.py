@@ -288,6 +288,16 @@ def latest_records(paths: Iterable[Path], include_sweep: bool = False) -> list[d
     return [r for r in latest if (key := _selection_key(r)) is None or selection[key] is r]
 
 
+def tuned_over_untuned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a method was tuned on a task (`tune=lr`: selected runs), its plain runs at the one default rate
+    are left out: pooled with the tuned seeds they would be read as more seeds of one configuration, and
+    beside them as a second configuration they would count the method twice in one comparison."""
+    def key(r: dict[str, Any]) -> tuple:
+        return r.get("suite"), r.get("task"), r.get("model"), r.get("method")
+    tuned = {key(r) for r in records if r.get("role") == "selected"}
+    return [r for r in records if r.get("role") == "selected" or key(r) not in tuned]
+
+
 def _selection_key(record: dict[str, Any]) -> str | None:
     """A selected run's identity without the learning rate the selection chose: its configuration id
     (`config_id`) with the rate taken out, plus the seed and the grid; None for other runs."""

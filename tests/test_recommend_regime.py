@@ -291,7 +291,7 @@ def test_a_thin_method_is_pulled_toward_its_kin_not_toward_lora():
 
 
 def test_a_tuned_method_is_evidence_only_through_its_selected_runs():
-    from peftbench.recommend.evidence import tuned_over_untuned
+    from peftbench.results import tuned_over_untuned
 
     plain = [{"suite": "s", "task": "t", "model": "m", "method": m, "seed": i, "run_id": f"{m}{i}"}
              for m in ("lora", "full") for i in range(3)]

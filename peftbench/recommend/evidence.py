@@ -120,19 +120,9 @@ def attach_relative(runs: list[Run]) -> None:
         run.reference_run = ref.run_id if ref else None
 
 
-def tuned_over_untuned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where a method was tuned on a task (`tune=lr`: selected runs), its plain runs at the one default rate
-    are left out: pooled with the tuned seeds they would be read as more seeds of one configuration, and
-    beside them as a second configuration they would count the method twice in one comparison."""
-    def key(r: dict[str, Any]) -> tuple:
-        return r.get("suite"), r.get("task"), r.get("model"), r.get("method")
-    tuned = {key(r) for r in records if r.get("role") == "selected"}
-    return [r for r in records if r.get("role") == "selected" or key(r) not in tuned]
-
-
 def load_evidence(paths: list[Path]) -> Evidence:
     from peftbench.informativeness import task_informativeness
-    from peftbench.results import latest_records
+    from peftbench.results import latest_records, tuned_over_untuned
 
     records = tuned_over_untuned(latest_records(paths))
     runs = [run for rec in records if (run := _to_run(rec)) is not None]
