@@ -160,3 +160,34 @@ def test_leave_one_task_out_reports_both_baselines(results):
     assert {"recommender", "always LoRA r=16", "rank by data size (LoRA)", "full FT whenever it fits"} <= names
     assert report["tasks"] == len(TASKS)
     assert size_rule_rank(500) == 8 and size_rule_rank(5_000) == 16 and size_rule_rank(500_000) == 64
+
+
+def test_profiling_user_data_counts_bpe_tokens_when_the_models_tokenizer_is_not_on_disk(tmp_path):
+    """Memory grows with tokens per example: a preset whose tokenizer is not here is profiled with the packaged
+    SmolLM2 tokenizer (said in the notes), not with whitespace words, which undercount BPE tokens."""
+    from peftbench.recommend.query import resolve_task
+
+    text = "The plaintiff alleges breach of contract; the defendant denies liability and seeks dismissal. "
+    data = tmp_path / "claims.csv"
+    data.write_text("text,label\n" + "".join(f'"{text * 3}claim {i}",{"ab"[i % 2]}\n' for i in range(40)))
+    words = len((text * 3).split()) + 2
+    proxy = resolve_task("classification", [], data, "qwen2.5-1.5b")
+    own = resolve_task("classification", [], data, "smollm2-135m")
+    assert proxy.train_examples == 40 and proxy.num_labels == 2
+    assert any("smollm2-135m's tokenizer, a proxy" in n for n in proxy.notes)
+    assert not any("proxy" in n or "whitespace" in n for n in own.notes)
+    assert proxy.mean_input_tokens == own.mean_input_tokens > words
+
+
+def test_methods_ranked_past_top_keep_their_places_and_predictions():
+    """--top N lists the rest in rank order with their predictions, not as a bare 'ranked' label."""
+    from peftbench.cli.recommend import render
+
+    full = recommend("classification", gpu="24GB", model="llama-3.1-8b", train_examples=5000, seq_len=256, top=50)
+    top = recommend("classification", gpu="24GB", model="llama-3.1-8b", train_examples=5000, seq_len=256, top=2)
+    order = [c.method for c in full.ranking]
+    assert len(order) > 3 and [c.method for c in top.ranking] == order[:2]
+    text = render(top.to_dict())
+    below = text.split("Below the top 2:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split(":")[0].strip() for line in below] == [f"{i}. {m}" for i, m in enumerate(order[2:], 3)]
+    assert all(" of full FT, risk score " in line for line in below)

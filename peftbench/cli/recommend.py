@@ -130,6 +130,11 @@ def render(rec: dict[str, Any]) -> str:
     by_status: dict[str, list[dict[str, Any]]] = {}
     for c in rec["not_ranked"]:
         by_status.setdefault(c["status"], []).append(c)
+    below = by_status.pop("ranked", [])  # ranked past --top: their places and predictions, in order
+    if below:
+        out += ["", f"Below the top {len(rec['ranking'])}:"]
+        out += [f"  {i}. {c['method']}: {_quality(c)} of full FT, risk score {c['risk_score']:+.3f}"
+                for i, c in enumerate(below, len(rec["ranking"]) + 1)]
     for status, items in by_status.items():
         out += ["", f"{status.capitalize()}:"]
         for c in items:
