@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.informativeness import task_informativeness
-from peftbench.results import ResultStore, latest_records, reference_results_dir, tuned_over_untuned
+from peftbench.results import ResultStore, latest_records, reference_results_dir
 from peftbench.suites import available_suites, load_suite
 
 DEFAULT_SEEDS = (0, 1, 2)
@@ -60,9 +60,7 @@ def coverage(root: Path | None = None, methods: list[str] | None = None) -> list
         suite = load_suite(name)
         records = latest_records([ResultStore.for_suite(name, root).path], include_sweep=True)
         tuned_records = [r for r in records if r.get("role") in ("sweep", "selected")]
-        # The recommender's verdict on the records it reads (`recommend.evidence.load_evidence`): the selected
-        # runs where a method was tuned, its plain runs where it was not.
-        verdicts = task_informativeness(tuned_over_untuned([r for r in records if r.get("role") != "sweep"]))
+        verdicts = task_informativeness(records)
         for task in suite.tasks:
             out.append(_task(name, task.name, suite.methods, methods,
                              [r for r in tuned_records if r.get("task") == task.name], verdicts.get(task.name)))

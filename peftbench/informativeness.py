@@ -184,11 +184,16 @@ def task_informativeness(records: Iterable[dict[str, Any]],
     """Per task: can it tell methods apart? `records` are run records (any status; sweep runs ignored);
     `baselines` optionally gives {task: {"chance": pts, "majority": pts, "metric": primary}} where records do
     not carry them (`suite_baselines`).
+    A method tuned on a task (`tune=lr`) is judged by its selected runs alone, its plain runs at the one default
+    rate left out (`results.tuned_over_untuned`): an untuned rate would widen the span and make a task seem to
+    separate methods. This is the one verdict the tables, reports, coverage and the recommender all show.
     Several configurations of one method on a task count apart (`lora [1a2b3c]`). Keys are task names;
     where two suites hold a task of one name, `suite/task`."""
+    from peftbench.results import tuned_over_untuned
+
     by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        if r.get("status") == "ok" and r.get("role") != "sweep":
+    for r in tuned_over_untuned([r for r in records if r.get("role") != "sweep"]):
+        if r.get("status") == "ok":
             by_task[(str(r.get("suite")), r["task"])].append(r)
     names = [task for _, task in by_task]
     out = {}

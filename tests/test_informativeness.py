@@ -73,3 +73,16 @@ def test_report_names_no_best_method_on_a_task_that_cannot_separate():
                                                   entry("topic", {"full": 94, "lora": 92.3, "ia3": 42.3})], informs)}
     assert rows["law"]["best"] == "no method separates" and not rows["law"]["separates"]
     assert rows["topic"]["best"] == "full" and "lora" in rows["topic"]["note"]  # a lead inside the noise is a tie
+
+
+def test_a_tuned_method_is_judged_by_its_selected_runs_not_its_plain_runs():
+    """A plain run at an untuned rate (LoRA stuck at 40%) beside the tuned runs would widen the span and make
+    the task seem to separate methods; every view (tables, reports, coverage, recommender) reads one verdict."""
+    tuned = _records("topic", {"lora": [90.0, 91.0, 90.5], "full": [91.0, 90.0, 91.5]}, 200, role="selected")
+    plain = _records("topic", {"lora": [40.0, 41.0, 40.5]}, 200)
+    plain = [{**r, "hyperparameters": {"learning_rate": 1e-5}} for r in plain]
+    alone = task_informativeness(tuned)["topic"]
+    info = task_informativeness(tuned + plain)["topic"]
+    assert not alone.separates and not info.separates and info.spread == alone.spread
+    untuned_only = task_informativeness(plain + _records("topic", {"full": [91.0, 90.0, 91.5]}, 200))["topic"]
+    assert untuned_only.separates  # where a method was not tuned, its plain runs are what there is
