@@ -61,15 +61,11 @@ def describe_suite(suite: Suite, scale: str = "default"):
     import pandas as pd
 
     from peftbench.data import load_task_data
-    from peftbench.models.catalogue import resolve_model
-    from peftbench.models.loading import load_config, load_tokenizer
+    from peftbench.models.loading import tokenizer_for
 
     rows = []
     for task in suite.tasks:
         data = load_task_data(task, scale)
-        config, path, _ = load_config(task.model)
-        from peftbench.models.catalogue import architecture_family
-
-        tokenizer = load_tokenizer(resolve_model(task.model)[0], architecture_family(config))
+        tokenizer = tokenizer_for(task.model)
         rows.append({"model": task.model, **describe(task, data.train, data.eval, tokenizer)})
     return pd.DataFrame(rows)

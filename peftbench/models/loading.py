@@ -41,6 +41,12 @@ def load_tokenizer(path: str, family: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+def tokenizer_for(name: str, trust_remote_code: bool = False):
+    """A catalogue model's or local directory's tokenizer, set up for its architecture (no weights loaded)."""
+    config, path, _ = load_config(name, trust_remote_code)
+    return load_tokenizer(path, architecture_family(config), trust_remote_code)
+
+
 def load_for_task(name: str, task_kind: str, num_labels: int | None = None, dtype: str = "fp32",
                   quantize_4bit: bool = False, trust_remote_code: bool = False, tokenizer=None) -> LoadedModel:
     """Model with the head the task kind needs; raises MethodNotApplicable for impossible pairings."""

@@ -184,8 +184,6 @@ def _tokenizer(model: str | None, query: TaskQuery) -> Any:
 @functools.lru_cache(maxsize=4)
 def _load_tokenizer(name: str) -> Any:
     """Cached: a GGUF-packaged tokenizer takes seconds to rebuild, and one process may profile several files."""
-    from peftbench.models.catalogue import architecture_family, resolve_model
-    from peftbench.models.loading import load_config, load_tokenizer
+    from peftbench.models.loading import tokenizer_for
 
-    config, _, _ = load_config(name)
-    return load_tokenizer(resolve_model(name)[0], architecture_family(config))
+    return tokenizer_for(name)
