@@ -347,8 +347,14 @@ def configuration_labels(records: list[dict[str, Any]]) -> list[str]:
         rivals = [settings[j] for j, r in enumerate(records) if (r.get("suite"), r.get("task"), base[j])
                   == (record.get("suite"), record.get("task"), label) and ids[j] != ids[i]]
         differing = sorted(k for k, v in settings[i].items() if any(o.get(k) != v for o in rivals))
-        labels.append(f"{label} ({', '.join(f'{k}={settings[i][k]}' for k in differing) or ids[i]})")
+        shown = [_ROLE_WORDS.get(settings[i][k], str(settings[i][k])) if k == "role" else f"{k}={settings[i][k]}"
+                 for k in differing]
+        labels.append(f"{label} ({', '.join(shown) or ids[i]})")
     return labels
+
+
+# How a run's role reads in a label: "lora (lr=0.006, tuned)" beside "lora (lr=0.002, untuned)".
+_ROLE_WORDS = {None: "untuned", "selected": "tuned", "sweep": "sweep"}
 
 
 def _settings(record: dict[str, Any]) -> dict[str, Any]:

@@ -86,3 +86,33 @@ def test_a_tuned_method_is_judged_by_its_selected_runs_not_its_plain_runs():
     assert not alone.separates and not info.separates and info.spread == alone.spread
     untuned_only = task_informativeness(plain + _records("topic", {"full": [91.0, 90.0, 91.5]}, 200))["topic"]
     assert untuned_only.separates  # where a method was not tuned, its plain runs are what there is
+
+
+def test_report_ranks_a_tuned_method_by_its_tuned_runs_and_labels_both_readably(tmp_path):
+    """LoRA's plain runs at its default rate happen to score highest, but LoRA was tuned on the task: the
+    report's best method, its ties and "vs full FT" come from the tuned runs (the records every verdict uses),
+    and the table shows both configurations with labels a reader understands ("tuned" / "untuned")."""
+    import json
+
+    from peftbench.report import build, tables
+    from peftbench.results import load_table
+
+    def runs(scores: dict[str, list[float]], lr: dict[str, float], role: str | None) -> list[dict]:
+        out = _records("topic", scores, 400, role=role, family="x", model="m", data_fingerprint="d")
+        for r in out:
+            r["train_config"] = {"learning_rate": lr[r["method"]], "max_steps": 8}
+            r["run_id"] = f"{r['method']}-{role}-{r['seed']}"
+        return out
+
+    tuned = runs({"full": [90.0, 91.0, 90.5], "lora": [80.0, 80.5, 81.0]}, {"full": 2e-4, "lora": 6e-3}, "selected")
+    plain = runs({"lora": [95.0, 95.5, 94.5], "ia3": [60.0, 61.0, 60.5]}, {"lora": 2e-3, "ia3": 1e-2}, None)
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in tuned + plain))
+    table = tables.task_table(load_table([path]), "topic", ("accuracy",))
+    assert set(table.summary) == {"full", "ia3", "lora (lr=0.006, tuned)", "lora (lr=0.002, untuned)"}
+    assert table.untuned_beside_tuned == {"lora (lr=0.002, untuned)"}
+    assert table.best_by_method()["lora"]["quality"] == pytest.approx(80.5)
+    row = build._summary([{"table": table, "anchor": "t"}], task_informativeness(tuned + plain))[0]
+    assert row["best"] == "full" and row["separates"]
+    assert row["relative"] == "100.0%"  # "vs full FT" still has full's tuned runs to divide by
+    assert "untuned" not in row["note"]

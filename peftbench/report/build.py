@@ -86,7 +86,7 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
         derived = predictions.derive(suite, shapes, path.parent.parent, options.cache, options.deadline,
                                      progress=options.progress)
     matrix = derived.matrix
-    summaries = {t["table"].task: t["table"].summary for t in task_tables}
+    summaries = {t["table"].task: t["table"].best_by_method() for t in task_tables}
     informs = _informativeness(suite, records)
     return {
         "suite": suite, "description": description, "records": len(records),
@@ -119,22 +119,25 @@ def _separating(rows: list[dict[str, Any]], informs: dict[str, Any]) -> list[dic
 def _summary(task_tables: list[dict[str, Any]], informs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Best method per task by the primary metric, and the cheapest method within a point of it. A task that
     cannot separate methods names none ("no method separates"); a best method whose lead is inside the
-    task's smallest detectable difference is named with the methods it ties with."""
+    task's smallest detectable difference is named with the methods it ties with. A method tuned on the task
+    competes with its tuned runs only; its plain runs stay in the table, not in the summary."""
     rows = []
     for entry in task_tables:
         table: tables.TaskTable = entry["table"]
-        ranked = sorted(table.summary.items(), key=lambda kv: -kv[1]["quality"])
+        compared = table.compared()
+        ranked = sorted(compared.items(), key=lambda kv: -kv[1]["quality"])
         best, values = ranked[0]
         near = [(m, v) for m, v in ranked if v["quality"] >= values["quality"] - 1.0]
         lean = min(near, key=lambda kv: (fmt.missing(kv[1]["peak_memory_bytes"]), kv[1]["peak_memory_bytes"]))
-        full = table.summary.get(tables.FULL_METHOD)
+        fulls = [v for m, v in compared.items() if table.methods.get(m) == tables.FULL_METHOD]
+        full = fulls[0] if len(fulls) == 1 else None
         relative = 100.0 * values["quality"] / full["quality"] if full and full["quality"] else None
         info = (informs or {}).get(table.task)
         note, separates = "", True
         if info is not None and not info.informative and info.detectable_difference is not None:
             best, separates, note = "no method separates", False, info.reason
         elif info is not None and info.detectable_difference is not None:
-            tied = info.tied_with_best({m: v["quality"] for m, v in table.summary.items()})
+            tied = info.tied_with_best({m: v["quality"] for m, v in compared.items()})
             if len(tied) > 1:
                 note = (f"within the smallest detectable difference ({info.detectable_difference:.1f} points) "
                         f"of {', '.join(m for m in tied if m != best)}")

@@ -45,6 +45,23 @@ class TaskTable:
     columns: list[Column]
     rows: list[dict[str, Any]]
     summary: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mean quality and costs
+    # Configurations shown but not compared: a method's plain runs at its default rate where the method was
+    # also tuned on this task (`results.tuned_over_untuned`, the records every verdict and the recommender use).
+    untuned_beside_tuned: set[str] = field(default_factory=set)
+    methods: dict[str, str] = field(default_factory=dict)  # configuration label -> method name
+
+    def compared(self) -> dict[str, dict[str, float]]:
+        """The configurations a verdict ranks: every one but plain runs of a method that was also tuned."""
+        return {c: v for c, v in self.summary.items() if c not in self.untuned_beside_tuned}
+
+    def best_by_method(self) -> dict[str, dict[str, float]]:
+        """Per method name, its best compared configuration's summary (for views keyed by method)."""
+        best: dict[str, dict[str, float]] = {}
+        for config, values in self.compared().items():
+            method = self.methods.get(config, config)
+            if method not in best or values["quality"] > best[method]["quality"]:
+                best[method] = values
+        return best
 
 
 def peak_memory(table: pd.DataFrame) -> pd.Series:
@@ -75,13 +92,19 @@ def task_table(table: pd.DataFrame, task: str, declared: tuple[str, ...] = ()) -
     primary = metrics[0]
     by = "config" if "config" in ok else "method"  # configurations of one method ("lora r=16") stay apart
     groups = {method: group for method, group in ok.groupby(by, sort=True)}
-    full = groups.get(FULL_METHOD)
-    full_quality = full[f"metrics.{primary}"].mean() if full is not None else None
+    tuned_methods = set(ok.loc[ok["role"] == "selected", "method"]) if "role" in ok else set()
+    untuned_beside_tuned = {config for config, group in groups.items()
+                            if group["method"].iloc[0] in tuned_methods and not (group.get("role") == "selected").any()}
+    fulls = [g for c, g in groups.items() if g["method"].iloc[0] == FULL_METHOD and c not in untuned_beside_tuned]
+    # "vs full FT" needs one full fine-tuning configuration to divide by; with two compared ones it stays blank
+    full_quality = fulls[0][f"metrics.{primary}"].mean() if len(fulls) == 1 else None
     columns = [Column("Method"), Column("Family"), Column("Seeds")]
     columns += [Column(m, "high", "mean ± std over seeds") for m in metrics]
     columns.append(Column(f"{primary} vs full FT", "high", "primary metric as % of full fine-tuning's"))
     columns += [Column(label, better) for _, label, _, better in COST_COLUMNS]
-    out = TaskTable(task, str(rows_all["task_kind"].iloc[0]), str(rows_all["model"].iloc[0]), primary, columns, [])
+    out = TaskTable(task, str(rows_all["task_kind"].iloc[0]), str(rows_all["model"].iloc[0]), primary, columns, [],
+                    untuned_beside_tuned=untuned_beside_tuned,
+                    methods={config: str(group["method"].iloc[0]) for config, group in groups.items()})
     for method, group in groups.items():
         out.rows.append(_method_row(method, group, metrics, primary, full_quality))
         out.summary[method] = _method_summary(group, primary)
