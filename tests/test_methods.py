@@ -113,13 +113,53 @@ def test_soft_prompt_decoding_with_the_kv_cache_equals_decoding_without(name):
     assert seen[1:] == [1] * (len(seen) - 1)  # after prefill, one new token per step
 
 
-def test_prefix_tuning_says_why_it_cannot_decode_here():
-    ctx = MethodContext("decoder", "llama", "generation", "cpu", decodes=True)
-    from peftbench.methods.peft_methods import _transformers_renamed_cache
+def test_prefix_tuning_says_where_it_cannot_decode():
+    from peftbench.methods.decoding import transformers_renamed_cache
 
-    reason = get_method("prefix_tuning").not_applicable_reason(ctx)
-    assert (reason is not None and "cache" in reason) == _transformers_renamed_cache()
+    prefix = get_method("prefix_tuning")
+    assert "encoder-only" in prefix.not_applicable_reason(MethodContext("encoder", "bert", "classification"))
+    # Causal LMs decode through peftbench's bridge; an encoder-decoder's generate is not bridged.
+    assert prefix.not_applicable_reason(MethodContext("decoder", "llama", "generation", "cpu", decodes=True)) is None
+    seq2seq = prefix.not_applicable_reason(MethodContext("encoder-decoder", "t5", "generation", "cpu", decodes=True))
+    assert (seq2seq is not None and "cache" in seq2seq) == transformers_renamed_cache()
     # Scored by logits, or only trained (the estimator): prefix tuning applies.
-    assert get_method("prefix_tuning").not_applicable_reason(MethodContext("decoder", "llama", "multiple_choice",
-                                                                            "cpu")) is None
-    assert get_method("prefix_tuning").not_applicable_reason(MethodContext("decoder", "llama", "generation")) is None
+    assert prefix.not_applicable_reason(MethodContext("decoder", "llama", "multiple_choice", "cpu")) is None
+    assert prefix.not_applicable_reason(MethodContext("decoder", "llama", "generation")) is None
+
+
+def test_prefix_tuned_decoding_attends_to_the_prefix_and_equals_decoding_by_full_forward_passes():
+    """peft 0.21's generate on transformers 5 silently drops the prefix (the model then decodes like its base).
+    peftbench's bridge must give exactly what greedy decoding by repeated full forward passes gives -- peft's
+    training forward, which does read the prefix -- on a left-padded batch."""
+    import torch
+
+    from peftbench.models import load_for_task
+    from peftbench.models.loading import load_config
+
+    config, _, _ = load_config("smollm2-135m")
+    method = get_method("prefix_tuning")
+    torch.manual_seed(0)
+    model = method.apply(load_for_task("smollm2-135m", "generation", dtype="fp32").model, method.hyperparameters(),
+                         MethodContext("decoder", config.model_type, "generation", "cpu", decodes=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:  # make the prefix matter
+                p.mul_(3.0)
+    model.eval()
+    ids = torch.randint(100, 1000, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    new = 5
+    with torch.no_grad():
+        bridged = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
+                                 pad_token_id=2)
+        assert bridged.shape == (2, 12 + new) and torch.equal(bridged[:, :12], ids)
+        for row in range(2):
+            x = ids[row:row + 1, int((mask[row] == 0).sum()):]  # the row without its padding
+            for _ in range(new):
+                logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits[:, -1]
+                x = torch.cat([x, logits.argmax(-1, keepdim=True)], dim=1)
+            assert torch.equal(bridged[row, 12:], x[0, -new:])
+        base = model.get_base_model().generate(input_ids=ids, attention_mask=mask, max_new_tokens=new,
+                                               do_sample=False, pad_token_id=2)
+    assert not torch.equal(bridged, base)  # the prefix changed what is decoded

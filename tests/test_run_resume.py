@@ -36,8 +36,11 @@ def planned_records(methods: str, status: dict[str, str]) -> dict[str, dict]:
 def test_retry_failed_reruns_only_unfinished_runs_past_garbage_lines(tmp_path, cli):
     """`--retry-failed` reruns the failed run only (not the ok or skipped ones) and its new record replaces
     the old; lines that are not records neither stop the resume nor get deleted."""
+    from peftbench.methods import get_method
+
     records = planned_records("bitfit,lora,prefix_tuning", {"bitfit": "ok", "lora": "failed",
                                                              "prefix_tuning": "skipped"})
+    records["prefix_tuning"]["applicability"] = get_method("prefix_tuning").applicability  # a current skip
     runs = tmp_path / "smoke" / "runs.jsonl"
     runs.parent.mkdir(parents=True)
     runs.write_text("\n".join(["[]", json.dumps(records["bitfit"]), "null", json.dumps(records["lora"]), "{}",
@@ -53,6 +56,25 @@ def test_retry_failed_reruns_only_unfinished_runs_past_garbage_lines(tmp_path, c
     (rerun,) = [r for r in read_records(runs) if isinstance(r, dict) and r.get("method") == "lora"]
     assert rerun["status"] == "ok" and rerun["run_id"] == records["lora"]["run_id"]
     assert rerun["finished_at"] != records["lora"]["finished_at"]
+
+
+def test_a_skip_recorded_before_the_method_could_apply_is_retried_once(tmp_path, cli):
+    """A run recorded `skipped` by an older revision of the method's applicability (prefix tuning before it
+    could decode) is run again on resume, its new record replacing the old; a skip by the current revision
+    stands, so the next resume runs nothing."""
+    records = planned_records("lora,prefix_tuning", {"lora": "ok", "prefix_tuning": "skipped"})
+    runs = tmp_path / "smoke" / "runs.jsonl"
+    runs.parent.mkdir(parents=True)
+    runs.write_text("".join(json.dumps(records[m]) + "\n" for m in ("lora", "prefix_tuning")))
+    code, out, err = cli(*tiny("lora,prefix_tuning", tmp_path))
+    assert code == 0 and "1 already recorded" in out, out + err  # lora stands; the old skip is redone
+    after = read_records(runs)
+    assert [r["method"] for r in after] == ["lora", "prefix_tuning"] and after[0] == records["lora"]
+    redone = after[1]
+    assert redone["status"] == "skipped" and "encoder-only" in redone["error"]  # MiniLM: still a real skip
+    assert redone["applicability"] == 2 and redone["run_id"] == records["prefix_tuning"]["run_id"]
+    code, out, err = cli(*tiny("lora,prefix_tuning", tmp_path))
+    assert code == 0 and "nothing new; 2 already recorded" in out, out + err
 
 
 def test_two_concurrent_drivers_share_the_plan_and_record_each_run_once(tmp_path):

@@ -64,6 +64,9 @@ class Method:
     # Bump when a change alters what the method trains or how (its applier, its layer code): shipped shape
     # fits of this method are then rebuilt (`python -m peftbench.estimate.ship_fits --methods NAME`).
     version: int = 1
+    # Bump when the method comes to apply where an earlier revision declined (a run recorded `skipped`):
+    # resuming a suite reruns the skips recorded under an older revision, and keeps the rest.
+    applicability: int = 1
 
     def hyperparameters(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults merged with user overrides; unknown keys are rejected with the valid ones named."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from peftbench.methods import decoding
 from peftbench.methods.base import Method, MethodContext, register
 
 
@@ -31,41 +32,12 @@ def _peft_applier(config_name: str, **fixed: Any):
         wrapped = peft.get_peft_model(model, config)
         if config_name in ("PromptTuningConfig", "PromptEncoderConfig") and hasattr(
                 wrapped, "base_model_prepare_inputs_for_generation"):
-            bridge_renamed_generation_cache(wrapped)
+            decoding.bridge_renamed_generation_cache(wrapped)
+        if config_name == "PrefixTuningConfig" and ctx.peft_task_type == "CAUSAL_LM":
+            decoding.bridge_prefix_generation(wrapped)
         return wrapped
 
     return apply
-
-
-def bridge_renamed_generation_cache(model: nn.Module) -> None:
-    """Let peft's prompt-learning `generate` see the KV cache under the name transformers now uses.
-
-    peft 0.21 looks for the cache in `past_key_values`; transformers 5 passes it as `cache`. Finding none,
-    peft re-injects the virtual tokens at every decoding step, so they pile up in the cache: outputs go
-    wrong and decoding is ~5x slower (measured on SmolLM2: 20 virtual + 1 token per step instead of 1).
-    This aliases the name both ways around peft's hook and does nothing where transformers still uses
-    `past_key_values`. Outputs equal peft's uncached decoding (checked in tests). Prefix tuning, whose
-    virtual key/values live in the cache itself, is not bridged: it is recorded as not applicable.
-    Remove this once peft follows the rename.
-    """
-    if not _transformers_renamed_cache():
-        return
-    base_prepare = model.base_model_prepare_inputs_for_generation
-    peft_prepare = model.prepare_inputs_for_generation
-
-    def base_with_alias(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        inputs = base_prepare(*args, **kwargs)
-        if inputs.get("past_key_values") is None:
-            inputs["past_key_values"] = inputs.get("cache")
-        return inputs
-
-    def prepare(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        inputs = peft_prepare(*args, **kwargs)
-        inputs.pop("past_key_values", None)  # the same object as inputs["cache"]
-        return inputs
-
-    model.base_model_prepare_inputs_for_generation = base_with_alias
-    model.prepare_inputs_for_generation = prepare
 
 
 # Architectures that peft 0.21's per-method tables omit, targeted the way peft targets their relatives:
@@ -107,18 +79,11 @@ def _adalora_step(model: nn.Module, step: int) -> None:
 def _needs_kv_cache(ctx: MethodContext) -> str | None:
     if ctx.architecture == "encoder":
         return "prefix tuning injects past key/values, which encoder-only models do not accept"
-    if ctx.decodes and _transformers_renamed_cache():  # training (and so the estimator) is unaffected
-        return ("peft's prefix tuning cannot decode with this transformers (its KV cache argument is now `cache`): "
-                "decoding would ignore the prefix or fail on the attention mask")
+    # Causal LMs decode through `decoding.bridge_prefix_generation`; training (and the estimator) is unaffected
+    if ctx.decodes and ctx.architecture == "encoder-decoder" and decoding.transformers_renamed_cache():
+        return ("peft's prefix tuning cannot decode an encoder-decoder with this transformers (its KV cache "
+                "argument is now `cache`): decoding would ignore the prefix")
     return None
-
-
-def _transformers_renamed_cache() -> bool:
-    import inspect
-
-    from transformers.generation.utils import GenerationMixin
-
-    return "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
 
 
 def _needs_cuda_bnb(ctx: MethodContext) -> str | None:
@@ -173,7 +138,7 @@ _register_peft("prompt_tuning", "soft_prompt", "Learned virtual tokens prepended
                "(Lester et al. 2021)", {"num_virtual_tokens": 20, "learning_rate": 3e-2}, "PromptTuningConfig")
 _register_peft("prefix_tuning", "soft_prompt", "Learned key/value prefixes at every layer (Li & Liang 2021)",
                {"num_virtual_tokens": 20, "learning_rate": 5e-3}, "PrefixTuningConfig", check=_needs_kv_cache,
-               architectures=("decoder", "encoder-decoder"))
+               architectures=("decoder", "encoder-decoder"), applicability=2)  # 2: decodes on causal LMs
 _register_peft("p_tuning", "soft_prompt", "Virtual tokens produced by a small MLP prompt encoder "
                "(Liu et al. 2021)", {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 5e-3},
                "PromptEncoderConfig")

@@ -47,8 +47,9 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, retry_failed: 
     recorded = store.latest(machine=here)
     # Runs to do again, each with the record it replaces: if that record changes meanwhile, another driver
     # has already redone the run.
+    stale_skips = _stale_skips(todo, recorded)
     redo = {rid: _fingerprint(r) for rid, r in recorded.items()
-            if force or (retry_failed and r["status"] in RETRY_STATUSES)}
+            if force or (retry_failed and r["status"] in RETRY_STATUSES) or rid in stale_skips}
     pending = [s for s in todo if s.run_id not in recorded or s.run_id in redo]
     summary = RunSummary(store.path, skipped_existing=len(todo) - len(pending))
     executor = executor or _executor_for(plan)
@@ -126,6 +127,15 @@ def interrupts_raised() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _stale_skips(specs: list[RunSpec], recorded: dict[str, dict[str, Any]]) -> set[str]:
+    """Runs recorded as skipped (method not applicable) by an older revision of the method's applicability
+    (`Method.applicability`): the method may apply now, so they are run again; the other skips stand."""
+    from peftbench.methods import get_method
+
+    return {s.run_id for s in specs if s.run_id in recorded and recorded[s.run_id]["status"] == "skipped"
+            and recorded[s.run_id].get("applicability", 1) < get_method(s.method).applicability}
 
 
 def _executor_for(plan: Plan) -> Executor:

@@ -41,7 +41,9 @@ def execute(spec: RunSpec, artifacts: Path) -> dict[str, Any]:
         record.update(_train_and_evaluate(spec, artifacts, record))
         record["status"] = "ok"
     except MethodNotApplicable as exc:
-        record.update(status="skipped", error=str(exc))
+        from peftbench.methods import get_method
+
+        record.update(status="skipped", error=str(exc), applicability=get_method(spec.method).applicability)
     except Exception as exc:
         record.update(status=_failure_status(exc), error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))
