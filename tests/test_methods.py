@@ -124,6 +124,8 @@ def test_prefix_tuning_says_where_it_cannot_decode():
     assert (seq2seq is not None and "cache" in seq2seq) == transformers_renamed_cache()
     # Scored by logits, or only trained (the estimator): prefix tuning applies.
     assert prefix.not_applicable_reason(MethodContext("decoder", "llama", "multiple_choice", "cpu")) is None
+    classify = prefix.not_applicable_reason(MethodContext("decoder", "llama", "classification", "cpu"))
+    assert (classify is not None and "sequence classification" in classify) == transformers_renamed_cache()
     assert prefix.not_applicable_reason(MethodContext("decoder", "llama", "generation")) is None
 
 
@@ -163,3 +165,23 @@ def test_prefix_tuned_decoding_attends_to_the_prefix_and_equals_decoding_by_full
         base = model.get_base_model().generate(input_ids=ids, attention_mask=mask, max_new_tokens=new,
                                                do_sample=False, pad_token_id=2)
     assert not torch.equal(bridged, base)  # the prefix changed what is decoded
+
+
+def test_peft_prefix_tuning_for_sequence_classification_fails_where_peftbench_skips_it():
+    """Why prefix tuning is skipped on decoder classification: peft's wrapper itself raises there on this
+    transformers. If a peft release fixes it, this test fails and the skip in `_needs_kv_cache` should go."""
+    import peft
+    import torch
+
+    from peftbench.methods.decoding import transformers_renamed_cache
+    from peftbench.models import load_for_task
+
+    model = load_for_task("smollm2-135m", "classification", num_labels=3, dtype="fp32").model
+    model.config.pad_token_id = model.config.pad_token_id or 0
+    wrapped = peft.get_peft_model(model, peft.PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4))
+    ids = torch.randint(100, 1000, (1, 8))
+    if transformers_renamed_cache():
+        with pytest.raises(ValueError, match="past key values"):
+            wrapped(input_ids=ids, attention_mask=torch.ones_like(ids))
+    else:
+        wrapped(input_ids=ids, attention_mask=torch.ones_like(ids))

@@ -175,3 +175,26 @@ def test_rates_tied_at_the_majority_class_are_told_apart_by_how_much_they_learne
     assert [s.tune["factor"] for s in tuning.extension_specs(sweep, records)] == [9.0]
     records[sweep[2].run_id]["final_train_loss"] = float("nan")  # a diverged rate never wins the tie
     assert tuning.select_factor(sweep, records)[0] == 1.0
+
+
+def test_retry_failed_reruns_failed_sweep_runs_too(tmp_path, cli):
+    """`--retry-failed` with `tune=lr` reruns a failed sweep run (it did not, before: the tuned driver ran every
+    phase without it), and each new record replaces the failed one."""
+    import json
+
+    from peftbench.runs.spec import base_record
+
+    args = ["run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[lora]", "seeds=[0]", "sizes.train=40",
+            "sizes.eval=8", "train.max_steps=2", "tune=lr", "--no-progress", "--results", str(tmp_path)]
+    overrides = parse_overrides([a for a in args[1:] if "=" in a and not a.startswith("-")])
+    plan = build_plan(overrides)
+    sweep = tuning.sweep_specs(plan.specs, tuning.parse_tune("lr", overrides.tune))[("rt_sentiment", "lora")]
+    runs = tmp_path / "smoke" / "runs.jsonl"
+    runs.parent.mkdir(parents=True)
+    runs.write_text("".join(json.dumps({**base_record(s), "status": "failed", "error": "made up"}) + "\n"
+                            for s in sweep))
+    code, out, err = cli(*args, "--retry-failed")
+    assert code == 0, out + err
+    records = [json.loads(line) for line in runs.read_text().splitlines()]
+    assert [r["role"] for r in records][:3] == ["sweep"] * 3 and records[-1]["role"] == "selected"
+    assert all(r["status"] == "ok" for r in records) and len({r["run_id"] for r in records}) == len(records)

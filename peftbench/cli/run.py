@@ -48,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
     plan = build_plan(overrides)
     if tune is not None:
         check_split_sizes(plan, tune)
-        summary = run_tuned(plan, tune, root, force=args.force, show_progress=not args.no_progress)
+        summary = run_tuned(plan, tune, root, force=args.force, retry_failed=args.retry_failed,
+                            show_progress=not args.no_progress)
     else:
         summary = run_plan(plan, root, force=args.force, retry_failed=args.retry_failed,
                            show_progress=not args.no_progress)

@@ -79,6 +79,11 @@ def _adalora_step(model: nn.Module, step: int) -> None:
 def _needs_kv_cache(ctx: MethodContext) -> str | None:
     if ctx.architecture == "encoder":
         return "prefix tuning injects past key/values, which encoder-only models do not accept"
+    if ctx.task_kind == "classification" and decoding.transformers_renamed_cache():
+        # peft's sequence-classification wrapper looks for a `past_key_values` parameter on the model's forward
+        # and raises without one (measured: LlamaForSequenceClassification on transformers 5)
+        return ("peft's prefix tuning for sequence classification needs a model forward with `past_key_values`, "
+                "which this transformers renamed to `cache`")
     # Causal LMs decode through `decoding.bridge_prefix_generation`; training (and the estimator) is unaffected
     if ctx.decodes and ctx.architecture == "encoder-decoder" and decoding.transformers_renamed_cache():
         return ("peft's prefix tuning cannot decode an encoder-decoder with this transformers (its KV cache "

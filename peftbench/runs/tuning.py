@@ -228,16 +228,17 @@ def check_split_sizes(plan: Any, config: TuneConfig) -> None:
             raise UserError(f"task '{task.name}': {exc}") from None
 
 
-def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = False,
+def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = False, retry_failed: bool = False,
               show_progress: bool = True) -> Any:
-    """Sweep, select, run the selected rates on the seeds; one summary of both phases."""
+    """Sweep, select, run the selected rates on the seeds; one summary of both phases. `force` and
+    `retry_failed` apply to every phase, as in `run_plan`."""
     from peftbench.results import ResultStore, latest_records
     from peftbench.runs.claims import RunClaims
     from peftbench.runs.runner import run_plan
 
     sweeps = sweep_specs(plan.specs, config)
     sweep_plan = dataclasses.replace(plan, specs=[s for group in sweeps.values() for s in group])
-    first = run_plan(sweep_plan, results_root, force=force, show_progress=show_progress)
+    first = run_plan(sweep_plan, results_root, force=force, retry_failed=retry_failed, show_progress=show_progress)
     store = ResultStore.for_suite(plan.suite.name, results_root)
     claims = RunClaims(store.path.parent)
 
@@ -258,13 +259,13 @@ def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = F
             sweeps[key] = sweeps[key] + specs
         more = [s for specs in extra.values() for s in specs]
         done = run_plan(dataclasses.replace(plan, specs=more), results_root, force=force,
-                        show_progress=show_progress)
+                        retry_failed=retry_failed, show_progress=show_progress)
         first.records += done.records
         first.skipped_existing += done.skipped_existing
         records = settled(more)
     chosen = selected_specs(plan.specs, sweeps, records, config)
     second = run_plan(dataclasses.replace(plan, specs=chosen), results_root, force=force,
-                      show_progress=show_progress)
+                      retry_failed=retry_failed, show_progress=show_progress)
     second.records[:0] = first.records
     second.skipped_existing += first.skipped_existing
     return second
