@@ -185,3 +185,19 @@ def test_peft_prefix_tuning_for_sequence_classification_fails_where_peftbench_sk
             wrapped(input_ids=ids, attention_mask=torch.ones_like(ids))
     else:
         wrapped(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+
+def test_an_old_skip_stands_only_where_the_method_still_does_not_apply():
+    """Prefix tuning's applicability revision 2 (it decodes on causal LMs): its older skips on a decoder's
+    generation task are rerun on resume (and coverage counts them as not yet run); on an encoder they stand."""
+    from peftbench.methods.base import recorded_skip_stands
+
+    old = {"method": "prefix_tuning", "status": "skipped", "device": {"type": "cpu"}}
+    assert not recorded_skip_stands({**old, "architecture": "decoder", "model_type": "llama",
+                                     "task_kind": "generation"})
+    assert recorded_skip_stands({**old, "architecture": "encoder", "model_type": "bert",
+                                 "task_kind": "classification"})
+    assert recorded_skip_stands({**old, "architecture": "decoder", "model_type": "llama", "task_kind": "generation",
+                                 "applicability": get_method("prefix_tuning").applicability})
+    assert not recorded_skip_stands(old)  # too little recorded to judge: run it again
+    assert recorded_skip_stands({**old, "method": "qlora", "architecture": "decoder", "model_type": "llama"})

@@ -155,6 +155,25 @@ def get_method(name: str) -> Method:
         raise UserError(f"unknown method '{name}' (valid: {', '.join(sorted(_REGISTRY))})") from None
 
 
+def recorded_skip_stands(record: Mapping[str, Any]) -> bool:
+    """Whether a run recorded `skipped` still stands: yes unless an older revision of the method's applicability
+    (`Method.applicability`) recorded it and the method now applies in the recorded context (architecture,
+    model type, task kind, device), in which case resuming runs it again."""
+    try:
+        method = get_method(str(record.get("method")))
+    except UserError:  # a method this version does not know: its skip stands
+        return True
+    if int(record.get("applicability") or 1) >= method.applicability:
+        return True
+    if not record.get("architecture") or not record.get("model_type"):
+        return False  # too little recorded to judge: run it again
+    kind = str(record.get("task_kind") or "")
+    device = str((record.get("device") or {}).get("type") or "cpu")
+    context = MethodContext(str(record["architecture"]), str(record["model_type"]), kind, device,
+                            decodes=kind == "generation")
+    return method.not_applicable_reason(context) is not None
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters, counting tied weights once."""
     seen: set[int] = set()

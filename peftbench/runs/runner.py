@@ -130,12 +130,12 @@ def interrupts_raised() -> Iterator[None]:
 
 
 def _stale_skips(specs: list[RunSpec], recorded: dict[str, dict[str, Any]]) -> set[str]:
-    """Runs recorded as skipped (method not applicable) by an older revision of the method's applicability
-    (`Method.applicability`): the method may apply now, so they are run again; the other skips stand."""
-    from peftbench.methods import get_method
+    """Runs recorded as skipped whose skip no longer stands (`methods.base.recorded_skip_stands`: an older
+    applicability revision recorded it and the method now applies there): they are run again."""
+    from peftbench.methods.base import recorded_skip_stands
 
     return {s.run_id for s in specs if s.run_id in recorded and recorded[s.run_id]["status"] == "skipped"
-            and recorded[s.run_id].get("applicability", 1) < get_method(s.method).applicability}
+            and not recorded_skip_stands(recorded[s.run_id])}
 
 
 def _executor_for(plan: Plan) -> Executor:
