@@ -129,8 +129,7 @@ def _summary(task_tables: list[dict[str, Any]], informs: dict[str, Any] | None =
         best, values = ranked[0]
         near = [(m, v) for m, v in ranked if v["quality"] >= values["quality"] - 1.0]
         lean = min(near, key=lambda kv: (fmt.missing(kv[1]["peak_memory_bytes"]), kv[1]["peak_memory_bytes"]))
-        fulls = [v for m, v in compared.items() if table.methods.get(m) == tables.FULL_METHOD]
-        full = fulls[0] if len(fulls) == 1 else None
+        full = table.full_summary()
         relative = 100.0 * values["quality"] / full["quality"] if full and full["quality"] else None
         info = (informs or {}).get(table.task)
         note, separates = "", True

@@ -63,6 +63,11 @@ class TaskTable:
                 best[method] = values
         return best
 
+    def full_summary(self) -> dict[str, float] | None:
+        """Full fine-tuning's compared configuration, the one "vs full FT" divides by; None unless exactly one."""
+        fulls = [v for c, v in self.compared().items() if self.methods.get(c) == FULL_METHOD]
+        return fulls[0] if len(fulls) == 1 else None
+
 
 def peak_memory(table: pd.DataFrame) -> pd.Series:
     """One peak-memory column: CUDA allocator peak on GPU runs, process RSS during training on CPU runs."""
@@ -92,24 +97,29 @@ def task_table(table: pd.DataFrame, task: str, declared: tuple[str, ...] = ()) -
     primary = metrics[0]
     by = "config" if "config" in ok else "method"  # configurations of one method ("lora r=16") stay apart
     groups = {method: group for method, group in ok.groupby(by, sort=True)}
-    tuned_methods = set(ok.loc[ok["role"] == "selected", "method"]) if "role" in ok else set()
-    untuned_beside_tuned = {config for config, group in groups.items()
-                            if group["method"].iloc[0] in tuned_methods and not (group.get("role") == "selected").any()}
-    fulls = [g for c, g in groups.items() if g["method"].iloc[0] == FULL_METHOD and c not in untuned_beside_tuned]
-    # "vs full FT" needs one full fine-tuning configuration to divide by; with two compared ones it stays blank
-    full_quality = fulls[0][f"metrics.{primary}"].mean() if len(fulls) == 1 else None
     columns = [Column("Method"), Column("Family"), Column("Seeds")]
     columns += [Column(m, "high", "mean ± std over seeds") for m in metrics]
     columns.append(Column(f"{primary} vs full FT", "high", "primary metric as % of full fine-tuning's"))
     columns += [Column(label, better) for _, label, _, better in COST_COLUMNS]
     out = TaskTable(task, str(rows_all["task_kind"].iloc[0]), str(rows_all["model"].iloc[0]), primary, columns, [],
-                    untuned_beside_tuned=untuned_beside_tuned,
+                    untuned_beside_tuned=_untuned_beside_tuned(ok, groups),
                     methods={config: str(group["method"].iloc[0]) for config, group in groups.items()})
-    for method, group in groups.items():
-        out.rows.append(_method_row(method, group, metrics, primary, full_quality))
-        out.summary[method] = _method_summary(group, primary)
+    out.summary = {config: _method_summary(group, primary) for config, group in groups.items()}
+    full = out.full_summary()  # with two compared full FT configurations, "vs full FT" stays blank
+    for config, group in groups.items():
+        out.rows.append(_method_row(config, group, metrics, primary, full["quality"] if full else None))
     _mark_best(out)
     return out
+
+
+def _untuned_beside_tuned(ok: pd.DataFrame, groups: dict[str, pd.DataFrame]) -> set[str]:
+    """The configurations `results.tuned_over_untuned` leaves out of every verdict (a method's plain runs where
+    the method was also tuned on the task): tables show them, rankings do not."""
+    from peftbench.results import tuned_over_untuned
+
+    keys = [c for c in ("suite", "task", "model", "method", "role") if c in ok]
+    kept = {r["_row"] for r in tuned_over_untuned(ok[keys].assign(_row=ok.index).to_dict("records"))}
+    return {config for config, group in groups.items() if not group.index.isin(kept).any()}
 
 
 def _method_row(method: str, group: pd.DataFrame, metrics: list[str], primary: str, full_quality: float | None) -> dict:
