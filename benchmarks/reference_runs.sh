@@ -17,6 +17,9 @@
 set -u
 cd "$(dirname "$0")/.."
 REF="$PWD/results/reference"
+# One campaign over many short-lived machines: resume skips what this id recorded, wherever it ran (a fresh
+# machine's own id would re-measure every committed run). Set PEFTBENCH_MACHINE_ID to start a new campaign.
+export PEFTBENCH_MACHINE_ID="${PEFTBENCH_MACHINE_ID:-787fdc36ff0e4426}"
 NEW="[dora,rslora,adalora,loha,lokr,vera,oft,boft,ln_tuning,p_tuning,prefix_tuning,qlora]"
 DEFAULT="[full,lora,ia3,adapter,bitfit,prompt_tuning]"
 COMMON=(tune=lr jobs=1 save_adapters=false --no-progress --into-reference --results "$REF")

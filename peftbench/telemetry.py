@@ -73,16 +73,31 @@ class CudaMemory:
                 "nvml_peak_used_bytes": self.nvml_peak}
 
 
+MACHINE_ID_ENV = "PEFTBENCH_MACHINE_ID"
+_MACHINE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def machine_id() -> str:
-    """A random id for this machine (well: this cache directory), made on first use.
+    """A random id for this machine (well: this cache directory), made on first use; `$PEFTBENCH_MACHINE_ID`
+    overrides it.
 
     Resume skips only runs recorded *here*: committed reference results measured elsewhere are evidence,
     not a reason to skip measuring this machine. A hostname would not do (containers share or rotate them).
+    The override continues one campaign of runs across machines that each start with an empty cache (the
+    reference runs go on over many short-lived machines of one kind): resume then skips what that id
+    recorded. Raises UserError for an id that is not 1-64 letters, digits, '-' or '_'.
     """
     import uuid
 
     from peftbench.cache import cache_root
+    from peftbench.errors import UserError, shown
 
+    override = os.environ.get(MACHINE_ID_ENV)
+    if override is not None:
+        if not _MACHINE_ID.fullmatch(override):
+            raise UserError(f"${MACHINE_ID_ENV}={shown(override)} is not a machine id: use 1-64 letters, "
+                            "digits, '-' or '_'")
+        return override
     path = cache_root() / "machine-id"
     if not path.is_file():
         new = uuid.uuid4().hex[:16]

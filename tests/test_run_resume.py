@@ -77,6 +77,31 @@ def test_a_skip_recorded_before_the_method_could_apply_is_retried_once(tmp_path,
     assert code == 0 and "nothing new; 2 already recorded" in out, out + err
 
 
+def test_a_campaign_id_resumes_across_machines_and_a_bad_one_is_refused(tmp_path, cli, monkeypatch):
+    """`$PEFTBENCH_MACHINE_ID` continues runs another machine recorded under that id (the reference runs move
+    between fresh machines); without it, this machine's own id does not count them as its own; a malformed
+    id is bad input: one line, exit 2, nothing written."""
+    from peftbench.telemetry import machine_id
+
+    record = {**planned_records("lora", {"lora": "ok"})["lora"], "machine_id": "campaign-1"}
+    runs = tmp_path / "smoke" / "runs.jsonl"
+    runs.parent.mkdir(parents=True)
+    runs.write_text(json.dumps(record) + "\n")
+    monkeypatch.setenv("PEFTBENCH_MACHINE_ID", "campaign-1")
+    assert machine_id() == "campaign-1"
+    code, out, err = cli(*tiny("lora", tmp_path))
+    assert code == 0 and "nothing new; 1 already recorded" in out, out + err
+    monkeypatch.delenv("PEFTBENCH_MACHINE_ID")
+    assert machine_id() != "campaign-1"
+    from peftbench.results import ResultStore
+    assert ResultStore(runs).latest(machine=machine_id()) == {}  # here, the run would be measured again
+    monkeypatch.setenv("PEFTBENCH_MACHINE_ID", "../etc\nx")
+    fresh = tmp_path / "fresh"
+    code, out, err = cli(*tiny("lora", fresh))
+    assert code == 2 and err.count("\n") == 1 and "PEFTBENCH_MACHINE_ID" in err, err
+    assert not fresh.exists()
+
+
 def test_two_concurrent_drivers_share_the_plan_and_record_each_run_once(tmp_path):
     argv = [sys.executable, "-m", "peftbench", *tiny("lora,bitfit,ia3", tmp_path, "jobs=1")]
     drivers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

@@ -38,12 +38,14 @@ def main(args: argparse.Namespace) -> int:
     from peftbench.runs.plan import build_plan
     from peftbench.runs.runner import run_plan
     from peftbench.runs.tuning import check_split_sizes, parse_tune, run_tuned
+    from peftbench.telemetry import machine_id
 
     root = reference_target(args.results) if args.into_reference else user_results_dir(args.results)
     if is_reference_dir(root) and not args.into_reference:
         raise UserError(f"{root} holds the reference results shipped with peftbench, which are read-only: "
                         "write your runs elsewhere (--results DIR)")
     overrides = parse_overrides(args.overrides)
+    machine_id()  # a malformed $PEFTBENCH_MACHINE_ID is bad input: refused here, before anything is written
     tune = parse_tune(overrides.values.get("tune"), overrides.tune)
     plan = build_plan(overrides)
     if tune is not None:
