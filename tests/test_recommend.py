@@ -159,6 +159,11 @@ def test_leave_one_task_out_reports_both_baselines(results):
     names = {s["strategy"] for s in report["summary"]}
     assert {"recommender", "always LoRA r=16", "rank by data size (LoRA)", "full FT whenever it fits"} <= names
     assert report["tasks"] == len(TASKS)
+    tasks = report["per_task"]  # task by task, the mean's parts: a task that moved the mean can be named
+    assert len(tasks) == report["tasks"] and all(t["methods"] >= 2 for t in tasks)
+    rec = next(s for s in report["summary"] if s["strategy"] == "recommender")
+    weighted = sum(t["regret"] * t["comparisons"] for t in tasks) / sum(t["comparisons"] for t in tasks)
+    assert abs(weighted - rec["mean_regret"]) < 0.011
     assert size_rule_rank(500) == 8 and size_rule_rank(5_000) == 16 and size_rule_rank(500_000) == 64
 
 

@@ -221,6 +221,21 @@ def per_fold(rows: list[dict[str, Any]], strategy: str = "recommender") -> list[
             for f in folds for i, s in enumerate(STRATEGIES) if s == strategy]
 
 
+def per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Leave-one-task-out, task by task: how many methods it compares, and the recommender's regret and rho
+    beside the closest baseline's ("full FT whenever it fits"). A mean over ten tasks hides which task moved it."""
+    out = []
+    for fold in sorted({r["fold"] for r in rows}):
+        mine = [r for r in rows if r["fold"] == fold]
+        by = {name: summarize(mine, (name,))[0] for name in ("recommender", "full FT whenever it fits")}
+        out.append({"task": fold, "methods": max(r["methods"] for r in mine),
+                    "comparisons": by["recommender"]["comparisons"],
+                    "regret": by["recommender"]["mean_regret"], "rho": by["recommender"]["rho"],
+                    "full_ft_regret": by["full FT whenever it fits"]["mean_regret"],
+                    "full_ft_rho": by["full FT whenever it fits"]["rho"]})
+    return out
+
+
 def evaluate(results: Path | None = None, points: list[Point] | None = None) -> dict[str, Any]:
     """Both track records: leave-one-source-out (corpus) and leave-one-task-out (own reference runs)."""
     if points is None:
@@ -241,13 +256,18 @@ def evaluate(results: Path | None = None, points: list[Point] | None = None) -> 
                            {"recommender": _recommender, "posterior mean order": _posterior_mean})
     return {"leave_one_source_out": {"sources": len(corpus_sources), "summary": summarize(loso),
                                      "per_source": per_fold(loso), "rows": loso},
-            "leave_one_task_out": {"tasks": len(tasks), "summary": summarize(loto), "rows": loto},
+            "leave_one_task_out": {"tasks": len(tasks), "summary": summarize(loto), "per_task": per_task(loto),
+                                   "rows": loto},
             "in_sample_ceiling": {"summary": summarize(ceiling, ("recommender", "posterior mean order"))}}
 
 
 def _task_name(p: Point) -> str:
     """The same data in two suites (rt_sentiment in smoke and classification) is one task."""
     return p.comparison.split("|")[1].split("/")[-1] if p.source.startswith("own:") else p.comparison
+
+
+def _rho(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _table(summary: list[dict[str, Any]]) -> list[str]:
@@ -273,6 +293,11 @@ def format_table(report: dict[str, Any]) -> str:
     lines += ["", f"Leave-one-task-out over {loto['tasks']} own reference tasks (predicted from the corpus plus the "
                   "other tasks); regret in accuracy / ROUGE-L / chrF points.", ""]
     lines += _table(loto["summary"]) if loto["summary"] else ["(no own task with full FT and another method)"]
+    if loto.get("per_task"):
+        lines += ["", "Per held-out task: the recommender beside 'full FT whenever it fits' (regret in points, ρ).", "",
+                  "| task | methods | regret | ρ | full-FT rule regret | full-FT rule ρ |", "|---|---|---|---|---|---|"]
+        lines += [f"| {t['task']} | {t['methods']} | {t['regret']:.1f} | {_rho(t['rho'])} | "
+                  f"{t['full_ft_regret']:.1f} | {_rho(t['full_ft_rho'])} |" for t in loto["per_task"]]
     if "in_sample_ceiling" in report:
         lines += ["", "In-sample ceiling: the same comparisons predicted with their own source included (not a "
                       "track record: the answers were seen).", ""]
