@@ -71,14 +71,13 @@ def coverage(root: Path | None = None, methods: list[str] | None = None) -> list
 def _task(suite: str, task: str, default_set: tuple[str, ...], methods: list[str],
           records: list[dict[str, Any]], verdict: Any) -> TaskCoverage:
     selected = [r for r in records if r.get("role") == "selected" and r.get("status") == "ok"]
-    # A skip recorded before the method could apply there (an older `Method.applicability`) is work not yet
-    # done, not a reason: resuming the suite reruns it.
-    not_run = {str(r["method"]): str(r.get("error") or "skipped") for r in records
-               if r.get("status") == "skipped" and recorded_skip_stands(r)}
-    not_run = {m: why for m, why in not_run.items() if m not in {str(r["method"]) for r in selected}}
     seeds: dict[str, set[int]] = defaultdict(set)
     for r in selected:
         seeds[str(r["method"])].add(int(r["seed"]))
+    # A skip recorded before the method could apply there (an older `Method.applicability`) is work not yet
+    # done, not a reason: resuming the suite reruns it. A method with ok selected runs is not "not run".
+    not_run = {str(r["method"]): str(r.get("error") or "skipped") for r in records
+               if r.get("status") == "skipped" and str(r["method"]) not in seeds and recorded_skip_stands(r)}
     tuned = tuple(sorted(seeds))
     return TaskCoverage(
         suite=suite, task=task, tuned=tuned, not_run=not_run,

@@ -289,7 +289,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines += ["", "Per held-out source (recommender):", "",
               "| source | comparisons | mean regret | top-1 | top-3 | ρ |", "|---|---|---|---|---|---|"]
     lines += [f"| {f['fold']} | {f['comparisons']} | {f['mean_regret']:.2f} | {f['top1']:.0%} | {f['top3']:.0%} | "
-              f"{'-' if f['rho'] is None else format(f['rho'], '.2f')} |" for f in loso["per_source"]]
+              f"{_rho(f['rho'])} |" for f in loso["per_source"]]
     lines += ["", f"Leave-one-task-out over {loto['tasks']} own reference tasks (predicted from the corpus plus the "
                   "other tasks); regret in accuracy / ROUGE-L / chrF points.", ""]
     lines += _table(loto["summary"]) if loto["summary"] else ["(no own task with full FT and another method)"]
