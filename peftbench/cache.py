@@ -1,9 +1,12 @@
 """The one cache module: where peftbench keeps what it computed, how entries are keyed and written.
 
-Caches are keyed by what their answers mean — a version constant bumped when a change alters the
-answers (`peftbench.versions`), the library versions and the inputs — never by the bytes of the source
-that computed them (lm-eval keys tasks by a `VERSION`; scikit-learn stamps saved state with one). Editing
-a comment must not void a cache; a change that alters numbers bumps the version beside the code.
+Every cache is keyed by what its answers mean (`meaning_key`): the version constants bumped when a change
+alters the answers (`peftbench.versions`), the data they depend on and the inputs — never by the bytes of
+the source that computed them (lm-eval keys tasks by a `VERSION`), and never by the installed library
+versions. A transformers or torch release does not void a shipped answer; stores record the versions they
+were computed with (`computed_with`, scikit-learn's stamp-and-warn), and whether a release changed what
+the estimator traces is the canaries' job (`peftbench doctor`, `tests/test_canaries.py`), which say
+"still valid" or "drifted by X%: rebuild".
 """
 
 from __future__ import annotations
@@ -51,15 +54,44 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+LIBRARIES = ("torch", "transformers", "peft")  # what a traced answer is computed with
+
+
 @cache
-def library_versions(minor_only: bool = False) -> tuple[str, ...]:
-    """torch, transformers and peft versions from package metadata (imports nothing). `minor_only`: by
-    major.minor, for answers that do not change in patch releases (the traced memory of an op sequence)."""
-    versions = []
-    for package in ("torch", "transformers", "peft"):
+def computed_with() -> dict[str, str]:
+    """torch, transformers and peft versions from package metadata (imports nothing): recorded beside a
+    store's answers so that a reader (and `peftbench doctor`) can say what they were traced with."""
+    versions = {}
+    for package in LIBRARIES:
         try:
-            version = metadata.version(package)
+            versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
-            version = "absent"
-        versions.append(".".join(version.split(".")[:2]) if minor_only else version)
-    return tuple(versions)
+            versions[package] = "absent"
+    return versions
+
+
+MEANINGS = ("estimates", "methods", "recommender", "report")
+
+
+@cache
+def meaning_key(*what: str) -> str:
+    """What cached answers of these kinds depend on, as one short key: `estimates` (the estimator's version and
+    the hardware catalogue's data), `methods` (the registry's declarations), `recommender` (the quality model),
+    `report` (what a report page derives). Library versions are deliberately not part of it (module doc)."""
+    from peftbench import versions
+
+    unknown = set(what) - set(MEANINGS)
+    if unknown:
+        raise ValueError(f"unknown cache meaning(s) {sorted(unknown)}; known: {MEANINGS}")
+    parts: list[Any] = []
+    if "estimates" in what:
+        from peftbench.hardware import DATA
+
+        parts += [versions.ESTIMATOR_VERSION, hashlib.sha256(DATA.read_bytes()).hexdigest()[:16]]
+    if "methods" in what:
+        parts.append(versions.METHODS_VERSION)
+    if "recommender" in what:
+        parts.append(versions.RECOMMENDER_VERSION)
+    if "report" in what:
+        parts.append(versions.REPORT_VERSION)
+    return key_of(*parts, length=12)

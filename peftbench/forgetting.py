@@ -102,21 +102,20 @@ def sequence_losses(model: Any, sequences: list[list[int]], batch_size: int, dev
 def measure_forgetting(model: Any, tokenizer: Any, *, load_base: Callable[[], Any], cache_key: dict[str, Any],
                        device: str = "cpu", settings: ForgettingSettings | None = None) -> Forgetting:
     """Score the tuned `model` and the base (cached by `cache_key` + sample, else `load_base()`) on the sample."""
-    from peftbench.cache import cache_root, key_of, library_versions, read_json, write_json_atomic
+    from peftbench.cache import cache_root, computed_with, key_of, read_json, write_json_atomic
 
     settings = settings or ForgettingSettings()
     sequences, sample = general_sequences(tokenizer, settings)
     if len(sequences) < 2:
         raise ValueError(f"the general-text sample gave {len(sequences)} sequences of {settings.tokens} tokens")
-    path = cache_root() / "forgetting" / (key_of(FORGETTING_VERSION, cache_key, asdict(settings), sample,
-                                                 library_versions()) + ".json")
+    path = cache_root() / "forgetting" / (key_of(FORGETTING_VERSION, cache_key, asdict(settings), sample) + ".json")
     cached = read_json(path)
     base = cached.get("losses") if isinstance(cached, dict) else None
     if not (isinstance(base, list) and len(base) == len(sequences)):
         base_model = load_base()
         base = sequence_losses(base_model, sequences, settings.batch_size, device)
         del base_model
-        write_json_atomic(path, {"losses": base, "key": cache_key})
+        write_json_atomic(path, {"losses": base, "key": cache_key, "computed_with": computed_with()})
         cached = None
     tuned = sequence_losses(model, sequences, settings.batch_size, device)
     return summarise(base, tuned, settings.tokens, sample, cached is not None)

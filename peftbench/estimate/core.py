@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from peftbench.cache import cache_root, key_of, library_versions, read_json, write_json_atomic
+from peftbench.cache import cache_root, computed_with, key_of, read_json, write_json_atomic
 from peftbench.versions import ESTIMATOR_VERSION
 
 if TYPE_CHECKING:  # the trace module imports torch; this module must stay cheap to import
@@ -23,8 +23,10 @@ CPU_OVERHEAD_BYTES = 24_000_000  # RSS beyond tensors: libtorch code pages a ste
 
 
 def _cache_key(config, method, hp: dict[str, Any], task_kind: str, shape: Shape) -> str:
-    return key_of(ESTIMATOR_VERSION, library_versions(), config.to_json_string(use_diff=False), method.name,
-                  method.version, hp, task_kind, asdict(shape))
+    from peftbench.estimate.front_cache import canonical_config
+
+    return key_of(ESTIMATOR_VERSION, canonical_config(config.to_dict()), method.name, method.version, hp, task_kind,
+                  asdict(shape))
 
 
 def traced(config, method, hp: dict[str, Any], task_kind: str, shape: Shape, use_cache: bool = True) -> dict:
@@ -34,6 +36,7 @@ def traced(config, method, hp: dict[str, Any], task_kind: str, shape: Shape, use
     if cached is not None:
         return cached
     result = _trace_extrapolated(config, method, hp, task_kind, shape)
+    result["computed_with"] = computed_with()
     if use_cache:
         write_json_atomic(path, result)
     return result

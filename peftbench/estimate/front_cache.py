@@ -1,13 +1,13 @@
 """Answers for `estimate` calls without importing torch, transformers or peft (~9 s of imports here).
 
-Two stores. Answers: one file per call, keyed by the call's arguments, the preset / config file's
-contents, the hardware catalogue and the installed library versions (read from package metadata, which
-imports nothing). Shape fits (`shape_fit`): one per setting (model, method, hyper-parameters, dtype,
-optimizer, checkpointing, task), answering any batch size and sequence length; shipped for the presets
-in `data/shape_fits.json.gz` (`python -m peftbench.estimate.ship_fits`). Both are keyed by meaning
-(`peftbench.versions.ESTIMATOR_VERSION`, library versions, config, method, setting), not by source
-bytes. Profiles measured on this machine (`cpu`) are not cached here: their figures depend on the
-thread count.
+Two stores. Answers: one file per call, keyed by the call's arguments, the model's config and what the
+estimator means (`peftbench.cache.meaning_key`). Shape fits (`shape_fit`): one per setting (model, method,
+hyper-parameters, dtype, optimizer, checkpointing, task), answering any batch size and sequence length;
+shipped for the presets in `data/shape_fits.json.gz` (`python -m peftbench.estimate.ship_fits`). Both are
+keyed by meaning — the estimator's version, the config's content, the method and the setting as it affects
+memory — not by source bytes or library versions: each fit records the torch / transformers / peft it was
+traced with, and `peftbench doctor` re-traces a few to say whether today's libraries still agree. Profiles
+measured on this machine (`cpu`) are not cached here: their figures depend on the thread count.
 """
 
 from __future__ import annotations
@@ -18,12 +18,28 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from peftbench.cache import cache_root, key_of, library_versions, read_json, write_json_atomic
+from peftbench.cache import cache_root, key_of, meaning_key, read_json, write_json_atomic
 from peftbench.versions import ESTIMATOR_VERSION
 
 SHIPPED_FITS = Path(__file__).parent / "data" / "shape_fits.json.gz"
 _FIT_SETTINGS = ("overrides", "task_kind", "dtype", "mixed_precision", "optimizer", "gradient_checkpointing",
                  "num_labels")
+
+
+# Config fields that name or date a checkpoint without changing the model built from it.
+_CONFIG_LABELS = ("_name_or_path", "transformers_version", "_commit_hash", "architectures")
+# Hyper-parameters that change no tensor's size or count: a learning rate, and the scalar alpha a low-rank
+# update is multiplied by (the multiply runs whatever its value).
+MEMORY_NEUTRAL = ("learning_rate", "lora_alpha", "alpha")
+# Fits answer classification with any label count up to this: the head is hidden x labels, under 0.01% of
+# a fitted preset's peak at 128 labels; beyond it the call traces.
+FIT_LABELS_UP_TO = 128
+
+
+def canonical_config(config: dict[str, Any]) -> str:
+    """A config as the model it builds: sorted keys, without the fields that only label a checkpoint, so that
+    a local copy of a preset's config.json (or its hub id) is the same model to every cache."""
+    return json.dumps({k: v for k, v in config.items() if k not in _CONFIG_LABELS}, sort_keys=True, default=str)
 
 
 def _config_content(model: str) -> str:
@@ -34,15 +50,19 @@ def _config_content(model: str) -> str:
     path = preset / "config.json" if preset else Path(model).expanduser()
     if is_dir(path):
         path = path / "config.json"
-    return path.read_text() if is_file(path) else model  # packaged / hub: the name stands for the config
+    if not is_file(path):
+        return model  # packaged / hub: the name stands for the config
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return model  # unreadable here: the tracing path reports it
+    return canonical_config(raw) if isinstance(raw, dict) else model
 
 
 def _key(model: str, method: str, kwargs: dict[str, Any]) -> str | None:
-    from peftbench.hardware import DATA
-
     if "cpu" in [h.lower() for h in kwargs.get("hardware") or []]:
         return None
-    return key_of(ESTIMATOR_VERSION, library_versions(), _config_content(model), DATA.read_text(), method, kwargs)
+    return key_of(meaning_key("estimates"), _config_content(model), method, kwargs)
 
 
 def _path(key: str) -> Path:
@@ -61,14 +81,34 @@ def front_store(model: str, method: str, kwargs: dict[str, Any], answer: dict[st
 
 
 # ---- shape fits ----------------------------------------------------------------------------------------
-def fit_key(model: str, method: str, kwargs: dict[str, Any], device_kind: str) -> str:
-    """What a fit means: the estimator's version, the libraries (by major.minor: the traced memory of one op
-    sequence does not change in patch releases), the model's config, the method and the setting — every
-    input of a trace except the batch size and sequence length. The method's own version and defaults are
-    kept beside the fits (`shipped_methods`) and checked against the registry by the tests and `ship_fits`."""
+def fit_settings(method: str, kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The setting as it affects a trace: hyper-parameters that differ from the method's declared defaults
+    (memory-neutral ones left out), the task kind as the model sees it (multiple choice scores with the
+    language-model head, as generation does) and the label count only where a classification head has it.
+    `defaults`: the method's declared hyper-parameters; by default as the shipped fits record them (the
+    registry imports torch), which the tests check against the registry."""
     settings = {k: kwargs.get(k) for k in _FIT_SETTINGS}
-    settings["overrides"] = settings["overrides"] or {}
-    return key_of(ESTIMATOR_VERSION, library_versions(minor_only=True), _config_content(model), method, settings,
+    if defaults is None:
+        defaults = (shipped_fits().get("methods", {}).get(method) or {}).get("hyperparameters", {})
+    settings["overrides"] = {k: v for k, v in (settings["overrides"] or {}).items()
+                             if k not in MEMORY_NEUTRAL and not (k in defaults and defaults[k] == v)}
+    if settings["task_kind"] == "multiple_choice":
+        settings["task_kind"] = "generation"
+    if settings["task_kind"] != "classification":
+        settings["num_labels"] = None
+    elif (settings["num_labels"] or 2) <= FIT_LABELS_UP_TO:
+        settings["num_labels"] = "any"
+    return settings
+
+
+def fit_key(model: str, method: str, kwargs: dict[str, Any], device_kind: str,
+            defaults: dict[str, Any] | None = None) -> str:
+    """What a fit means: the estimator's version, the model's config, the method and the setting
+    (`fit_settings`) — every input of a trace except the batch size and sequence length. Not the library
+    versions: a fit records those it was traced with, and the canaries check them. The method's own version
+    and defaults are kept beside the fits (`shipped_methods`) and checked against the registry by the tests
+    and `ship_fits`."""
+    return key_of(ESTIMATOR_VERSION, _config_content(model), method, fit_settings(method, kwargs, defaults),
                   device_kind)
 
 

@@ -1,14 +1,17 @@
 """Build the shape fits shipped in `data/shape_fits.json.gz`, so that `estimate` answers the presets at any
 batch size and sequence length without importing torch (see `shape_fit` and `front_cache`).
 
-    python -m peftbench.estimate.ship_fits [--models a,b] [--methods x,y] [--checkpointing] [--jobs N]
+    python -m peftbench.estimate.ship_fits [--models a,b] [--methods x,y] [--jobs N] [--rebuild]
 
-Each setting traces 7 shapes (4 anchors, 3 checks) at two depths, ~10-20 s per setting on this CPU. The
+Each setting traces 7 shapes (4 anchors, 3 checks) at two depths, ~4-8 s per setting on this CPU. The
 file is rewritten after every setting, so an interrupted build resumes where it stopped (run it in the
 background: `nohup python -m peftbench.estimate.ship_fits --jobs 2 &`).
-Only what a version bump invalidates is rebuilt: every fit after an ESTIMATOR_VERSION bump or a library
-minor-version change (their keys no longer match), one method's fits after its `Method.version` or
-defaults change. Everything else is kept as it is.
+The settings are those `peftbench recommend` asks about (`SETTINGS`): each method at its defaults, the
+LoRA family also at the ranks the recommender suggests on all linear layers, with and without gradient
+checkpointing, for generation (and multiple choice, the same trace) and classification.
+Only what a version bump invalidates is rebuilt: every fit after an ESTIMATOR_VERSION bump, one method's
+fits after its `Method.version` or defaults change. A library release changes no key: `--rebuild`
+re-traces everything, for when `peftbench doctor` reports that one drifted.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from peftbench.estimate.front_cache import SHIPPED_FITS, fit_key
+from peftbench.estimate.front_cache import SHIPPED_FITS, fit_key, fit_settings
 from peftbench.versions import ESTIMATOR_VERSION
 
 # The decoder LLMs people ask "will it fit?" about, largest first. Encoder-decoders and small models are
@@ -28,15 +31,29 @@ from peftbench.versions import ESTIMATOR_VERSION
 DEFAULT_MODELS = ("llama-3.1-8b", "mistral-7b", "qwen2.5-7b", "phi-3-mini", "llama-3.2-3b", "gemma-2-2b",
                   "qwen2.5-1.5b", "llama-3.2-1b", "qwen2.5-0.5b")
 SETTING = {"overrides": None, "task_kind": "generation", "dtype": "bf16", "mixed_precision": None,
-           "optimizer": "adamw", "num_labels": 2}
+           "optimizer": "adamw", "num_labels": 2, "gradient_checkpointing": False}
+# The LoRA family's settings as `peftbench recommend` suggests them (rank by data size, all linear layers;
+# alpha is memory-neutral); tests/test_shape_fit.py checks the recommender's suggestions hit these fits.
+RANKED = ("lora", "qlora", "dora", "rslora", "loha", "lokr")
+SUGGESTED_RANKS = (8, 16, 32, 64)
 
 
-def _entry(model: str, method: str, checkpointing: bool) -> dict[str, Any]:
+def settings_for(method: str) -> list[dict[str, Any]]:
+    """Every setting shipped for one method (see the module doc)."""
+    variants: list[dict[str, Any] | None] = [None]
+    if method in RANKED:
+        variants += [{"r": r, "target_modules": "all-linear"} for r in SUGGESTED_RANKS]
+    return [{**SETTING, "overrides": overrides, "task_kind": kind, "gradient_checkpointing": ckpt}
+            for overrides in variants for kind in ("generation", "classification") for ckpt in (False, True)]
+
+
+def _entry(model: str, method: str, setting: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     import torch
 
     torch.set_num_threads(1)
+    from peftbench.cache import computed_with
     from peftbench.errors import MethodNotApplicable
     from peftbench.estimate import shape_fit
     from peftbench.estimate.api import QLORA_NOTE
@@ -45,19 +62,20 @@ def _entry(model: str, method: str, checkpointing: bool) -> dict[str, Any]:
     from peftbench.models.configs import load_any_config
 
     m = get_method(method)
-    hp = m.hyperparameters(None)
-    shape = Shape(1, 1, SETTING["dtype"], SETTING["mixed_precision"], SETTING["optimizer"], checkpointing,
-                  device="cuda", num_labels=SETTING["num_labels"])
+    hp = m.hyperparameters(setting["overrides"])
+    shape = Shape(1, 1, setting["dtype"], setting["mixed_precision"], setting["optimizer"],
+                  setting["gradient_checkpointing"], device="cuda", num_labels=setting["num_labels"])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            built = shape_fit.build(load_any_config(model), m, hp, SETTING["task_kind"], shape)
+            built = shape_fit.build(load_any_config(model), m, hp, setting["task_kind"], shape)
     except MethodNotApplicable as exc:
         return {"not_applicable": str(exc)}
     except Exception as exc:  # noqa: BLE001  one setting's failure must not stop the build; the tracing
         # path reports the same error to whoever asks for that setting
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
-    return {**built, "hyperparameters": hp, "extra_notes": [QLORA_NOTE] if m.quantize_4bit else []}
+    return {**built, "hyperparameters": hp, "extra_notes": [QLORA_NOTE] if m.quantize_4bit else [],
+            "computed_with": computed_with()}
 
 
 def method_metadata() -> dict[str, dict[str, Any]]:
@@ -94,22 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--methods", default=",".join(sorted(registry())))
-    parser.add_argument("--checkpointing", action="store_true", help="also with gradient checkpointing")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rebuild", action="store_true", help="re-trace every fit (after a library drifted)")
     args = parser.parse_args(argv)
     methods = method_metadata()
     with gzip.open(SHIPPED_FITS, "rt") if SHIPPED_FITS.is_file() else open(os.devnull) as f:
         previous = json.loads(f.read() or "{}")
-    store = {"estimator_version": ESTIMATOR_VERSION, "methods": methods, "fits": current_fits(previous, methods)}
+    kept = {} if args.rebuild else current_fits(previous, methods)
+    store = {"estimator_version": ESTIMATOR_VERSION, "methods": methods, "fits": kept}
     todo = []
     for model in args.models.split(","):
         for method in args.methods.split(","):
-            for ckpt in (False, True) if args.checkpointing else (False,):
-                key = fit_key(model, method, {**SETTING, "gradient_checkpointing": ckpt}, "cuda")
+            for setting in settings_for(method):
+                key = fit_key(model, method, setting, "cuda", methods[method]["hyperparameters"])
                 if key not in store["fits"]:
-                    todo.append((key, model, method, ckpt))
+                    todo.append((key, model, method, setting))
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(_entry, model, method, ckpt): (key, model, method) for key, model, method, ckpt in todo}
+        futures = {pool.submit(_entry, model, method, setting): (key, model, method)
+                   for key, model, method, setting in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="shape fits", unit="setting"):
             key, model, method = futures[future]
             entry = future.result()
@@ -119,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             if entry.get("seq_range", True) is None:
                 tqdm.write(f"{model} {method}: not shipped, the fit missed a check {entry['checked']}")
                 continue
-            store["fits"][key] = {"model": model, "method": method, **entry}
+            store["fits"][key] = {"model": model, "method": method,
+                                  "setting": fit_settings(method, setting, methods[method]["hyperparameters"]), **entry}
             _write(store)
     return 0
 

@@ -3,10 +3,10 @@
 Two layers. The user cache (`$PEFTBENCH_CACHE/recommend/`) is written whenever something is computed.
 The shipped copy (`peftbench/recommend/data/`, written by `benchmarks/recommender_track_record.py
 --ship`) lets a fresh install answer in under 3 s: fitting imports scikit-learn and estimating imports
-torch, ~4-5 s each on the benchmark CPU. Entries are keyed by what they mean (`meaning_key`: the
-versions in `peftbench.versions`, the hardware catalogue's data, library versions; the results files'
-hash for the fitted model), never by source bytes, so a stale entry is never used and an edit that
-changes no answer voids nothing.
+torch, ~4-5 s each on the benchmark CPU. Entries are keyed by what they mean (`peftbench.cache.meaning_key`:
+the versions in `peftbench.versions`, the hardware catalogue's data; the results files' hash for the fitted
+model), never by source bytes or library versions, so an edit that changes no answer voids nothing and a
+library release voids nothing either (the canaries say whether it changed a traced answer).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from peftbench.cache import cache_root, key_of, library_versions, write_json_atomic
+from peftbench.cache import cache_root, key_of, meaning_key, write_json_atomic
 from peftbench.cache import read_json as _read_file
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "data"
@@ -24,23 +24,6 @@ __all__ = ["SHIPPED_DIR", "key_of", "meaning_key", "read_json", "user_dir", "wri
 
 def user_dir() -> Path:
     return cache_root() / "recommend"
-
-
-def meaning_key(*what: str) -> str:
-    """What cached answers of these kinds depend on: `estimates` (the estimator's version and the hardware
-    catalogue's data), `methods` (the registry's declarations), `recommender` (the quality model)."""
-    from peftbench import versions
-
-    parts: list[Any] = []
-    if "estimates" in what:
-        from peftbench.hardware import DATA
-
-        parts += [versions.ESTIMATOR_VERSION, library_versions(minor_only=True), DATA.read_text()]
-    if "methods" in what:
-        parts.append(versions.METHODS_VERSION)
-    if "recommender" in what:
-        parts.append(versions.RECOMMENDER_VERSION)
-    return key_of(*parts, length=12)
 
 
 def read_json(name: str) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 A cold estimate traces a model (~3-4 s each on this CPU), and a suite needs one per task x method, so a
 fresh clone could not regenerate every report in 30 s. The answers are therefore stored, keyed by their
-inputs and by what the code computing them means (`peftbench.versions`), in `reports/derived-cache.json`;
-a change of results, a version bump or a change of the hardware catalogue misses the stored answer and
-recomputes.
+inputs and by what the code computing them means (`peftbench.cache.meaning_key`), in
+`reports/derived-cache.json`; a change of results, a version bump or a change of the hardware catalogue
+misses the stored answer and recomputes.
 """
 
 from __future__ import annotations
@@ -12,31 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from peftbench.cache import write_json_atomic
+from peftbench.cache import meaning_key, write_json_atomic
 
 CACHE_FILE = "derived-cache.json"
 
 
-@lru_cache(maxsize=1)
-def environment() -> list[Any]:
-    """What, besides a call's own arguments, changes an estimate or a recommendation: the versions of what
-    the estimator, the method registry, the recommender and the report compute (`peftbench.versions`),
-    the hardware catalogue's data and torch's version. Not the source bytes: an edit that changes no
-    answer keeps every stored answer."""
-    from peftbench import versions
-    from peftbench.hardware import DATA
-
-    try:
-        torch = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch = None
-    return [versions.ESTIMATOR_VERSION, versions.METHODS_VERSION, versions.RECOMMENDER_VERSION,
-            versions.REPORT_VERSION, hashlib.sha256(DATA.read_bytes()).hexdigest()[:16], torch]
+def environment() -> str:
+    """What, besides a call's own arguments, changes an estimate or a recommendation shown on a page: the
+    versions of what the estimator, the method registry, the recommender and the report compute and the
+    hardware catalogue's data (`peftbench.cache.meaning_key`). Not the source bytes, not library versions."""
+    return meaning_key("estimates", "methods", "recommender", "report")
 
 
 class DerivedCache:
