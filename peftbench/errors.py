@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -24,3 +25,16 @@ def one_line(message: str) -> str:
     """`message` with every control character escaped: the last guard of the one-line error contract."""
     return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
                    for ch in message)
+
+
+def did_you_mean(value: str, valid: Iterable[str]) -> str:
+    """`"; did you mean 'lora'?"` naming the valid names closest to a mistyped `value` (compared without case),
+    or "" when none is close: appended to an "unknown ..." message, it turns a typo into its fix."""
+    import difflib
+
+    by_lower = {name.lower(): name for name in valid}
+    close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    names = [shown(by_lower[name]) for name in close]
+    return "; did you mean " + (f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]) + "?"

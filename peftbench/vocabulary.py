@@ -49,8 +49,9 @@ FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
 
 def check_task_kind(value: str) -> str:
     """`value` when it names a task kind, else a UserError naming the valid ones."""
-    from peftbench.errors import UserError
+    from peftbench.errors import UserError, did_you_mean
 
     if value not in TASK_KINDS:
-        raise UserError(f"unknown task kind '{value}' (valid: {', '.join(TASK_KINDS)})")
+        raise UserError(f"unknown task kind '{value}'{did_you_mean(value, TASK_KINDS)} "
+                        f"(valid: {', '.join(TASK_KINDS)})")
     return value

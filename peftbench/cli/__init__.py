@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from peftbench.errors import UserError, one_line
+from peftbench.errors import UserError, did_you_mean, one_line
 
 # Module names under peftbench.cli, in the order `--help` lists them.
 COMMANDS = ("run", "info", "results", "estimate", "recommend", "report", "evidence")
@@ -21,6 +21,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
         sys.stderr.write(f"peftbench: error: {one_line(message)}\n")
         raise SystemExit(2)
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's "invalid choice" (a command, --task-kind, --dtype...) also names the closest choices, as
+        peftbench's own refusals do."""
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            hint = did_you_mean(value, [str(c) for c in action.choices]) if isinstance(value, str) else ""
+            if not hint:
+                raise
+            raise argparse.ArgumentError(action, exc.message + hint) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

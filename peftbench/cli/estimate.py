@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from peftbench.errors import UserError, shown
+from peftbench.errors import UserError, did_you_mean, shown
 from peftbench.vocabulary import TASK_KINDS
 
 GiB = 2**30
@@ -86,7 +86,23 @@ def _plan(args):
     return check_plan(args.gpus, args.strategy, args.offload)
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """The model, method and hardware names, checked against torch-free lists before anything imports torch
+    or transformers (seconds), so a typo is refused at once with the closest valid names. A preset's hub id
+    becomes the preset's name: `--model meta-llama/Llama-3.1-8B` is answered as `--model llama-3.1-8b`."""
+    from peftbench.hardware import profile_name
+    from peftbench.method_names import check_method
+    from peftbench.models.configs import canonical_model
+
+    args.model = canonical_model(args.model)
+    if args.method != "all":
+        check_method(args.method)
+    for name in _hardware(args) or []:
+        profile_name(name)
+
+
 def run_estimate(args: argparse.Namespace) -> int:
+    _check_names(args)
     if getattr(args, "inference", False):  # issue 18 (hook): serving cost, cli/estimate_inference.py
         from peftbench.cli.estimate_inference import run
 
@@ -99,7 +115,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         methods = shipped_methods() or _registered_methods()  # the registry imports torch (~2 s)
         unknown = set(overrides) - set(methods)
         if unknown:
-            raise UserError(f"override for unknown method '{sorted(unknown)[0]}' (valid: {', '.join(methods)})")
+            name = sorted(unknown)[0]
+            raise UserError(f"override for unknown method {shown(name)}{did_you_mean(name, methods)} "
+                            f"(valid: {', '.join(methods)})")
     else:
         methods = [args.method]
     if args.method != "all" and set(overrides) - {args.method}:

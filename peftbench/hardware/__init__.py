@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, did_you_mean
 
 DATA = Path(__file__).with_name("profiles.json")
 
@@ -83,29 +83,37 @@ def match_memory_class(text: str) -> Profile:
     matches = [p for p in gpu_profiles().values() if p.nominal_gb == size]
     if not matches:
         sizes = sorted({int(p.nominal_gb) for p in gpu_profiles().values()})
-        raise UserError(f"no GPU profile with {text} (known sizes: {', '.join(f'{s}GB' for s in sizes)})")
+        nearest = min(sizes, key=lambda s: (abs(s - size), s))
+        raise UserError(f"no GPU profile with {text}; did you mean {nearest}GB? "
+                        f"(known sizes: {', '.join(f'{s}GB' for s in sizes)})")
     return min(matches, key=lambda p: (p.memory_bytes, p.peak_flops("bf16"), p.bandwidth_gbs))
+
+
+def profile_name(name: str) -> str:
+    """The catalogue key a `--hardware`/`--gpu` value names: a profile (`t4`, `cpu`), a card's plain name
+    when one profile starts with it (`h100`), or a memory class (`16GB`). Reads only profiles.json, so a typo
+    is refused before this machine's CPU is measured or anything heavy is imported."""
+    key = name.lower()
+    known = [*gpu_profiles(), "cpu"]
+    # A card's plain name ("h100", "a100") is how people say it: take it when one profile starts with it.
+    prefixed = [k for k in known if k.startswith(f"{key}-")]
+    if key in known:
+        return key
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        raise UserError(f"hardware '{name}' is ambiguous: say which of {', '.join(prefixed)}")
+    if re.search(r"\d", key) and re.fullmatch(r"[\d.]+\s*(gb|g|gib)?", key):
+        return match_memory_class(key).name
+    plain_names = {k.split("-")[0] for k in known}
+    raise UserError(f"unknown hardware '{name}'{did_you_mean(key, [*known, *plain_names])} "
+                    f"(valid: {', '.join(known)}, or a size like 16GB)")
 
 
 def resolve(names: list[str] | None) -> dict[str, Profile]:
     """Profiles by name (`t4`, `a100-80gb`, `cpu`) or memory class (`16GB`); None → every GPU profile."""
     if not names:
         return gpu_profiles()
-    known = catalogue(include_cpu="cpu" in names)
-    out: dict[str, Profile] = {}
-    for name in names:
-        key = name.lower()
-        # A card's plain name ("h100", "a100") is how people say it: take it when one profile starts with it.
-        prefixed = [k for k in known if k.startswith(f"{key}-")]
-        if key in known:
-            out[key] = known[key]
-        elif len(prefixed) == 1:
-            out[prefixed[0]] = known[prefixed[0]]
-        elif len(prefixed) > 1:
-            raise UserError(f"hardware '{name}' is ambiguous: say which of {', '.join(prefixed)}")
-        elif re.search(r"\d", key) and re.fullmatch(r"[\d.]+\s*(gb|g|gib)?", key):
-            profile = match_memory_class(key)
-            out[profile.name] = profile
-        else:
-            raise UserError(f"unknown hardware '{name}' (valid: {', '.join(known)}, or a size like 16GB)")
-    return out
+    keys = [profile_name(name) for name in names]  # every name checked before the CPU is measured
+    known = catalogue(include_cpu="cpu" in keys)
+    return {key: known[key] for key in keys}

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from peftbench.errors import MethodNotApplicable, UserError
+from peftbench.errors import MethodNotApplicable, UserError, did_you_mean
 from peftbench.vocabulary import ARCHITECTURES, FAMILIES  # noqa: F401  (re-exported)
 
 # Keys that configure training rather than the peft config; every method accepts them.
@@ -152,7 +152,8 @@ def get_method(name: str) -> Method:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UserError(f"unknown method '{name}' (valid: {', '.join(sorted(_REGISTRY))})") from None
+        raise UserError(f"unknown method '{name}'{did_you_mean(name, _REGISTRY)} "
+                        f"(valid: {', '.join(sorted(_REGISTRY))})") from None
 
 
 def recorded_skip_stands(record: Mapping[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
+from peftbench.models.configs import canonical_model
 from peftbench.paths import check_input_dir
 from peftbench.recommend.deploy import serving_order
 from peftbench.recommend.evaluate import recommender_order
@@ -29,7 +30,7 @@ from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
 from peftbench.recommend.multi_gpu import consider_multi_gpu
 from peftbench.recommend.points import Evidence, cached_corpus_points, merge, own_points
-from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, resolve_task
+from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, check_task, resolve_task
 from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, Estimate, Regime, fit, separated
 from peftbench.recommend.render import override_line, quality_reasons, separation_note
 
@@ -104,8 +105,8 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
               deploy: str | None = None, max_latency_overhead: float | None = None,
               adapters_per_base: int = 1) -> Recommendation:
     Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
-    _check_flags(task=task, gpu=gpu, hardware=hardware, model=model, mixed_precision=mixed_precision,
-                 results=results)
+    model = _check_flags(task=task, gpu=gpu, hardware=hardware, model=model, mixed_precision=mixed_precision,
+                         results=results)
     target = resolve_gpu(gpu, hardware)  # before the evidence is read: a bad card name costs nothing
     runs = default_evidence(results).runs
     query = resolve_task(task, runs, data, model)
@@ -155,14 +156,18 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
 
 
 def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str | None,
-                 mixed_precision: str | None, results: Path | None) -> None:
-    """Bad input is refused before any evidence is read or any estimate traced."""
+                 mixed_precision: str | None, results: Path | None) -> str | None:
+    """Bad input is refused before any evidence is read or any estimate traced, and before torch or
+    transformers is imported: a mistyped name costs well under a second. Returns the model as the estimator
+    names it (a preset's hub id becomes the preset's name, so both spellings get the same answer)."""
     if mixed_precision not in (None, "bf16", "fp16"):
         raise UserError(f"--mixed-precision must be bf16 or fp16, got {mixed_precision!r}")
     check_input_dir(results, "--results")
     for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
         if value is not None and not value.strip():
             raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
+    check_task(task)
+    return None if model is None else canonical_model(model)
 
 
 def _explain_first(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, target: Gpu) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError, shown
+from peftbench.errors import UserError, did_you_mean, shown
 from peftbench.paths import is_dir, is_file
 from peftbench.recommend.evidence import Run
 
@@ -70,13 +70,18 @@ class Limits:
                 number(value, flag, low=0.0, low_open=True, high=1e12)
 
 
+def check_task(task: str) -> None:
+    """A kind, or something shaped SUITE/TASK (whose suite file says whether it exists); a typo of a kind is
+    refused with the closest kinds, before any evidence is read."""
+    if "/" not in task and task.lower() not in KIND_ALIASES:
+        raise UserError(f"unknown task {shown(task)}{did_you_mean(task, KIND_ALIASES)} (give a kind: "
+                        f"{', '.join(KIND_ALIASES)}; or SUITE/TASK)")
+
+
 def resolve_task(task: str, runs: list[Run], data: Path | None = None, model: str | None = None) -> TaskQuery:
-    if "/" in task and task.lower() not in KIND_ALIASES:
-        query = _benchmarked(task, runs)
-    elif task.lower() in KIND_ALIASES:
-        query = _kind(task.lower(), runs)
-    else:
-        raise UserError(f"unknown task {shown(task)}: give a kind ({', '.join(KIND_ALIASES)}) or SUITE/TASK")
+    check_task(task)
+    benchmarked = "/" in task and task.lower() not in KIND_ALIASES
+    query = _benchmarked(task, runs) if benchmarked else _kind(task.lower(), runs)
     if data is not None:
         _profile_data(query, data, model)
     return query
