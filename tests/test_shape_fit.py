@@ -114,38 +114,56 @@ def test_shipped_fits_match_the_method_registry():
     assert keys <= set(store["fits"])
 
 
-# One method of each family (and peftbench's own layer code) in the default run; the rest when slow tests run.
-CANARIES = ("full", "lora", "adalora", "adapter", "ia3", "bitfit", "prompt_tuning")
-
-
 def _registered() -> list:
+    """Every method; the canaries' (one of each family and peftbench's own layer code) in the default run."""
+    from peftbench.estimate.canary import FAMILY_CANARIES
     from peftbench.methods import registry
 
-    return [m if m in CANARIES else pytest.param(m, marks=pytest.mark.slow) for m in sorted(registry())]
+    return [m if m in FAMILY_CANARIES else pytest.param(m, marks=pytest.mark.slow) for m in sorted(registry())]
 
 
 @pytest.mark.parametrize("method", _registered())
 def test_canary_shipped_fit_equals_a_fresh_trace(method):
-    """The guard that replaces hashing the source: a shipped fit must equal a trace by today's code, for every
-    method, at a shape that is not an anchor. A change that alters traced numbers fails here — then bump
-    `peftbench.versions.ESTIMATOR_VERSION` (or the method's `version`) and rebuild the fits."""
-    from peftbench.errors import MethodNotApplicable
-    from peftbench.estimate import estimate, estimate_config
-    from peftbench.models.configs import load_any_config
+    """The guard that replaces keying caches by library versions or source bytes: a shipped fit must equal a
+    trace by today's code and today's libraries, for every method, at a shape that is not an anchor. A change
+    that alters traced numbers fails here — then bump `peftbench.versions.ESTIMATOR_VERSION` (or the method's
+    `version`) and rebuild the fits; a library release that does fails here too (`peftbench doctor` says so)."""
+    from peftbench.estimate import canary
 
-    model, kwargs = "qwen2.5-0.5b", dict(batch_size=3, seq_len=700, hardware=["16GB"])
-    try:
-        fast = estimate(model, method, **kwargs)
-    except MethodNotApplicable:  # shipped as not applicable: today's code must agree
-        with pytest.raises(MethodNotApplicable):
-            estimate_config(load_any_config(model), model, method, **kwargs)
-        return
-    slow = estimate_config(load_any_config(model), model, method, **kwargs)
-    assert fast.settings["answered_from"].startswith("shape fit") and slow.settings["answered_from"] == "trace"
-    message = f"{method}: the shipped fit differs from a fresh trace: bump ESTIMATOR_VERSION and rebuild the fits"
-    assert fast.peak_bytes == pytest.approx(slow.peak_bytes, rel=0.005), message
-    assert fast.flops_per_step == pytest.approx(slow.flops_per_step, rel=0.03), message
-    assert (fast.trainable_params, fast.total_params) == (slow.trainable_params, slow.total_params), message
+    result = canary.check("qwen2.5-0.5b", method)
+    assert result.holds, f"{method}: {canary.verdict([result])}"
+
+
+@pytest.mark.parametrize("model", ["llama-3.2-1b", "mistral-7b", "gemma-2-2b"])
+def test_canary_architectures(model):
+    from peftbench.estimate import canary
+
+    result = canary.check(model, "lora")
+    assert result.fit_peak is not None and result.holds, canary.verdict([result])
+
+
+def test_canary_says_drifted_with_the_rebuild_command(monkeypatch):
+    """A canary that cannot fail guards nothing: a fit 2% off a fresh trace is reported drifted."""
+    import copy
+
+    from peftbench.estimate import canary, front_cache
+
+    real = front_cache.load_fit
+
+    def inflated(*args, **kwargs):
+        entry = copy.deepcopy(real(*args, **kwargs))
+        for depth in entry["fit"]["per_depth"]:
+            for ops in depth["phases"].values():
+                for op in ops:
+                    for coefs in op:
+                        coefs[:] = [c * 1.02 for c in coefs]
+        return entry
+
+    monkeypatch.setattr(front_cache, "load_fit", inflated)
+    result = canary.check("qwen2.5-0.5b", "lora")
+    assert not result.holds and result.peak_drift == pytest.approx(0.02, abs=0.005)
+    line = canary.verdict([result])
+    assert line.startswith(f"drifted by {result.peak_drift:.1%} on peak memory") and "ship_fits --rebuild" in line
 
 
 def test_shapes_outside_the_checked_range_are_traced(tmp_path):

@@ -79,12 +79,24 @@ def estimate(model: str, method: str, *, overrides: dict | None = None, task_kin
 
     Raises `UserError` for bad input and `MethodNotApplicable` when the method cannot wrap this model.
     """
-    from peftbench.estimate.front_cache import front_load, front_store
-    from peftbench.models.configs import load_any_config
-
     _validate(task_kind, batch_size, seq_len, dtype, mixed_precision, optimizer, num_labels)
     _validate_model(model)
     _validate_overrides(method, overrides)
+    return estimate_setting(model, method, overrides=overrides, task_kind=task_kind, batch_size=batch_size,
+                            seq_len=seq_len, dtype=dtype, mixed_precision=mixed_precision, optimizer=optimizer,
+                            gradient_checkpointing=gradient_checkpointing, hardware=hardware, num_labels=num_labels)
+
+
+def estimate_setting(model: str, method: str, *, overrides: dict | None = None, task_kind: str = "generation",
+                     batch_size: int = 8, seq_len: int = 512, dtype: str = "bf16", mixed_precision: str | None = None,
+                     optimizer: str = "adamw", gradient_checkpointing: bool = False,
+                     hardware: list[str] | None = None, num_labels: int = 2) -> Estimate:
+    """`estimate` for a setting the caller derived from the registry's own declarations (the recommender's
+    suggestions), so not checked again: checking hyper-parameters imports the registry, and with it torch
+    (seconds), on a path that otherwise answers from shipped fits without torch."""
+    from peftbench.estimate.front_cache import front_load, front_store
+    from peftbench.models.configs import load_any_config
+
     kwargs = dict(overrides=overrides, task_kind=task_kind, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
                   mixed_precision=mixed_precision, optimizer=optimizer,
                   gradient_checkpointing=gradient_checkpointing, hardware=hardware, num_labels=num_labels)

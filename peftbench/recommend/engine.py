@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from peftbench.paths import check_input_dir
 from peftbench.recommend.deploy import serving_order
 from peftbench.recommend.evaluate import recommender_order
 from peftbench.recommend.evidence import seed_spread
-from peftbench.recommend.feasibility import Cost, CostModel, Gpu, resolve_gpu
+from peftbench.recommend.feasibility import Cost, CostModel, Gpu, resolve_gpu, search_in_parallel
 from peftbench.recommend.fitting import default_evidence, method_catalogue
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
@@ -246,23 +245,11 @@ def _candidates(costs: CostModel, query: TaskQuery, model: ModelInfo, catalogue:
         meta = catalogue[name]
         hps, notes = suggest(name, meta["defaults"], size, query.train_examples, model.architecture, evidence.points)
         plans.append((name, meta, hps, notes))
-    todo = [p for p in plans if _applicable(p[1], model, costs) is None
-            and not costs.is_cached(model.name, p[0], p[2], batch)]
-    bar = None
-    if todo and progress:
-        from tqdm import tqdm
-
-        print(f"peftbench: {len(todo)} memory estimate(s) not cached for {model.name}: tracing them "
-              "(tens of seconds each on a CPU; cached afterwards)", file=sys.stderr)
-        bar = tqdm(total=len(todo), desc="tracing", unit="method", file=sys.stderr)
-    out = []
-    for name, meta, hps, notes in plans:
-        out.append(_candidate(costs, query, model, name, meta, hps, notes, batch, epochs))
-        if bar is not None and any(p[0] == name for p in todo):
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return out
+    todo = [(name, hps) for name, meta, hps, _ in plans if _applicable(meta, model, costs) is None
+            and not costs.is_cached(model.name, name, hps, batch)]
+    if todo:
+        search_in_parallel(costs, model.name, todo, batch, progress)
+    return [_candidate(costs, query, model, name, meta, hps, notes, batch, epochs) for name, meta, hps, notes in plans]
 
 
 def _probe_params(costs: CostModel, model: ModelInfo, batch: int) -> float:

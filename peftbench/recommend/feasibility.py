@@ -100,9 +100,24 @@ class CostModel:
                       checkpointing, self.num_labels, self.dtype, self.mixed_precision)
 
     def is_cached(self, model: str, method: str, overrides: dict[str, Any], batch: int) -> bool:
-        """Whether the first configuration the search tries is cached (else the call must trace)."""
+        """Whether the search can answer without tracing: its first configuration is cached, or shipped shape
+        fits cover the method's setting with and without gradient checkpointing (any batch size)."""
         entry = self.cache.get(self._key(model, method, overrides, batch, False))
-        return entry is not None and (entry.get("profiles") is None or self.gpu.profile in entry["profiles"])
+        if entry is not None and (entry.get("profiles") is None or self.gpu.profile in entry["profiles"]):
+            return True
+        # Fits are CUDA traces: a CPU query (measured on this machine) and mixed precision always trace.
+        return self.gpu.profile != "cpu" and self.mixed_precision is None and \
+            all(self._fit_covers(model, method, overrides, ckpt) for ckpt in (False, True))
+
+    def _fit_covers(self, model: str, method: str, overrides: dict[str, Any], ckpt: bool) -> bool:
+        from peftbench.estimate.front_cache import load_fit
+
+        setting = {"overrides": {k: v for k, v in overrides.items() if k != "learning_rate"},
+                   "task_kind": self.task_kind, "dtype": self.dtype, "mixed_precision": None, "optimizer": "adamw",
+                   "gradient_checkpointing": ckpt, "num_labels": self.num_labels}
+        entry = load_fit(model, method, setting, "cuda")
+        return entry is not None and ("not_applicable" in entry or
+                                      entry["seq_range"][0] <= self.seq_len <= entry["seq_range"][1])
 
     def raw(self, model: str, method: str, overrides: dict[str, Any], batch: int, checkpointing: bool) -> dict:
         key = self._key(model, method, overrides, batch, checkpointing)
@@ -116,13 +131,13 @@ class CostModel:
         import warnings
 
         from peftbench.errors import MethodNotApplicable
-        from peftbench.estimate import estimate
+        from peftbench.estimate.api import estimate_setting
 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # transformers' deprecation notices are not the user's concern
                 shape = {k: v for k, v in overrides.items() if k != "learning_rate"}
-                est = estimate(model, method, overrides=shape, task_kind=self.task_kind, batch_size=batch,
+                est = estimate_setting(model, method, overrides=shape, task_kind=self.task_kind, batch_size=batch,
                                seq_len=self.seq_len, dtype=self.dtype, mixed_precision=self.mixed_precision,
                                gradient_checkpointing=ckpt,
                                hardware=sorted(set(all_profiles()) | {self.gpu.profile}), num_labels=self.num_labels)
@@ -212,6 +227,59 @@ class CostModel:
                         f"(its smallest peak, at {setting}; the stated GPU has "
                         f"{self.gpu.memory_bytes / 2**30:.0f} GiB)")
         return remedies
+
+
+def search_in_parallel(costs: CostModel, model: str, todo: list[tuple[str, dict[str, Any]]], batch: int,
+                       progress: bool) -> None:
+    """Run `CostModel.search` for methods whose estimates must be traced, one process per CPU core, and keep
+    what they computed in `costs`: a trace is single-threaded work of seconds to tens of seconds per method
+    (BOFT's butterfly factors are ~20,000 ops a layer), independent between methods."""
+    import multiprocessing
+    import os
+    import sys
+    import time
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # A worker pays torch's imports (~3 s) once: not worth it for a method or two.
+    workers = 1 if len(todo) < 3 else min(len(todo), cores)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        print(f"peftbench: {len(todo)} memory estimate(s) not shipped or cached for {model}: tracing them on "
+              f"{workers} CPU core(s) (seconds to a minute each; cached afterwards)", file=sys.stderr)
+        bar = tqdm(total=len(todo), desc="tracing", unit="method", file=sys.stderr)
+    start = time.perf_counter()
+    if workers == 1:
+        for name, hps in todo:
+            costs.search(model, name, hps, batch)
+            if bar is not None:
+                bar.update(1)
+    else:
+        args = (costs.gpu, costs.task_kind, costs.seq_len, costs.num_labels, costs.mixed_precision)
+        # spawn, not fork: the parent may already run torch's thread pools, which a forked child can deadlock on.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_search_entries, args, model, name, hps, batch) for name, hps in
+                       sorted(todo, key=lambda t: t[0] not in SLOW_TO_TRACE)]  # longest first: less idle tail
+            for future in as_completed(futures):
+                costs.new.update(future.result())
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+        print(f"peftbench: traced in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+
+# Methods whose traces take the longest (many small ops per layer), started first by `search_in_parallel`.
+SLOW_TO_TRACE = ("boft", "dora", "loha", "lokr", "adalora")
+
+
+def _search_entries(args: tuple, model: str, method: str, hps: dict[str, Any], batch: int) -> dict[str, Any]:
+    """In a worker process: the estimates one method's search computed."""
+    costs = CostModel(*args)
+    costs.search(model, method, hps, batch)
+    return costs.new
 
 
 # ---- multi-GPU hook (issue 17) ---------------------------------------------------------------------------
