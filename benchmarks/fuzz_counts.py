@@ -72,6 +72,9 @@ def cases() -> list[tuple[str, Any, Callable[[Any], str | None], int]]:
         ("`recommend` flags, at least one bad", fc.recommend_argv(), _recommend, 150),
         ("suite YAML documents (`load_suite`)", fc.suite_documents(), fc.check_suite, 1500),
         ("suite YAML documents refused, `run` end to end", fc.suite_documents(), _suite_e2e, 40),
+        ("hostile YAML override values (aliases, repeated keys, depth, digits, 1e-4)", fc.hostile_yaml(),
+         fc.check_override_value, 400),
+        ("suite files with a hostile YAML value or a repeated key", fc.hostile_suites(), fc.check_suite, 300),
     ]
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,22 +79,106 @@ def _load_hub(task: TaskSpec) -> dict[str, Any]:
 
 
 def _load_file(path: Path, task: TaskSpec) -> Any:
+    return load_data_file(path, task.fields.values(), f"task '{task.name}'")
+
+
+def load_data_file(path: Path, columns: Iterable[str], where: str) -> Any:
+    """One local data file as a `datasets.Dataset`, every problem a one-line UserError starting with `where`:
+    an unknown format, a missing, empty or non-UTF-8 file, JSON nested too deep to parse safely, a parse
+    failure. `columns` (field specs such as `a + b` allowed) are the ones the caller reads: in a CSV file they
+    are read as the strings written (see _csv_options)."""
     import datasets
 
     fmt = FORMATS.get(path.suffix)
     if fmt is None:
-        raise UserError(f"task '{task.name}': {path} must be one of {', '.join(FORMATS)}")
+        raise UserError(f"{where}: {path} must be one of {', '.join(FORMATS)}")
     if not is_file(path):
-        raise UserError(f"task '{task.name}': data file {path} does not exist")
-    if fmt != "parquet" and not _utf8_text(path, task):
-        raise UserError(f"task '{task.name}': data file {path} is empty")
+        raise UserError(f"{where}: data file {path} does not exist")
+    if fmt != "parquet" and not _utf8_text(path, where):
+        raise UserError(f"{where}: data file {path} is empty")
+    if fmt == "json":
+        check_json_depth(path, where)
+    options = _csv_options(path, columns, where) if fmt == "csv" else {}
     try:
-        return datasets.load_dataset(fmt, data_files=str(path), split="train")
+        with _datasets_quiet():
+            return datasets.load_dataset(fmt, data_files=str(path), split="train", **options)
     except (datasets.exceptions.DatasetGenerationError, StopIteration) as exc:
-        raise UserError(f"task '{task.name}': cannot parse {path}: {exc.__cause__ or exc}") from None
+        raise UserError(f"{where}: cannot parse {path}: {_first_line(exc.__cause__ or exc)}") from None
 
 
-def _utf8_text(path: Path, task: TaskSpec) -> bool:
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+@contextlib.contextmanager
+def _datasets_quiet() -> Iterator[None]:
+    """datasets logs its own "Failed to read file ..." line before raising; peftbench's one line says the same."""
+    from datasets.utils import logging as datasets_logging
+
+    level = datasets_logging.get_verbosity()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets_logging.set_verbosity(level)
+
+
+def _csv_options(path: Path, columns: Iterable[str], where: str) -> dict[str, Any]:
+    """pandas' reading of a CSV file, for datasets: the columns the task reads are strings as written, where
+    pandas would guess `NA`, `None`, `null`, `n/a`... to be missing (a label `NA` is a label, a text `None` a
+    text); only an empty cell is missing there. The other columns keep pandas' own reading."""
+    import pandas as pd
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    try:
+        header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{where}: cannot parse {path}: {_first_line(exc)}") from None
+    read = {part for spec in columns for part in _parts(spec)} & set(header)
+    return {"converters": {column: str for column in read}, "keep_default_na": False,
+            "na_values": {column: [""] if column in read else sorted(STR_NA_VALUES) for column in header}}
+
+
+MAX_DATA_DEPTH = 100  # nested lists/objects in a data file; a row is a few fields, at most a level or two deep
+# A string, or a bracket outside strings (group 1). A string not closed on its line runs to the line's end:
+# the closing quote is optional, so a match never fails and backtracks, and the scan stays linear.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|([][{}])')
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def check_json_depth(path: Path, where: str) -> None:
+    """Refuse a JSON or JSON-lines file nested deeper than MAX_DATA_DEPTH: datasets' JSON readers recurse,
+    and 100,000 levels kill the process with SIGSEGV instead of raising. Counted on the text (brackets
+    outside strings, which JSON keeps on one line), so nothing deep is ever handed to a parser."""
+    depth, line = 0, 1
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        while chunk := handle.read(1 << 20):
+            chunk += handle.readline()  # whole lines: a string never spans two chunks
+            levels = list(_levels(chunk, depth))
+            if max(levels, default=0) > MAX_DATA_DEPTH:
+                raise UserError(f"{where}: data file {path} line {line + _deep_line(chunk, depth)} nests "
+                                f"values more than {MAX_DATA_DEPTH} levels deep; a row is a record of fields")
+            depth, line = levels[-1] if levels else depth, line + chunk.count("\n")
+
+
+def _levels(text: str, depth: int) -> Iterator[int]:
+    """The nesting depth after each bracket of `text`, starting at `depth`; never below 0, so that stray
+    closing brackets cannot hide the openers after them."""
+    steps = map(_DEPTH_STEP.__getitem__, filter(None, _JSON_TOKEN.findall(text)))
+    return itertools.accumulate(steps, lambda level, step: max(0, level + step), initial=depth)
+
+
+def _deep_line(chunk: str, depth: int) -> int:
+    """The index of the chunk's first line that goes past MAX_DATA_DEPTH, starting at `depth`."""
+    for index, text in enumerate(chunk.split("\n")):
+        levels = list(_levels(text, depth))
+        if max(levels) > MAX_DATA_DEPTH:
+            return index
+        depth = levels[-1]
+    return 0
+
+
+def _utf8_text(path: Path, where: str) -> bool:
     """Whether the file holds anything but whitespace; a UserError where it is not UTF-8 (datasets would
     fail deep inside its JSON or CSV reader with a traceback)."""
     import codecs
@@ -102,13 +190,13 @@ def _utf8_text(path: Path, task: TaskSpec) -> bool:
             try:
                 content = bool(decoder.decode(chunk).strip()) or content
             except UnicodeDecodeError as exc:
-                raise UserError(f"task '{task.name}': data file {path} is not UTF-8 (byte {offset + exc.start}); "
+                raise UserError(f"{where}: data file {path} is not UTF-8 (byte {offset + exc.start}); "
                                 "save it as UTF-8") from None
             offset += len(chunk)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        raise UserError(f"task '{task.name}': data file {path} ends inside a UTF-8 character; save it as UTF-8") \
+        raise UserError(f"{where}: data file {path} ends inside a UTF-8 character; save it as UTF-8") \
             from None
     return content
 

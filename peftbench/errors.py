@@ -16,9 +16,25 @@ class MethodNotApplicable(Exception):
 
 def shown(value: Any, limit: int = 80) -> str:
     """A user's value as an error message may echo it: repr-like, so CR/LF and control characters appear
-    escaped (a value can neither break the one-line message nor rewrite the terminal), and cut to `limit`."""
-    text = repr(value)
+    escaped (a value can neither break the one-line message nor rewrite the terminal), and cut to `limit`.
+
+    Shortened before it is rendered, not after: the repr of a list of a billion items, or of a long text,
+    costs what the whole value costs, and an int of more than 4300 digits has no repr at all."""
+    text = _short_repr(value, limit)
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _short_repr(value: Any, limit: int) -> str:
+    import reprlib
+
+    if isinstance(value, str):
+        return repr(value[:limit])  # the cut below drops the closing quote, as for any long value
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxset = 3, 8, 8, 8, 8
+    short.maxstring = short.maxother = short.maxlong = limit
+    return short.repr(value)
 
 
 def one_line(message: str) -> str:

@@ -1,5 +1,6 @@
 """`key=value` command-line overrides, Hydra style: `methods=[lora,ia3]`, `train.max_steps=20`,
-`methods.lora.r=16`. Values are parsed as YAML flow scalars/lists (what OmegaConf's dotlist does too)."""
+`methods.lora.r=16`. Values are parsed as YAML flow scalars/lists (what OmegaConf's dotlist does too), by
+`peftbench.safe_yaml`: `1e-4` is a number, and aliases, repeated keys and deep nesting are refused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from peftbench import safe_yaml
 from peftbench.errors import UserError, shown
 
 TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs",
@@ -31,7 +33,9 @@ def parse_overrides(tokens: list[str]) -> Overrides:
         if not sep or not key:
             raise UserError(f"override {shown(token)} must look like key=value (e.g. train.max_steps=20)")
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = safe_yaml.load(raw, safe_yaml.MAX_VALUE_BYTES) if raw else None
+        except safe_yaml.Refused as exc:
+            raise UserError(f"override {shown(token)}: {exc.reason}") from None
         except yaml.YAMLError:
             raise UserError(f"override {shown(token)}: cannot parse value {shown(raw)} (YAML: a number, true/false, "
                             "a word or a [list])") from None

@@ -49,7 +49,7 @@ def exists(path: Path | str) -> bool:
 
 def check_output_file(path: Path, flag: str = "-o") -> Path:
     """A file the command may create or replace: its folder exists and is writable, and it is no folder."""
-    path = _checked_names(Path(path).expanduser(), flag)
+    path = check_names(Path(path).expanduser(), flag)
     parent = path.parent if str(path.parent) else Path(".")
     if is_dir(path):
         raise UserError(f"{flag} {shown(str(path))} is a folder; name a file")
@@ -63,7 +63,7 @@ def check_output_file(path: Path, flag: str = "-o") -> Path:
 
 def check_output_dir(path: Path, flag: str = "-o") -> Path:
     """A folder the command may create (with its parents) and write into."""
-    path = _checked_names(Path(path).expanduser(), flag)
+    path = check_names(Path(path).expanduser(), flag)
     if exists(path) and not is_dir(path):
         raise UserError(f"{flag} {shown(str(path))} is a file; name a folder")
     existing = path
@@ -72,6 +72,37 @@ def check_output_dir(path: Path, flag: str = "-o") -> Path:
     if not is_dir(existing) or not _writable(existing):
         raise UserError(f"{flag} {shown(str(path))}: {shown(str(existing))} is not a writable folder")
     return path
+
+
+def check_results_dir(path: Path, flag: str = "--results") -> Path:
+    """A results root `run` may create and write into: a folder (or a name that can become one) in a writable
+    place, and outside peftbench's own shipped folders — its package, suites, reference results and published
+    evidence, which an installed package holds as package data and which a user's runs must never mix into
+    (a `smoke/` folder of fresh runs inside the reference results would be read as reference runs).
+    Checked before anything is written."""
+    if not str(path).strip():
+        raise UserError(f"{flag} is empty; name a folder for the results")
+    path = check_output_dir(Path(path), flag)
+    try:
+        resolved = path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise UserError(f"{flag} {shown(str(path))}: cannot be resolved to a folder") from None
+    for folder in shipped_folders():
+        if resolved == folder or folder in resolved.parents:
+            raise UserError(f"{flag} {shown(str(path))} is inside peftbench's own shipped folder {folder}, which "
+                            "holds the package's data: write your runs elsewhere")
+    return path
+
+
+def shipped_folders() -> list[Path]:
+    """The folders peftbench ships (resolved): the package itself and its package-data folders, which a source
+    checkout keeps beside the package."""
+    from peftbench.recommend.corpus import published_dir
+    from peftbench.results import reference_results_dir
+    from peftbench.suites import suites_dir
+
+    package = Path(__file__).resolve().parent
+    return [package, *(folder.resolve() for folder in (suites_dir(), reference_results_dir(), published_dir()))]
 
 
 def check_input_dir(path: Path | None, flag: str) -> Path | None:
@@ -84,7 +115,9 @@ def check_input_dir(path: Path | None, flag: str) -> Path | None:
 NAME_MAX = 255  # bytes in one file name on every common file system
 
 
-def _checked_names(path: Path, flag: str) -> Path:
+def check_names(path: Path, flag: str) -> Path:
+    """`path` if each name in it fits a file system (NAME_MAX bytes) and holds no NUL: found before any work,
+    not when the file is finally written."""
     for part in path.parts:
         if "\x00" in part or len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
             raise UserError(f"{flag} {shown(str(path))}: a name in it is longer than {NAME_MAX} bytes or holds a NUL")

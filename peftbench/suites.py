@@ -7,7 +7,7 @@ peftbench's own suites ship inside the package (`peftbench.suite_files`; `suites
 from __future__ import annotations
 
 import dataclasses
-import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,14 @@ DEFAULT_METRICS = {
     "generation": ["rouge1", "rouge2", "rougeL", "bleu", "chrf"],
     "multiple_choice": ["accuracy"],
 }
+
+
+INT_MAX = 2**31 - 1  # beyond any batch size, thread count or accumulation a run could allocate
+# Fine-tuning schedules run hundreds to hundreds of thousands of optimizer steps. Ten million micro-batches
+# is beyond any of them (about six days even at 50 ms a micro-batch), so a larger count is a typo like
+# `max_steps=1e23` — which would otherwise spin until the run's timeout, as the worker walks every planned
+# micro-batch before training (training.longest_padded_batch).
+MAX_MICRO_BATCHES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Every value's type and range; bools are not numbers, and nan or inf are not numbers either."""
-        for name in ("max_steps", "batch_size", "eval_batch_size", "threads", "gradient_accumulation_steps"):
-            positive_int(getattr(self, name), f"train.{name}")
+        positive_int(self.max_steps, "train.max_steps", high=MAX_MICRO_BATCHES)
+        for name in ("batch_size", "eval_batch_size", "threads", "gradient_accumulation_steps"):
+            positive_int(getattr(self, name), f"train.{name}", high=INT_MAX)
+        if self.max_steps * self.gradient_accumulation_steps > MAX_MICRO_BATCHES:
+            per_step = f" of {self.gradient_accumulation_steps} micro-batches" \
+                if self.gradient_accumulation_steps > 1 else ""
+            raise UserError(f"train.max_steps must be at most {MAX_MICRO_BATCHES // self.gradient_accumulation_steps}"
+                            f" optimizer steps{per_step} ({MAX_MICRO_BATCHES} micro-batches in all), "
+                            f"got {shown(self.max_steps)}")
         if self.learning_rate is not None:
             number(self.learning_rate, "train.learning_rate", low=0.0, low_open=True)
         number(self.lr_multiplier, "train.lr_multiplier", low=0.0, low_open=True)
@@ -98,17 +113,21 @@ def boolean(value: Any, name: str) -> bool:
     return value
 
 
-def positive_int(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"{name} must be a positive integer, got {shown(value)}")
+def positive_int(value: Any, name: str, high: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (high is not None and value > high):
+        bound = f" of at most {high}" if high is not None else ""
+        raise UserError(f"{name} must be a positive integer{bound}, got {shown(value)}")
     return value
+
+
+FLOAT_MAX = sys.float_info.max
 
 
 def number(value: Any, name: str, low: float | None = None, high: float | None = None,
            low_open: bool = False) -> float:
     """A finite int or float (not a bool) within [low, high] (or (low, high] when `low_open`)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int)
-                                                                              or math.isfinite(value))
+    # An int past the float range is no finite number either: every rate and ratio becomes a float later.
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and -FLOAT_MAX <= value <= FLOAT_MAX
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
@@ -201,14 +220,7 @@ SUITE_KEYS = ("name", "description", "model", "methods", "seeds", "train", "task
 def load_suite(name: str, directory: Path | None = None) -> Suite:
     """Parse and validate a suite; every problem is a UserError naming the file and the field."""
     path = suite_path(name, directory)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a suite must be a mapping with 'name' and 'tasks'")
     unknown = set(raw) - set(SUITE_KEYS)
@@ -245,6 +257,27 @@ def load_suite(name: str, directory: Path | None = None) -> Suite:
     for task in parsed + hub:
         TrainConfig.build(suite.train, task.train)
     return suite
+
+
+def _read_yaml(path: Path) -> Any:
+    """The suite file's value, read by `peftbench.safe_yaml` (no aliases, no repeated keys, bounded depth),
+    and no more of the file than a suite can need: a huge file is refused before it is parsed."""
+    from peftbench import safe_yaml
+
+    with path.open("rb") as handle:
+        data = handle.read(safe_yaml.MAX_SUITE_BYTES + 1)
+    if len(data) > safe_yaml.MAX_SUITE_BYTES:
+        raise UserError(f"{path}: larger than {safe_yaml.MAX_SUITE_BYTES} bytes; a suite file is a few KB")
+    try:
+        return safe_yaml.load(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except safe_yaml.Refused as exc:
+        raise UserError(f"{path}{f' at line {exc.line}' if exc.line else ''}: {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
 
 
 def _text(value: Any, where: str) -> str:

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 NASTY_SCALARS = [".nan", ".inf", "-.inf", "-1", "0", "1", "2", "0.5", "1e308", "-149793", "abc", "ü", "true",
                  "false", "'false'", "maybe", "null", "", "99999999999999999999", "[]", "[1,2]", "[a,b]",
                  "[nonexistent]", "{a: 1}", "fp16", "cuda", "cudaXYZ", "../../x", "/abs", "a\\r\\nb", "'\r\n'",
-                 "$\\frac{x$", "[", "{", ":", "- a", "x" * 300, "x" * 300 + ".yaml", "a\x00b"]
+                 "$\\frac{x$", "[", "{", ":", "- a", "x" * 300, "x" * 300 + ".yaml", "a\x00b", "1e-4", "5E-4",
+                 "1e23", "1e400", "-1e2", "[3e-1,1]", "&a [x]", "[&a x, *a]", "{a: 1, a: 2}", "[" * 40 + "]" * 40,
+                 "9" * 5000]
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 VALUE = st.one_of(st.sampled_from(NASTY_SCALARS), TEXT, st.integers(-(2**70), 2**70).map(str),
                   st.floats(allow_nan=True, allow_infinity=True).map(repr))
@@ -32,7 +34,7 @@ VALUE = st.one_of(st.sampled_from(NASTY_SCALARS), TEXT, st.integers(-(2**70), 2*
 TRAIN_KEYS = ["max_steps", "batch_size", "eval_batch_size", "learning_rate", "lr_multiplier", "weight_decay",
               "warmup_ratio", "max_grad_norm", "dtype", "gradient_checkpointing", "threads", "nosuch"]
 LORA_KEYS = ["r", "lora_alpha", "lora_dropout", "use_dora", "target_modules", "learning_rate", "init_lora_weights",
-             "layers_to_transform", "use_rslora", "bias", "nosuch"]
+             "layers_to_transform", "use_rslora", "bias", "modules_to_save", "nosuch"]
 RUN_KEYS = (["model", "device", "seeds", "timeout", "trust_remote_code", "scale", "jobs", "save_adapters",
              "methods", "tasks", "nosuch", "", "suite"]
             + [f"train.{k}" for k in TRAIN_KEYS] + ["sizes.train", "sizes.eval", "sizes.nosuch"]
@@ -51,14 +53,15 @@ GOOD_VALUES = {
     "model": ["minilm"], "device": ["cpu"], "seeds": ["0", "[0,1]", "4294967295"], "timeout": ["60", "0.5", "null"],
     "trust_remote_code": ["false"], "scale": ["default"], "jobs": ["1", "auto"], "save_adapters": ["true", "false"],
     "methods": ["[lora]", "lora"], "tasks": ["[rt_sentiment]"], "suite": ["smoke"],
-    "train.max_steps": ["1", "20"], "train.batch_size": ["2"], "train.eval_batch_size": ["4"],
+    "train.max_steps": ["1", "20", "2e1"], "train.batch_size": ["2"], "train.eval_batch_size": ["4"],
     "train.learning_rate": ["1e-4", "0.01", "null"], "train.lr_multiplier": ["0.5", "4"],
     "train.weight_decay": ["0", "0.01"], "train.warmup_ratio": ["0", "0.1", "1"], "train.max_grad_norm": ["0", "1.0"],
     "train.dtype": ["fp32", "bf16"], "train.gradient_checkpointing": ["true", "false"], "train.threads": ["1"],
     "sizes.train": ["8"], "sizes.eval": ["8"], "methods.lora.r": ["1", "4", "64"], "methods.lora.lora_alpha": ["8"],
     "methods.lora.lora_dropout": ["0", "0.1", "0.99"], "methods.lora.use_dora": ["true", "false"],
     "methods.lora.target_modules": ["[query]", "[query, value]", "all-linear", "null"],
-    "methods.lora.learning_rate": ["0.001"], "methods.lora.init_lora_weights": ["true", "gaussian"],
+    "methods.lora.learning_rate": ["0.001", "5E-4"], "methods.lora.modules_to_save": ["[classifier]", "null"],
+    "methods.lora.init_lora_weights": ["true", "gaussian"],
     "methods.lora.layers_to_transform": ["[0, 1]", "0"], "methods.lora.use_rslora": ["true"],
     "methods.lora.bias": ["none", "all"],
 }
@@ -233,3 +236,65 @@ def check_suite(text: str) -> str:
         assert all(isinstance(v, int) and v > 0 for v in task.sizes.values())
         assert isinstance(task.fields, dict) and all(isinstance(v, str) for v in task.fields.values())
     return "accepted"
+
+
+# ---- hostile YAML: aliases, repeated keys, deep nesting, huge numbers, scientific notation --------------------
+@st.composite
+def hostile_yaml(draw: Any) -> str:
+    """One YAML flow value of a kind that once hung, crashed or silently misread: an alias bomb (a few hundred
+    bytes that expand to billions of items), an anchor reused, a repeated key, nesting thousands deep, an
+    integer past Python's 4300-digit limit, or a number in scientific notation (YAML 1.1 read `1e-4` as text)."""
+    kind = draw(st.sampled_from(["bomb", "alias", "duplicate", "deep", "digits", "scientific"]))
+    if kind == "bomb":
+        width, levels = draw(st.integers(2, 9)), draw(st.integers(1, 12))
+        parts = [f"&a0 [{','.join(['x'] * width)}]"]
+        parts += [f"&a{i} [{','.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+        return "[" + ", ".join(parts) + "]"
+    if kind == "alias":
+        anchor, alias = draw(st.sampled_from(["a", "x1", "long"])), draw(st.sampled_from(["a", "x1", "long", "b"]))
+        return f"[&{anchor} {draw(st.sampled_from(['1', '[a, b]', '{k: v}']))}, *{alias}]"
+    if kind == "duplicate":
+        key = draw(st.sampled_from(["a", "r", "1", "true"]))
+        return f"{{{key}: 1, b: 2, {key}: 3}}"
+    if kind == "deep":
+        depth, opener, closer = draw(st.integers(1, 3000)), *draw(st.sampled_from([("[", "]"), ("{a: ", "}")]))
+        return opener * depth + "1" + closer * depth
+    if kind == "digits":
+        return draw(st.sampled_from(["", "-"])) + "9" * draw(st.integers(1, 6000))
+    mantissa = draw(st.sampled_from(["1", "5", "25", "1.5", ".5", "0", "-3"]))
+    return f"{mantissa}{draw(st.sampled_from('eE'))}{draw(st.sampled_from(['', '+', '-']))}{draw(st.integers(0, 500))}"
+
+
+def check_override_value(text: str) -> str:
+    """`methods=VALUE`: refused with one line, or read; either way within a second, and never left as text when it
+    is a number in scientific notation."""
+    import time
+
+    from peftbench.errors import UserError, one_line, shown
+    from peftbench.overrides import parse_overrides
+
+    started = time.perf_counter()
+    try:
+        value = parse_overrides([f"methods={text}"]).values["methods"]
+        shown(value)  # an error message may echo it
+        outcome = "accepted"
+    except UserError as exc:
+        message = one_line(str(exc))
+        assert message.strip() and "\n" not in message and len(message) < 1000, message[:300]
+        outcome = "refused"
+    assert time.perf_counter() - started < 1.0, text[:80]
+    if outcome == "accepted" and re.fullmatch(r"-?[0-9.]+[eE][-+]?[0-9]+", text):
+        assert isinstance(value, (int, float)), (text, value)
+    return outcome
+
+
+@st.composite
+def hostile_suites(draw: Any) -> str:
+    """A valid suite document with one hostile YAML value in a top-level key, or that key repeated with it."""
+    fields = {"name": "fuzz", "methods": "[lora]", "seeds": "[0]", "description": "x", "train": "{max_steps: 2}"}
+    key, value = draw(st.sampled_from(list(fields))), draw(hostile_yaml())
+    repeated = draw(st.booleans())
+    if not repeated:
+        fields[key] = value
+    text = "".join(f"{k}: {v}\n" for k, v in fields.items()) + "tasks:\n" + yaml.safe_dump([VALID_TASK])
+    return text + (f"{key}: {value}\n" if repeated else "")

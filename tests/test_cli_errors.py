@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+# A 420-byte YAML value that expands to 9**10 items ("billion laughs") where aliases are followed.
+LAUGHS = "[" + ", ".join(["&a0 [x,x,x,x,x,x,x,x,x]"] + [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]"
+                                                        for i in range(1, 10)]) + "]"
+
 SUITE_TEMPLATE = """
 name: bad
 model: minilm
@@ -107,6 +111,15 @@ def test_unknown_command_is_exit_2(cli):
     ("methods.lora.target_modules=[1, 2]", "methods.lora.target_modules must be a string or a list of strings"),
     ("methods.lora.target_modules=[nonexistent]", "methods.lora cannot be applied to minilm"),
     ("methods.lora.learning_rate=.nan", "methods.lora.learning_rate must be a finite number > 0"),
+    ("methods.lora.learning_rate=1e400", "methods.lora.learning_rate must be a finite number > 0"),
+    ("train.max_steps=1e23", "train.max_steps must be a positive integer of at most 10000000"),
+    ("train.max_steps=100000000000000000000000", "train.max_steps must be a positive integer of at most 10000000"),
+    ("methods.lora.modules_to_save=[nosuch]", "modules_to_save ['nosuch'] match no module of the model"),
+    ("methods.lora.modules_to_save=[classifier, nosuch]", "modules_to_save ['nosuch'] match no module"),
+    (f"methods={LAUGHS}", "YAML anchors (&a0) are not allowed"),
+    ("seeds=" + "9" * 5000, "a value cannot be read"),
+    ("methods=" + "[" * 5000 + "]" * 5000, "nested more than 32 levels deep"),
+    ("methods={a: 1, a: 2}", "duplicate key 'a'"),
 ])
 def test_bad_values_refused_before_anything_runs(cli, tmp_path, override, expected):
     code, _, err = cli("run", "suite=smoke", "tasks=[rt_sentiment]", "methods=[lora]", override,
@@ -207,6 +220,10 @@ def test_latin1_data_file(cli, tmp_path):
     (["results", "suite=../../x"], "suite '../../x' is not valid"),
     (["report", "suite=../../x", "--no-estimates"], "suite '../../x' is not valid"),
     (["report", "suite=smoke", "--reference", "--no-estimates", "-o", "/proc/x.html"], "is not a writable folder"),
+    (["report", "suite=smoke", "--reference", "--no-estimates", "-o", "{tmp}/" + "x" * 300 + ".html"],
+     "longer than 255 bytes"),
+    (["report", "suite=smoke", "--reference", "--no-estimates", "-o", "{tmp}/link.html"], "links to '/proc'"),
+    (["report", "all", "--reference", "--no-estimates", "-o", "{tmp}/" + "x" * 300], "longer than 255 bytes"),
     (["estimate", "--model", "minilm", "--method", "lora", "--task-kind", "classification", "methods.lora.r=-1"],
      "methods.lora.r must be an integer from 1"),
     (["estimate", "--model", "minilm", "--method", "lora", "--task-kind", "classification", "methods.lora.r=abc"],
@@ -220,6 +237,7 @@ def test_latin1_data_file(cli, tmp_path):
 ])
 def test_other_commands_refuse_bad_values(cli, tmp_path, monkeypatch, argv, expected):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.html").symlink_to("/proc/nonexistent.html")  # the write would follow it
     before = sorted(p.name for p in tmp_path.iterdir())
     code, _, err = cli(*[a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert code == 2 and expected in err, err
@@ -235,3 +253,101 @@ def test_trust_remote_code_only_from_a_real_boolean_elsewhere():
     hits = [f"{p.relative_to(REPO)}:{n}" for p in source.rglob("*.py")
             for n, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"trust_remote_code\s*=\s*True", line)]
     assert hits == []
+
+
+def test_numbers_in_scientific_notation_reach_every_numeric_key():
+    """YAML 1.1 read `1e-4` (no dot) as a string; every numeric key takes it now, whole numbers (`8e0`) as ints."""
+    from peftbench.overrides import parse_overrides
+    from peftbench.runs.plan import build_plan
+    from peftbench.runs.tuning import parse_tune
+
+    base = ["suite=smoke", "tasks=[rt_sentiment]", "methods=[lora]"]
+    plan = build_plan(parse_overrides(base + [
+        "train.learning_rate=1e-4", "train.lr_multiplier=2E0", "train.weight_decay=1e-2", "train.warmup_ratio=5e-2",
+        "train.max_grad_norm=5e-1", "train.max_steps=2e1", "train.batch_size=4e0", "train.eval_batch_size=8E0",
+        "train.gradient_accumulation_steps=2e0", "train.threads=1e0", "timeout=6e1", "seeds=[1e0,2E0]",
+        "sizes.train=16e0", "sizes.eval=8e0", "jobs=1e0", "methods.lora.r=4e0", "methods.lora.lora_alpha=16e0",
+        "methods.lora.lora_dropout=5e-2"]))
+    spec = plan.specs[0]
+    assert {k: spec.train[k] for k in ("learning_rate", "lr_multiplier", "weight_decay", "warmup_ratio",
+                                       "max_grad_norm", "max_steps", "batch_size", "eval_batch_size",
+                                       "gradient_accumulation_steps", "threads")} == {
+        "learning_rate": 1e-4, "lr_multiplier": 2, "weight_decay": 0.01, "warmup_ratio": 0.05, "max_grad_norm": 0.5,
+        "max_steps": 20, "batch_size": 4, "eval_batch_size": 8, "gradient_accumulation_steps": 2, "threads": 1}
+    assert plan.timeout == 60 and plan.jobs == 1 and [s.seed for s in plan.specs] == [1, 2]
+    assert spec.task["sizes"] == {"train": 16, "eval": 8}
+    assert (spec.hyperparameters["r"], spec.hyperparameters["lora_alpha"], spec.hyperparameters["lora_dropout"]) \
+        == (4, 16, 0.05)
+    method_rate = build_plan(parse_overrides(base + ["methods.lora.learning_rate=5E-4"]))
+    assert method_rate.specs[0].hyperparameters["learning_rate"] == pytest.approx(5e-4 * 4)  # smoke's lr_multiplier
+    overrides = parse_overrides(["tune=lr", "tune.grid=[3e-1,1]", "tune.fraction=2e-1", "tune.min_rows=16e0"])
+    tune = parse_tune(overrides.values["tune"], overrides.tune)
+    assert (tune.grid, tune.fraction, tune.min_rows) == ((0.3, 1.0), 0.2, 16)
+
+
+@pytest.mark.parametrize("document, expected", [
+    ("name: s\ndescription: &d x\n", "at line 2: YAML anchors (&d) are not allowed"),
+    ("name: s\nmodel: minilm\nmodel: smollm2-135m\n", "at line 3: duplicate key 'model'"),
+    ("name: s\ntasks: " + "[" * 500 + "]" * 500 + "\n", "at line 2: nested more than 32 levels deep"),
+    ("name: s\ndescription: " + "x" * (2 << 20) + "\n", "larger than 1048576 bytes"),
+    (f"name: s\nmethods: {LAUGHS}\n", "at line 2: YAML anchors (&a0) are not allowed"),
+])
+def test_unsafe_suite_files_refused_within_a_second(cli, tmp_path, document, expected):
+    import time
+
+    path = tmp_path / "s.yaml"
+    path.write_text(document)
+    started = time.perf_counter()
+    code, _, err = cli("run", f"suite={path}", "--results", str(tmp_path / "res"))
+    assert time.perf_counter() - started < 1.0
+    assert code == 2 and (f"{path} {expected}" in err or f"{path}: {expected}" in err), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+
+
+def test_data_nested_absurdly_deep_is_refused_not_a_crash(tmp_path):
+    """datasets' JSON readers recurse: 100,000 levels ended the process with SIGSEGV. In a subprocess, so that a
+    regression fails this test instead of ending the test session."""
+    import subprocess
+    import sys
+
+    deep = '{"text": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + ', "label": "pos"}\n'
+    (tmp_path / "d.jsonl").write_text('{"text": "fine", "label": "pos"}\n' + deep)
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ntasks:\n  - {name: t, kind: classification, data: {source: local, files: "
+                    "{train: d.jsonl, eval: d.jsonl}}}\n")
+    proc = subprocess.run([sys.executable, "-m", "peftbench", "run", f"suite={path}", "--results",
+                           str(tmp_path / "res")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-1000:]
+    assert "line 2 nests values more than 100 levels deep" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+
+
+def _package_folders() -> list:
+    from peftbench.paths import shipped_folders
+
+    package, suites, reference, published = shipped_folders()
+    return [reference / "smoke", published, suites / "data", package / "estimate"]
+
+
+@pytest.mark.parametrize("results, expected", [
+    ("/proc/x", "is not a writable folder"),
+    ("{tmp}/file", "is a file; name a folder"),
+    ("/dev/null", "is a file; name a folder"),
+    ("{tmp}/" + "x" * 300, "longer than 255 bytes"),
+    ("", "--results: is empty"),
+    ("{tmp}/readonly", "is not a writable folder"),
+    *[(str(folder), "inside peftbench's own shipped folder") for folder in _package_folders()],
+])
+def test_results_folder_checked_before_any_work(cli, tmp_path, results, expected):
+    import os
+
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "readonly").mkdir(mode=0o555)
+    if results == "{tmp}/readonly" and os.geteuid() == 0:
+        pytest.skip("root may write into a mode-555 folder (a read-only mount is refused like /proc)")
+    results = results.replace("{tmp}", str(tmp_path))
+    before = {p: sorted(os.listdir(p)) for p in [tmp_path, *_package_folders()]}
+    code, _, err = cli("run", "suite=smoke", "--results", results)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert {p: sorted(os.listdir(p)) for p in before} == before

@@ -15,9 +15,12 @@ from pathlib import Path
 from fuzz_cases import (
     SURE_BAD,
     assert_refused,
+    check_override_value,
     check_plan,
     check_suite,
     estimate_argv,
+    hostile_suites,
+    hostile_yaml,
     recommend_argv,
     run_overrides,
     suite_documents,
@@ -70,3 +73,15 @@ def test_random_suite_documents_end_to_end(text):
         path.write_text(text, encoding="utf-8")
         assert assert_refused(["run", f"suite={path}"]) == "refused"
         assert [p.name for p in Path(folder).iterdir()] == ["suite.yaml"]
+
+
+@settings(FUZZ, max_examples=60)
+@given(hostile_yaml())
+def test_hostile_yaml_override_values(text):
+    check_override_value(text)
+
+
+@settings(FUZZ, max_examples=40)
+@given(hostile_suites())
+def test_hostile_yaml_suite_files(text):
+    check_suite(text)

@@ -76,7 +76,7 @@ def _options(args: argparse.Namespace, folder: Path):
 
 
 def main(args: argparse.Namespace) -> int:
-    from peftbench.paths import check_output_dir, is_dir
+    from peftbench.paths import check_output_dir
     from peftbench.report import write_index, write_suite_report
     from peftbench.results import choose_result_set, suite_result_files
 
@@ -84,9 +84,7 @@ def main(args: argparse.Namespace) -> int:
     default_dir = Path.cwd() / "reports"
     output = args.output or (default_dir / f"{suite}.html" if suite != "all" else default_dir)
     if suite != "all":  # the page's folder is created where missing; it must be creatable and writable
-        if is_dir(output):
-            raise UserError(f"-o {shown(str(output))} is a folder; name the .html file to write")
-        check_output_dir(output.parent)
+        check_page(output)
     elif output.suffix == ".html":
         raise UserError("with 'all', -o names a folder (one page per suite plus index.html)")
     else:
@@ -106,15 +104,42 @@ def main(args: argparse.Namespace) -> int:
     if not files:
         raise UserError(f"no results under {results} (expected {results}/<suite>/runs.jsonl)")
     folder = output
+    pages = {path: check_page(folder / page_name(path.parent.name)) for path in files}
+    check_page(folder / "index.html")
     options = _options(args, folder)
-    done = [write_suite_report(path.parent.name, path, folder / f"{path.parent.name}.html", options)
-            for path in files]
+    done = [write_suite_report(path.parent.name, path, page, options) for path, page in pages.items()]
     for written in done:
         _say(written)
     if options.estimates:
         options.cache.save(prune=True)  # every suite was rendered: answers nobody used are stale
     print(f"index: {write_index(done, folder / 'index.html')}")
     return 0
+
+
+def page_name(suite: str) -> str:
+    """A suite's page in `report all`'s folder: `NAME.html`, except for a suite named `index` (in any case, for
+    case-insensitive file systems), whose page would be overwritten by the index page. Its page is
+    `index.suite.html`: a dot cannot occur in a suite name, so no suite's own page can take that name.
+    Renamed rather than refusing the suite name: results already recorded under `index/` stay reportable."""
+    return "index.suite.html" if suite.lower() == "index" else f"{suite}.html"
+
+
+def check_page(path: Path) -> Path:
+    """A page the command will write, checked before any work: a name the file system takes, in a folder
+    that can be created and written, and not a folder or a file that cannot be replaced. Symbolic links are
+    followed, as the write will follow them."""
+    import os
+
+    from peftbench.paths import check_names, check_output_dir, exists, is_dir
+
+    check_names(path, "-o")
+    if is_dir(path):
+        raise UserError(f"-o {shown(str(path))} is a folder; name the .html file to write")
+    target = Path(os.path.realpath(path.expanduser()))
+    check_output_dir(target.parent, f"-o {shown(str(path))} links to" if os.path.islink(path.expanduser()) else "-o")
+    if exists(target) and not os.access(target, os.W_OK):
+        raise UserError(f"-o {shown(str(path))}: the file is not writable")
+    return path
 
 
 def _say(written) -> None:

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--retry-failed", action="store_true",
                         help="rerun the runs recorded as failed, timeout or oom (not ok or skipped ones); "
                              "the new record replaces the old")
-    parser.add_argument("--results", type=Path, default=None,
+    parser.add_argument("--results", type=_folder, default=None,
                         help="results root (default: $PEFTBENCH_RESULTS, else ./results in this directory)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--into-reference", action="store_true",
@@ -34,16 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from peftbench.errors import UserError
     from peftbench.overrides import parse_overrides
+    from peftbench.paths import check_results_dir
     from peftbench.results import is_reference_dir, user_results_dir
     from peftbench.runs.plan import build_plan
     from peftbench.runs.runner import run_plan
     from peftbench.runs.tuning import check_split_sizes, parse_tune, run_tuned
     from peftbench.telemetry import machine_id
 
-    root = reference_target(args.results) if args.into_reference else user_results_dir(args.results)
-    if is_reference_dir(root) and not args.into_reference:
-        raise UserError(f"{root} holds the reference results shipped with peftbench, which are read-only: "
-                        "write your runs elsewhere (--results DIR)")
+    if args.into_reference:
+        root = reference_target(args.results)
+    else:
+        root = user_results_dir(args.results)
+        if is_reference_dir(root):
+            raise UserError(f"{root} holds the reference results shipped with peftbench, which are read-only: "
+                            "write your runs elsewhere (--results DIR)")
+        check_results_dir(root, "--results" if args.results is not None else "the results folder")
     overrides = parse_overrides(args.overrides)
     machine_id()  # a malformed $PEFTBENCH_MACHINE_ID is bad input: refused here, before anything is written
     tune = parse_tune(overrides.values.get("tune"), overrides.tune)
@@ -57,6 +62,14 @@ def main(args: argparse.Namespace) -> int:
                            show_progress=not args.no_progress)
     print(_summary_table(summary))
     return 0
+
+
+def _folder(text: str) -> Path:
+    """`--results DIR`: argparse's `Path("")` would be the current folder, so an empty value (an unset shell
+    variable) is refused rather than writing results wherever the command runs."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; name a folder for the results")
+    return Path(text)
 
 
 def reference_target(explicit: Path | None) -> Path:

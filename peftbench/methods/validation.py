@@ -9,7 +9,7 @@ The config is then built once, so that peft's own cross-field checks (`__post_in
 from __future__ import annotations
 
 import enum
-import math
+import sys
 import types
 import typing
 import warnings
@@ -68,7 +68,8 @@ def _check_range(key: str, value: Any, default: Any, where: str) -> None:
 
 
 def _finite(value: int | float) -> bool:
-    return isinstance(value, int) or math.isfinite(value)
+    """Not nan or inf, and, for an int, within the float range (a rate becomes a float when it is used)."""
+    return -sys.float_info.max <= value <= sys.float_info.max
 
 
 def _peft_hints(config_name: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from peftbench.errors import MethodNotApplicable, UserError
+from peftbench.errors import MethodNotApplicable, UserError, shown
 from peftbench.models.catalogue import architecture_family, resolve_model
 
 
@@ -26,8 +26,36 @@ def load_config(name: str, trust_remote_code: bool = False):
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), path, source
     except (OSError, ValueError) as exc:  # missing, offline, not a transformers config, unknown model type
+        if not trust_remote_code and "trust_remote_code" in str(exc):
+            raise UserError(f"model {shown(name)} ships its own Python code (auto_map in its config.json), which "
+                            "runs only with trust_remote_code=true: pass that if you trust the code") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UserError(f"cannot load model '{name}' ({source}): {first}") from None
+        raise UserError(f"cannot load model {shown(name)} ({source}): {first}") from None
+
+
+def allow_remote_model(config, task_kind: str, trust_remote_code: bool) -> None:
+    """Let `AutoModel*.from_config(config)` build a model folder's own class where the user trusts its code.
+
+    transformers builds a class named in the config's `auto_map` only when `from_config` is given the flag,
+    and then registers that class for the config's class. peftbench's estimator and the plan's meta-device
+    checks build through `from_config` without it, so the model is built here once, with the user's flag, on
+    the meta device (no memory, no weights)."""
+    import warnings
+
+    import torch
+
+    from peftbench.estimate.build import model_class
+
+    if not trust_remote_code or not getattr(config, "auto_map", None):
+        return
+    try:
+        auto_class = model_class(config, task_kind)
+    except MethodNotApplicable:
+        return  # the runs are recorded as skipped
+    if auto_class.__name__ in config.auto_map:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            auto_class.from_config(config, trust_remote_code=trust_remote_code)
 
 
 def load_tokenizer(path: str, family: str, trust_remote_code: bool = False):

@@ -100,7 +100,7 @@ def _model_and_data(task: Any, model: str, trust_remote_code: bool, scale: str,
     if model not in configs:
         configs[model] = preflight.model_config(model, trust_remote_code)
     data = load_task_data(task, scale)
-    preflight.check_task_fits(task, model, configs[model], chosen, overridden)
+    preflight.check_task_fits(task, model, configs[model], chosen, overridden, trust_remote_code)
     return model, data
 
 

@@ -64,14 +64,16 @@ def model_config(name: str, trust_remote_code: bool) -> Any:
 
 
 def check_task_fits(task: Any, model: str, config: Any, methods: list[tuple[Any, dict[str, Any]]],
-                    overridden: set[str]) -> None:
+                    overridden: set[str], trust_remote_code: bool = False) -> None:
     """Positions for every method, and `overridden` methods applied to the meta-device model."""
-    from peftbench.estimate.build import build_wrapped, model_class
+    from peftbench.estimate.build import model_class
+    from peftbench.models.loading import allow_remote_model
 
     try:
         model_class(config, task.kind)
     except MethodNotApplicable:
         return  # the runs are recorded as skipped, with the reason
+    allow_remote_model(config, task.kind, trust_remote_code)
     limit = position_limit(config, task.kind)
     for method, hyperparameters in methods:
         virtual = int(hyperparameters.get("num_virtual_tokens") or 0) if method.family == "soft_prompt" else 0
@@ -80,18 +82,41 @@ def check_task_fits(task: Any, model: str, config: Any, methods: list[tuple[Any,
             raise UserError(f"task '{task.name}': max_length {task.max_length}{added} needs {task.max_length + virtual}"
                             f" positions, but {model} has {limit}; lower max_length"
                             + (f" or methods.{method.name}.num_virtual_tokens" if virtual else ""))
-        if method.name not in overridden:
-            continue  # the defaults: peft's own per-architecture targets
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                build_wrapped(config, method, hyperparameters, task.kind, "fp32", device="meta")
-        except MethodNotApplicable:
-            continue
-        except (ValueError, TypeError, KeyError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise UserError(f"methods.{method.name} cannot be applied to {model} (task '{task.name}'): {first}") \
-                from None
+        if method.name in overridden:  # else the defaults: peft's own per-architecture targets
+            _check_applies(task, model, config, method, hyperparameters)
+
+
+def _check_applies(task: Any, model: str, config: Any, method: Any, hyperparameters: dict[str, Any]) -> None:
+    """The method wrapped around the meta-device model as a run would wrap it: peft refuses target modules
+    that match nothing, and each `modules_to_save` name must match a module (peft skips one that does not)."""
+    import copy
+
+    from peftbench.estimate.build import build_wrapped
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # a copy: peft appends its task head to `modules_to_save` in place, and these go into the run id
+            wrapped = build_wrapped(config, method, copy.deepcopy(hyperparameters), task.kind, "fp32",
+                                    device="meta")
+    except MethodNotApplicable:
+        return
+    except (ValueError, TypeError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"methods.{method.name} cannot be applied to {model} (task '{task.name}'): {first}") \
+            from None
+    wanted = hyperparameters.get("modules_to_save") or []
+    saved = _saved_module_names(wrapped)
+    missing = [name for name in wanted if not any(s == name or s.endswith("." + name) for s in saved)]
+    if missing:
+        raise UserError(f"methods.{method.name} cannot be applied to {model} (task '{task.name}'): "
+                        f"modules_to_save {shown(missing)} match no module of the model")
+
+
+def _saved_module_names(model: Any) -> list[str]:
+    from peft.utils import ModulesToSaveWrapper
+
+    return [name for name, module in model.named_modules() if isinstance(module, ModulesToSaveWrapper)]
 
 
 _LIMITS: dict[tuple[str, str], int | None] = {}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
 from peftbench.runs.executor import Executor, OnEvent, OnRecord, crash_record, run_worker
 from peftbench.runs.spec import RunSpec
 
@@ -54,7 +54,7 @@ def ray_options(values: dict[str, Any], device: str) -> RayOptions | None:
     """The Ray settings from the overrides (None for `executor=local`); UserError on anything invalid."""
     executor = values.get("executor", "local")
     if executor not in ("local", "ray"):
-        raise UserError(f"executor must be local or ray, got {executor!r}")
+        raise UserError(f"executor must be local or ray, got {shown(executor)}")
     ray_keys = [key for key in ("ray_address", "ray_retries", "artifacts_dir") if key in values]
     if executor == "local":
         if ray_keys:
@@ -66,10 +66,10 @@ def ray_options(values: dict[str, Any], device: str) -> RayOptions | None:
         raise UserError(f"with executor=ray use device=cuda, not {device}: Ray gives each run one GPU of its own")
     address = values.get("ray_address")
     if address is not None and not (isinstance(address, str) and (address == "auto" or _ADDRESS.fullmatch(address))):
-        raise UserError(f"ray_address must be auto or HOST:PORT (a running cluster's head), got {address!r}")
+        raise UserError(f"ray_address must be auto or HOST:PORT (a running cluster's head), got {shown(address)}")
     retries = values.get("ray_retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise UserError(f"ray_retries must be a non-negative integer, got {retries!r}")
+        raise UserError(f"ray_retries must be a non-negative integer, got {shown(retries)}")
     shared = values.get("artifacts_dir")
     if shared is not None:
         shared = Path(str(shared)).expanduser().resolve()

@@ -31,11 +31,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, shown
 from peftbench.runs.spec import RunSpec
 
 DEFAULT_GRID = (0.33, 1.0, 3.0)
@@ -65,23 +66,29 @@ def parse_tune(what: Any, options: dict[str, Any]) -> TuneConfig | None:
             raise UserError(f"tune.{next(iter(options))} needs tune=lr")
         return None
     if what not in TUNABLE:
-        raise UserError(f"tune must be one of {', '.join(TUNABLE)} (per-method learning-rate selection), got {what!r}")
+        raise UserError(f"tune must be one of {', '.join(TUNABLE)} (per-method learning-rate selection), "
+                        f"got {shown(what)}")
     unknown = set(options) - {"grid", "fraction", "min_rows"}
     if unknown:
         raise UserError(f"unknown tune keys {sorted(unknown)} (valid: tune.grid, tune.fraction, tune.min_rows)")
     grid = options.get("grid", list(DEFAULT_GRID))
-    if (not isinstance(grid, list) or not grid
-            or not all(isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 for g in grid)):
-        raise UserError(f"tune.grid must be a list of positive learning-rate factors, e.g. [0.33,1,3]; got {grid!r}")
+    if not isinstance(grid, list) or not grid or not all(_factor(g) for g in grid):
+        raise UserError(f"tune.grid must be a list of positive learning-rate factors, e.g. [0.33,1,3]; "
+                        f"got {shown(grid)}")
     if len(set(grid)) != len(grid):
-        raise UserError(f"tune.grid has repeated factors: {grid}")
+        raise UserError(f"tune.grid has repeated factors: {shown(grid)}")
     fraction = options.get("fraction", VALIDATION_FRACTION)
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
-        raise UserError(f"tune.fraction must be a number between 0 and 1 (exclusive), got {fraction!r}")
+        raise UserError(f"tune.fraction must be a number between 0 and 1 (exclusive), got {shown(fraction)}")
     min_rows = options.get("min_rows", MIN_VALIDATION_ROWS)
     if not isinstance(min_rows, int) or isinstance(min_rows, bool) or min_rows < 1:
-        raise UserError(f"tune.min_rows must be a positive integer, got {min_rows!r}")
+        raise UserError(f"tune.min_rows must be a positive integer, got {shown(min_rows)}")
     return TuneConfig(tuple(float(g) for g in grid), float(fraction), min_rows)
+
+
+def _factor(value: Any) -> bool:
+    """A positive number a float can hold (inf, nan and ints past the float range are no factor)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= sys.float_info.max
 
 
 # --- the validation split ------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def _applicable(spec: RunSpec, record: dict[str, Any]) -> tuple[Any, Any, Any, A
     config alone, before any weights or data load."""
     from peftbench.methods import MethodContext, get_method
     from peftbench.models.catalogue import architecture_family
-    from peftbench.models.loading import load_config
+    from peftbench.models.loading import allow_remote_model, load_config
     from peftbench.suites import TaskSpec
     from peftbench.tasks import TASK_KINDS
 
@@ -87,6 +87,7 @@ def _applicable(spec: RunSpec, record: dict[str, Any]) -> tuple[Any, Any, Any, A
                        "metrics": tuple(spec.task["metrics"])})
     method = get_method(spec.method)
     config, _, _ = load_config(spec.model, spec.trust_remote_code)
+    allow_remote_model(config, task.kind, spec.trust_remote_code)  # the estimator builds it without the flag
     ctx = MethodContext(architecture_family(config), config.model_type, task.kind, spec.device,
                         decodes=task.kind == "generation")
     record.update(architecture=ctx.architecture, model_type=ctx.model_type, family=method.family)
