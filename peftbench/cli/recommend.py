@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --deploy: largest acceptable inference latency ratio to the base model (e.g. 1.2)")
     p.add_argument("--adapters-per-base", type=int, default=1,
                    help="with --deploy server: task adapters served on one base model (N > 1: unmerged)")
+    p.add_argument("--tuning-runs", type=int, default=1,
+                   help="training runs you can afford per method to find its learning rate (default 1: the "
+                        "suggested setting, once); a method that needs a sweep to be good is penalised below 3")
+    p.add_argument("--value-margin", type=float, default=2.0,
+                   help="best value: the cheapest method within this many %% of full FT's score of the best "
+                        "(default 2)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.add_argument("--evaluate", action="store_true",
                    help="track record: leave-one-source-out (corpus) and leave-one-task-out (own runs) vs baselines")
@@ -73,7 +79,8 @@ def main(args: argparse.Namespace) -> int:
                     max_adapter_mb=args.max_adapter_mb, top=args.top, batch_size=args.batch_size,
                     epochs=args.epochs, results=args.results, mixed_precision=args.mixed_precision,
                     progress=not args.json, gpus=args.gpus, deploy=args.deploy,
-                    max_latency_overhead=args.max_latency_overhead, adapters_per_base=args.adapters_per_base)
+                    max_latency_overhead=args.max_latency_overhead, adapters_per_base=args.adapters_per_base,
+                    tuning_runs=args.tuning_runs, value_margin=args.value_margin)
     print(json.dumps(rec.to_dict(), indent=1, default=str) if args.json else render(rec.to_dict()))
     return 0
 
@@ -107,16 +114,25 @@ def render(rec: dict[str, Any]) -> str:
            f"{task['effective_batch']})   GPU: {rec['gpu']}   Model: {rec['model']}", ""]
     # "step" is one optimizer step of the effective batch (micro-batch time x accumulation): methods given
     # different micro-batches to fit are compared on the same work.
+    decision = rec.get("decision")
+    if decision:
+        out += [f"Pick: {decision['pick']}. {decision['summary']}"]
+        if decision["best_value"]:
+            out.append(f"Best value: {decision['best_value']} (see below)")
+        out.append("")
     rows = [["#", "method", "vs full FT (80%)", "risk score", "evidence (eff./near)", "peak", "step", "epoch",
-             "saved"]]
+             "GPU-h", "saved"]]
     for i, c in enumerate(rec["ranking"], 1):
         step = c["step_seconds"] * c["gradient_accumulation"] if c["step_seconds"] is not None else None
         rows.append([str(i), c["method"], _quality(c), f"{c['risk_score']:+.3f}",
                      f"{c['evidence_weight']:.1f} / {c['near_comparisons']}", _fmt_size(c["peak_bytes"]),
-                     _fmt_time(step), _fmt_time(c["epoch_seconds"]), _fmt_size(c["adapter_bytes"])])
+                     _fmt_time(step), _fmt_time(c["epoch_seconds"]),
+                     "?" if c.get("gpu_hours") is None else f"{c['gpu_hours']:.3g}", _fmt_size(c["adapter_bytes"])])
     if len(rows) > 1:
+        unit = (decision or {}).get("cost_unit", "GPU-h")
         out += [_table(rows), f"(peak: per GPU; step: one optimizer step of the effective batch of "
-                              f"{task['effective_batch']}; epoch: one pass over the data)"]
+                              f"{task['effective_batch']}; epoch: one pass over the data; GPU-h: {unit}, every "
+                              f"card counted, {task['epochs']:g} epochs)"]
     else:
         out.append("No method is ranked (see below).")
     for i, c in enumerate(rec["ranking"], 1):

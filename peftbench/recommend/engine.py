@@ -20,6 +20,8 @@ from typing import Any
 from peftbench.errors import UserError
 from peftbench.models.configs import canonical_model
 from peftbench.paths import check_input_dir
+from peftbench.recommend.choice import decide_candidates
+from peftbench.recommend.decision import VALUE_MARGIN
 from peftbench.recommend.deploy import serving_order
 from peftbench.recommend.evaluate import recommender_order
 from peftbench.recommend.evidence import seed_spread
@@ -32,6 +34,7 @@ from peftbench.recommend.points import Evidence, cached_corpus_points, merge, ow
 from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, check_task, resolve_task
 from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, Estimate, Regime, fit, separated
 from peftbench.recommend.render import override_line, quality_reasons, separation_note
+from peftbench.recommend.sensitivity import cached_sweeps
 
 SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
 FULL_SAVE_BYTES, ADAPTER_SAVE_BYTES = 2, 4  # full model saved in bf16; peft keeps adapter weights in fp32
@@ -70,6 +73,9 @@ class Candidate:
     near_sources: int = 0  # independent sources among the comparisons in the query's regime
     may_lead: bool = False  # enough of them, from enough sources, to be ranked first (`Estimate.may_lead`)
     may_lead_provisionally: bool = False  # enough of them, from one source (`Estimate.may_lead_provisionally`)
+    gpus: int = 1  # cards the step is costed on (several where it does not fit one, `multi_gpu`)
+    gpu_hours: float | None = None  # of the whole training (`choice.gpu_hours`)
+    learning_rate_loss: float = 0.0  # expected quality lost to an untuned rate with the tuning budget
 
 
 @dataclass
@@ -85,6 +91,7 @@ class Recommendation:
     separates: bool = True  # False: the best method is within the evidence's noise of the runner-up
     deploy: dict[str, Any] | None = None  # `--deploy`: the serving re-ranking and how each method moved
     no_pick_reason: str | None = None  # why nothing is ranked (no evidence to lead, or nothing fits); None if ranked
+    decision: dict[str, Any] | None = None  # the pick, best quality, best value and ties (`choice.decide_candidates`)
 
     @property
     def not_fitting(self) -> list[Candidate]:
@@ -102,12 +109,15 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
               batch_size: int = 16, epochs: float = 3.0, results: Path | None = None,
               mixed_precision: str | None = None, progress: bool = False, gpus: int = 1,
               deploy: str | None = None, max_latency_overhead: float | None = None,
-              adapters_per_base: int = 1) -> Recommendation:
+              adapters_per_base: int = 1, tuning_runs: int = 1, value_margin: float = 100 * VALUE_MARGIN
+              ) -> Recommendation:
     Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
+    _check_budget(tuning_runs, value_margin)
     model = _check_flags(task=task, gpu=gpu, hardware=hardware, model=model, mixed_precision=mixed_precision,
                          results=results)
     target = resolve_gpu(gpu, hardware)  # before the evidence is read: a bad card name costs nothing
-    runs = default_evidence(results).runs
+    own_evidence = default_evidence(results)
+    runs = own_evidence.runs
     query = resolve_task(task, runs, data, model)
     apply_overrides(query, train_examples, seq_len)
     costs = CostModel(target, query.kind, query.seq_len(seq_len), query.num_labels, mixed_precision)
@@ -131,10 +141,14 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
                                  f"±{spread:.0%} on benchmark tasks with <= {SMALL_DATA} examples (runs "
                                  f"{', '.join(ids[:4])}); run several seeds")
     ranked = _rank(cands, estimates)
+    decision = None
+    if ranked:
+        decision = decide_candidates(ranked, estimates, cached_sweeps(own_evidence.paths), regime, evidence.points,
+                                     tuning_runs, value_margin / 100, epochs)
     serving = None
     if deploy is not None and ranked:
         ranked, serving = serving_order(ranked, target, deploy, max_latency_overhead, adapters_per_base)
-    separates = _explain_first(ranked, estimates, regime, target) if ranked else True
+    separates = _explain_first(ranked, estimates, regime, target, decision) if ranked else True
     notes = query.notes + model_notes + scale_notes + ([serving["summary"]] if serving else []) + [
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
         "precision assumed: " + _precision(mixed_precision)]
@@ -151,7 +165,14 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         gpu=target.label, model=chosen.name, precision=_precision(mixed_precision), ranking=ranked[:top],
         not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
         evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
-        separates=separates, deploy=serving, no_pick_reason=no_pick_reason)
+        separates=separates, deploy=serving, no_pick_reason=no_pick_reason, decision=decision)
+
+
+def _check_budget(tuning_runs: int, value_margin: float) -> None:
+    if isinstance(tuning_runs, bool) or not isinstance(tuning_runs, int) or not 1 <= tuning_runs <= 1000:
+        raise UserError(f"--tuning-runs must be an integer from 1 to 1000, got {tuning_runs!r}")
+    if not isinstance(value_margin, (int, float)) or not 0 <= value_margin <= 100 or value_margin != value_margin:
+        raise UserError(f"--value-margin must be a number of points from 0 to 100, got {value_margin!r}")
 
 
 def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str | None,
@@ -169,10 +190,15 @@ def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str
     return None if model is None else canonical_model(model)
 
 
-def _explain_first(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, target: Gpu) -> bool:
-    """The first place's reasons; whether it separates from the runner-up with evidence of its own (QLoRA's
+def _explain_first(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, target: Gpu,
+                   decision: dict[str, Any] | None) -> bool:
+    """The first place's reasons (the decision's first, where it stands: a serving re-order may have moved
+    another method first); whether it separates from the runner-up with evidence of its own (QLoRA's
     evidence is LoRA's, so it is no rival to LoRA)."""
     ranked[0].reasons = quality_reasons(ranked, estimates, regime, target) + ranked[0].reasons
+    if decision is not None and decision["pick"] == ranked[0].method:
+        ranked[0].reasons = decision["reasons"] + ranked[0].reasons
+        return decision["separates"]
     first = PROXIES.get(ranked[0].method, ranked[0].method)
     runner = next((c for c in ranked[1:] if PROXIES.get(c.method, c.method) != first), None)
     if runner is None:

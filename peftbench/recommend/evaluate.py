@@ -1,12 +1,19 @@
 """The recommender's track record on what it never saw, against the rules people use today.
 
-Two protocols, one machinery (`_score_folds`):
+Three protocols, one machinery (`_score_folds`):
 - leave-one-source-out over the published corpus: each source is held out in turn; every comparison of it
   (one table row block: the methods measured side by side on one model, task and setting) is predicted from
   the other sources plus peftbench's own reference runs, with the comparison's model size, task kind, data
   size and training length as the query. Nothing is tuned per fold: the kernel and prior are fixed constants.
 - leave-one-task-out over the own reference runs: each benchmark task is held out (every suite holding the
   same data too) and predicted from the corpus plus the other tasks.
+- single run: what a user gets who runs each method once at the rate they would use without tuning. Where a
+  source swept learning rates, the held-out comparison is every swept method's score at its un-tuned rate
+  (peftbench's own sweeps: the method's default rate; a published sweep: the swept rate nearest the one
+  peftbench would suggest), each predicted from everything else as in the two protocols above.
+Each pick is made as the answer makes it (`decision.decide`), for the budget the held-out figures were obtained
+with: tuned (`TUNED` runs) for the first two, one run (`DEFAULT_TUNING_RUNS`, the answer's default) for the
+third; ties to the cheapest (`relative_cost`).
 
 The pick is scored by the held-out comparison's measured scores. Regret = best measured score - the pick's,
 in the metric's points (scores printed as fractions are scaled to points). A method with several measured
@@ -23,9 +30,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peftbench.recommend.decision import decide, options_for
 from peftbench.recommend.hparams import RANKED, lora_rank
 from peftbench.recommend.points import Point
-from peftbench.recommend.regime import Estimate, Regime, fit, lead_rule, promote_leader
+from peftbench.recommend.regime import Estimate, Regime, fit, lead_rule, promote_leader, separated
+from peftbench.recommend.sensitivity import Sensitivity, Sweep, at_scale, suggested_rates
+
+DEFAULT_TUNING_RUNS = 1  # what `recommend --tuning-runs` defaults to: the suggested setting, run once
+# The sources' figures (and the reference runs' selected ones) are tuned: a sweep of at least three rates. A pick
+# scored against them is asked the question they answer, with that budget.
+TUNED = 3
+PROXIES = {"qlora": "lora"}  # QLoRA's quality is LoRA's (the engine's rule)
 
 LORA_FAMILY = ("lora", "qlora", "dora", "rslora")
 WIDE = 8  # methods in a comparison for the "rho over wide comparisons" column
@@ -64,8 +79,17 @@ class _Comparison:
         return self.scale * statistics.mean(p.score for r, p in ranked if r == best)
 
 
+class Context:
+    """What a strategy knows about one held-out comparison: the quality model fitted without it, the
+    learning-rate sweeps without it at the comparison's model size, and each method's relative cost there."""
+
+    def __init__(self, est: dict[str, Estimate], sensitivity: dict[str, Sensitivity], costs: dict[str, float],
+                 tuning_runs: int = DEFAULT_TUNING_RUNS) -> None:
+        self.est, self.sensitivity, self.costs, self.tuning_runs = est, sensitivity, costs, tuning_runs
+
+
 # A strategy returns (pick's score, predicted order score per method) for one comparison.
-Strategy = Callable[[_Comparison, dict[str, Estimate]], tuple[float, dict[str, float]]]
+Strategy = Callable[[_Comparison, Context], tuple[float, dict[str, float]]]
 
 
 def _fallback(cmp: _Comparison) -> float:
@@ -73,14 +97,46 @@ def _fallback(cmp: _Comparison) -> float:
     return statistics.mean(cmp.score.values())
 
 
-def _recommender(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dict[str, float]]:
-    order = recommender_order(list(cmp.score), est)
+def _scored(cmp: _Comparison, order: list[str]) -> tuple[float, dict[str, float]]:
+    """The pick (first of `order`) scored as the answer gives it: a rank-based method at the rank for the data
+    size; and the order as Spearman ranks it."""
     first = order[0]
-    # The answer gives a rank for every rank-based method (rank by data size), so it is scored at that rank.
     score = cmp.at_rank(first, lora_rank(cmp.examples)) if first in RANKED else cmp.score[first]
-    # Rank correlation is of the order shown to the user (risk-aware); ranking by the posterior mean
-    # instead was measured worse (0.16 vs 0.30 leave-one-source-out).
     return score if score is not None else cmp.score[first], _order_scores(order)
+
+
+def _recommender(cmp: _Comparison, ctx: Context) -> tuple[float, dict[str, float]]:
+    # Rank correlation is of the order shown to the user (risk-aware, the decision's pick first); ranking by
+    # the posterior mean instead was measured worse (0.16 vs 0.30 leave-one-source-out).
+    return _scored(cmp, decided_order(list(cmp.score), ctx))
+
+
+def decided_order(methods: list[str], ctx: Context) -> list[str]:
+    """The answer's order: the decision's pick first (`decision.decide`), the rest as `recommender_order`."""
+    order = recommender_order(methods, ctx.est)
+    decision = decide(options_for(methods, ctx.est, ctx.sensitivity, ctx.costs, ctx.tuning_runs, PROXIES))
+    if decision is not None:
+        order.remove(decision.pick.method)
+        order.insert(0, decision.pick.method)
+    return order
+
+
+def _highest_predicted(cmp: _Comparison, ctx: Context) -> tuple[float, dict[str, float]]:
+    """The rule before costs and learning-rate risk entered the pick: first place to the highest predicted
+    quality among the methods that may lead. Kept as a row so the change is measured, not asserted."""
+    return _scored(cmp, recommender_order(list(cmp.score), ctx.est))
+
+
+def _cheapest_within_noise(cmp: _Comparison, ctx: Context) -> tuple[float, dict[str, float]]:
+    """A baseline: the cheapest measured method the quality model cannot separate from its predicted best."""
+    known = [m for m in cmp.score if PROXIES.get(m, m) in ctx.est and ctx.est[PROXIES.get(m, m)].evidenced]
+    if not known:
+        return _fallback(cmp), {m: 0.0 for m in cmp.score}
+    est = lambda m: ctx.est[PROXIES.get(m, m)]  # noqa: E731
+    best = max(known, key=lambda m: est(m).effect)
+    ties = [m for m in known if m == best or not separated(est(best), est(m))]
+    order = sorted(cmp.score, key=lambda m: (m not in ties, ctx.costs.get(m, float("inf"))))
+    return _scored(cmp, order)
 
 
 def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]:
@@ -115,16 +171,16 @@ def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]
 
 
 def _lora_rule(rank_of: Callable[[_Comparison], int]) -> Strategy:
-    def pick(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dict[str, float]]:
+    def pick(cmp: _Comparison, ctx: Context) -> tuple[float, dict[str, float]]:
         score = cmp.at_rank("lora", rank_of(cmp)) if "lora" in cmp.score else None
         return (score if score is not None else _fallback(cmp)), {m: float(m == "lora") for m in cmp.score}
     return pick
 
 
-def _full_when_fits(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dict[str, float]]:
+def _full_when_fits(cmp: _Comparison, ctx: Context) -> tuple[float, dict[str, float]]:
     if "full" in cmp.score:
         return cmp.score["full"], {m: float(m == "full") for m in cmp.score}
-    return _lora_rule(lambda c: 16)(cmp, est)
+    return _lora_rule(lambda c: 16)(cmp, ctx)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -132,7 +188,11 @@ STRATEGIES: dict[str, Strategy] = {
     "always LoRA r=16": _lora_rule(lambda c: 16),
     "rank by data size (LoRA)": _lora_rule(lambda c: size_rule_rank(c.examples or 5_000)),
     "full FT whenever it fits": _full_when_fits,
+    "cheapest method within noise": _cheapest_within_noise,
+    "highest predicted quality (previous rule)": _highest_predicted,  # PREVIOUS_RULE
 }
+PREVIOUS_RULE = "highest predicted quality (previous rule)"
+BASELINES = tuple(name for name in STRATEGIES if name not in ("recommender", PREVIOUS_RULE))
 
 
 def _spearman(pred: dict[str, float], truth: dict[str, float]) -> float | None:
@@ -161,8 +221,9 @@ def _ranks(values: list[float]) -> list[float]:
     return ranks
 
 
-def _posterior_mean(cmp: _Comparison, est: dict[str, Estimate]) -> tuple[float, dict[str, float]]:
+def _posterior_mean(cmp: _Comparison, ctx: Context) -> tuple[float, dict[str, float]]:
     """Order by the fitted effect alone, no risk and no first-place rule: the in-sample ceiling's order."""
+    est = ctx.est
     order = sorted(cmp.score, key=lambda m: -(est[m].effect if m in est else -9.0))
     return cmp.score[order[0]], _order_scores(order)
 
@@ -172,11 +233,20 @@ def _order_scores(order: list[str]) -> dict[str, float]:
     return {m: float(len(order) - i) for i, m in enumerate(order)}
 
 
-def _score_folds(folds: list[tuple[str, list[Point], list[Point]]],
-                 strategies: dict[str, Strategy] | None = None) -> list[dict[str, Any]]:
-    """folds: (fold name, training points, held-out points) -> one row per (comparison, strategy)."""
+# A fold: (name, training points, held-out points, training sweeps); held-out points with `score` as measured
+# under the protocol (tuned, or at the un-tuned rate for the single-run protocol).
+Fold = tuple[str, list[Point], list[Point], list[Sweep]]
+
+
+def _score_folds(folds: list[Fold], strategies: dict[str, Strategy] | None = None,
+                 tuning_runs: int = TUNED) -> list[dict[str, Any]]:
+    """One row per (held-out comparison, strategy). `tuning_runs`: the budget the held-out scores were
+    obtained with (a source's tuned figures: `TUNED`; the single-run protocol: one run)."""
+    from peftbench.recommend.relative_cost import relative_costs
+
     rows = []
-    for name, train, held in folds:
+    for name, train, held, sweeps in folds:
+        suggest_rate = suggested_rates(train)
         groups: dict[str, list[Point]] = defaultdict(list)
         for p in held:
             if not p.anchor:  # a quoted figure is its source's measurement, scored where that source is held out
@@ -185,11 +255,12 @@ def _score_folds(folds: list[tuple[str, list[Point], list[Point]]],
             if len({p.method for p in pts}) < 2:
                 continue
             cmp = _Comparison(pts)
-            est = fit(train, cmp.regime)
+            ctx = Context(fit(train, cmp.regime), at_scale(sweeps, cmp.regime.log_params, suggest_rate),
+                          relative_costs(list(cmp.score), cmp.regime.log_params), tuning_runs)
             best = max(cmp.score.values())
             top3 = sorted(cmp.score.values(), reverse=True)[:3]
             for strategy, picker in (strategies or STRATEGIES).items():
-                score, order = picker(cmp, est)
+                score, order = picker(cmp, ctx)
                 rows.append({"fold": name, "comparison": comp, "strategy": strategy, "methods": len(cmp.score),
                              "regret": best - score, "top1": score >= best - 1e-9,
                              "top3": score >= top3[-1] - 1e-9, "rho": _spearman(order, cmp.score)})
@@ -236,29 +307,95 @@ def per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def evaluate(results: Path | None = None, points: list[Point] | None = None) -> dict[str, Any]:
-    """Both track records: leave-one-source-out (corpus) and leave-one-task-out (own reference runs)."""
-    if points is None:
-        from peftbench.recommend.fitting import default_evidence
-        from peftbench.recommend.points import corpus_points, merge, own_points
-
-        points = merge(corpus_points(), own_points(default_evidence(results).runs)).points
+def evaluate(results: Path | None = None, points: list[Point] | None = None,
+             sweeps: list[Sweep] | None = None) -> dict[str, Any]:
+    """The three track records (module doc) and the in-sample ceiling. `points` and `sweeps` default to the
+    published corpus plus the reference runs (`results`: another evidence set)."""
+    if points is None or sweeps is None:
+        points, sweeps = _default_evidence(results, points, sweeps)
     corpus_sources = sorted({p.source for p in points if not p.source.startswith("own:")})
-    loso = _score_folds([(s, [p for p in points if p.source != s], [p for p in points if p.source == s])
-                         for s in corpus_sources])
+    loso = _score_folds([(s, [p for p in points if p.source != s], [p for p in points if p.source == s],
+                          [w for w in sweeps if w.source != s]) for s in corpus_sources])
     own = [p for p in points if p.source.startswith("own:")]
     tasks = sorted({_task_name(p) for p in own})
-    loto = _score_folds([(t, [p for p in points if _task_name(p) != t], [p for p in own if _task_name(p) == t])
-                         for t in tasks])
+    loto = _score_folds([(t, [p for p in points if _task_name(p) != t], [p for p in own if _task_name(p) == t],
+                          [w for w in sweeps if _sweep_task(w) != t]) for t in tasks])
+    single = _score_folds(single_run_folds(points, sweeps), tuning_runs=DEFAULT_TUNING_RUNS)
     # The ceiling this corpus allows: every source predicted with itself included (in-sample), so what is
     # left is what a model of consistent method effects cannot express (seed noise, per-paper tuning).
-    ceiling = _score_folds([(s, points, [p for p in points if p.source == s]) for s in corpus_sources],
+    ceiling = _score_folds([(s, points, [p for p in points if p.source == s], sweeps) for s in corpus_sources],
                            {"recommender": _recommender, "posterior mean order": _posterior_mean})
     return {"leave_one_source_out": {"sources": len(corpus_sources), "summary": summarize(loso),
                                      "per_source": per_fold(loso), "rows": loso},
             "leave_one_task_out": {"tasks": len(tasks), "summary": summarize(loto), "per_task": per_task(loto),
                                    "rows": loto},
+            "single_run": {"comparisons": len({r["comparison"] for r in single}), "summary": summarize(single),
+                           "per_fold": per_fold(single), "rows": single},
             "in_sample_ceiling": {"summary": summarize(ceiling, ("recommender", "posterior mean order"))}}
+
+
+def _default_evidence(results: Path | None, points: list[Point] | None,
+                      sweeps: list[Sweep] | None) -> tuple[list[Point], list[Sweep]]:
+    from peftbench.recommend.corpus import load_corpus
+    from peftbench.recommend.fitting import default_evidence
+    from peftbench.recommend.points import corpus_points, merge, own_points
+    from peftbench.recommend.sensitivity import own_sensitivity_sweeps, published_sweeps
+    from peftbench.results import reference_results_dir, suite_result_files
+
+    if points is None:
+        points = merge(corpus_points(), own_points(default_evidence(results).runs)).points
+    if sweeps is None:
+        sweeps = own_sensitivity_sweeps(suite_result_files(results or reference_results_dir())) + \
+            published_sweeps(load_corpus())
+    return points, sweeps
+
+
+def _sweep_task(sweep: Sweep) -> str:
+    """The task a sweep belongs to, named as `_task_name` names own points (published sweeps: its comparison)."""
+    return sweep.comparison.split("|")[1].split("/")[-1] if sweep.source.startswith("own:") else sweep.comparison
+
+
+def single_run_folds(points: list[Point], sweeps: list[Sweep]) -> list[Fold]:
+    """The single-run protocol's folds: per own task, and per published source with sweeps, the held-out
+    comparison of each swept method's score at its un-tuned rate (module doc)."""
+    folds: list[Fold] = []
+    own_tasks = sorted({_sweep_task(w) for w in sweeps if w.source.startswith("own:")})
+    for task in own_tasks:
+        swept = {w.method: w for w in sweeps if _sweep_task(w) == task and w.untuned_rate}
+        held = [replace_score(p, swept[p.method].score_at(swept[p.method].untuned_rate))
+                for p in _first_config(points, lambda p, t=task: p.source.startswith("own:") and _task_name(p) == t)
+                if p.method in swept]
+        folds.append((f"{task} (one run)", [p for p in points if _task_name(p) != task], held,
+                      [w for w in sweeps if _sweep_task(w) != task]))
+    for source in sorted({w.source for w in sweeps if not w.source.startswith("own:")}):
+        train = [p for p in points if p.source != source]
+        suggested = suggested_rates(train)
+        held = [_sweep_point(w, w.score_at(suggested(w))) for w in sweeps if w.source == source]
+        folds.append((f"{source} (one run)", train, held, [w for w in sweeps if w.source != source]))
+    return folds
+
+
+def _first_config(points: list[Point], keep: Callable[[Point], bool]) -> list[Point]:
+    """One point per (comparison, method) among those kept: a method's first configuration."""
+    seen: dict[tuple[str, str], Point] = {}
+    for p in points:
+        if keep(p):
+            seen.setdefault((p.comparison, p.method), p)
+    return list(seen.values())
+
+
+def replace_score(point: Point, score: float) -> Point:
+    import dataclasses
+
+    return dataclasses.replace(point, score=score)
+
+
+def _sweep_point(sweep: Sweep, score: float) -> Point:
+    """A published sweep's score at one rate as a held-out point of its table block (`Sweep.comparison`)."""
+    metric = sweep.comparison.split("|")[6]
+    return Point(source=sweep.source, comparison=sweep.comparison, method=sweep.method, config=sweep.method,
+                 value=0.0, score=score, metric=metric, kind=sweep.kind, architecture=sweep.architecture,
+                 log_params=sweep.log_params, log_examples=sweep.log_examples, log_steps=None, cite=sweep.cite)
 
 
 def _task_name(p: Point) -> str:
@@ -298,6 +435,12 @@ def format_table(report: dict[str, Any]) -> str:
                   "| task | methods | regret | ρ | full-FT rule regret | full-FT rule ρ |", "|---|---|---|---|---|---|"]
         lines += [f"| {t['task']} | {t['methods']} | {t['regret']:.1f} | {_rho(t['rho'])} | "
                   f"{t['full_ft_regret']:.1f} | {_rho(t['full_ft_rho'])} |" for t in loto["per_task"]]
+    single = report.get("single_run")
+    if single and single["summary"]:
+        lines += ["", f"Single run over {single['comparisons']} comparisons with learning-rate sweeps: each method "
+                      "scored at the rate a user runs without tuning (peftbench's default rate on its own tasks, "
+                      "the swept rate nearest peftbench's suggestion in a published sweep).", ""]
+        lines += _table(single["summary"])
     if "in_sample_ceiling" in report:
         lines += ["", "In-sample ceiling: the same comparisons predicted with their own source included (not a "
                       "track record: the answers were seen).", ""]

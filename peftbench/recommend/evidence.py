@@ -63,6 +63,7 @@ class Evidence:
     runs: list[Run]
     failed: list[dict[str, Any]] = field(default_factory=list)  # status != ok, kept for the reasons
     files_hash: str = ""
+    paths: list[Path] = field(default_factory=list)  # the runs files read
 
     def tasks(self) -> list[str]:
         return sorted({r.task for r in self.runs})
@@ -132,7 +133,7 @@ def load_evidence(paths: list[Path]) -> Evidence:
         verdict = verdicts.get(f"{run.suite}/{run.task}") or verdicts.get(run.task)
         run.informative = verdict is None or verdict.informative
     failed = [r for r in records if r.get("status") not in (None, "ok")]
-    return Evidence(runs=runs, failed=failed, files_hash=results_hash(paths))
+    return Evidence(runs=runs, failed=failed, files_hash=results_hash(paths), paths=list(paths))
 
 
 def seed_spread(runs: list[Run], max_examples: int) -> dict[str, tuple[float, list[str]]]:

@@ -41,6 +41,7 @@ def consider_multi_gpu(cands: list[Any], gpus: int, gpu: Gpu, task_kind: str, se
                + f" ({fit['per_gpu_peak_bytes'] / 2**30:.1f} GiB per GPU, {fit['step_seconds']:.2f} s per step)")
         if fit["gpus"] <= gpus:
             cand.status, cand.excluded_because, cand.fits = "ranked", None, True
+            cand.gpus = fit["gpus"]
             cand.peak_bytes, cand.step_seconds = fit["per_gpu_peak_bytes"], fit["step_seconds"]
             cand.batch_size, cand.gradient_accumulation = micro, accumulation
             cand.reasons.insert(0, f"assumes {how}: it does not fit one card")

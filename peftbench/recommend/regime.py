@@ -70,6 +70,9 @@ FIRST_PLACE_NEEDS = (f"a first place needs {MIN_NEAR_FOR_FIRST} comparisons in t
 # measurement: it counts as this many comparisons at the query, so the answer agrees with the task's table
 # unless the rest of the evidence is much stronger.
 DIRECT = 4.0
+# Own reference runs: a difference between methods measured on this many seeds each carries a full weight
+# (`_Table.seed_factor`); the reference runs measure the default set on three.
+FULL_SEEDS = 3
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,8 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
             tables[comp] = _Table(group[0].source, {}, set(), PROPOSED_BY.get(group[0].source))
         table = tables[comp]
         table.cells[method] = (sum(p.value for p in group) / len(group), kernel(group[0], regime))
+        if group[0].source.startswith("own:"):
+            table.seeds[method] = sum(p.runs for p in group)
         if all(p.anchor for p in group):
             table.anchors.add(method)
     source_of = {comp: table.source for comp, table in tables.items()}
@@ -255,6 +260,16 @@ class _Table:
     cells: dict[str, tuple[float, float]]  # method -> (value, kernel weight)
     anchors: set[str]  # methods whose figure is quoted from another source: the others' reference only
     proposes: str | None  # the method this comparison's source introduced (`points.PROPOSED_BY`)
+    seeds: dict[str, int] = field(default_factory=dict)  # own runs: seeds averaged into each method's value
+
+    def seed_factor(self, method: str, reference: str) -> float:
+        """How much of a full weight a difference between two own measurements carries, by their seeds: a
+        difference's variance is the sum of its two means' (1/n each), full at `FULL_SEEDS` seeds on both sides
+        (one seed beside three: half). Published figures state no seed count and keep a full weight."""
+        n, ref = self.seeds.get(method), self.seeds.get(reference)
+        if not n or not ref:
+            return 1.0
+        return min(1.0, (2 / FULL_SEEDS) / (1 / n + 1 / ref))
 
     def vouches_for_own(self, method: str) -> bool:
         """Whether this comparison's source introduced `method` or LoRA, the method every difference is to."""
@@ -276,9 +291,10 @@ def _effects(tables: dict[str, _Table], only: str | None, full_effect: float,
                 if others:  # LoRA's own evidence: comparisons where it met something else (its effect is 0)
                     out["lora"].append((weight, 0.0, comp))
             elif "lora" in methods:
-                out[method].append((weight, value - methods["lora"][0], comp))
+                out[method].append((weight * table.seed_factor(method, "lora"), value - methods["lora"][0], comp))
             elif "full" in methods and method != "full" and full_se < 0.5:
-                out[method].append((weight * 0.5, value - methods["full"][0] + full_effect, comp))
+                out[method].append((weight * 0.5 * table.seed_factor(method, "full"),
+                                    value - methods["full"][0] + full_effect, comp))
     return out
 
 
