@@ -32,8 +32,8 @@ from peftbench.recommend.models import ModelInfo, candidate_models, model_archit
 from peftbench.recommend.multi_gpu import consider_multi_gpu
 from peftbench.recommend.points import Evidence, cached_corpus_points, merge, own_points
 from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, check_task, resolve_task
-from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, Estimate, Regime, fit, separated
-from peftbench.recommend.render import override_line, quality_reasons, separation_note
+from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, Estimate, Regime, fit, nearness, separated
+from peftbench.recommend.render import RunTarget, override_line, quality_reasons, run_warnings, separation_note
 from peftbench.recommend.sensitivity import cached_sweeps
 
 SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
@@ -73,6 +73,7 @@ class Candidate:
     near_sources: int = 0  # independent sources among the comparisons in the query's regime
     may_lead: bool = False  # enough of them, from enough sources, to be ranked first (`Estimate.may_lead`)
     may_lead_provisionally: bool = False  # enough of them, from one source (`Estimate.may_lead_provisionally`)
+    total_params: int = 0
     gpus: int = 1  # cards the step is costed on (several where it does not fit one, `multi_gpu`)
     gpu_hours: float | None = None  # of the whole training (`choice.gpu_hours`)
     learning_rate_loss: float = 0.0  # expected quality lost to an untuned rate with the tuning budget
@@ -134,7 +135,7 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     estimates = fit(evidence.points, regime)
     unstable = _unstable(runs) if query.train_examples and query.train_examples <= SMALL_DATA else {}
     for cand in cands:
-        _judge(cand, estimates, max_hours, max_adapter_mb, epochs)
+        _judge(cand, estimates, regime, max_hours, max_adapter_mb, epochs)
         if cand.method in unstable:
             spread, ids = unstable[cand.method]
             cand.warnings.append(f"unstable on small data: across seeds its score relative to full FT varies by "
@@ -149,7 +150,8 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     if deploy is not None and ranked:
         ranked, serving = serving_order(ranked, target, deploy, max_latency_overhead, adapters_per_base)
     separates = _explain_first(ranked, estimates, regime, target, decision) if ranked else True
-    notes = query.notes + model_notes + scale_notes + ([serving["summary"]] if serving else []) + [
+    notes = query.notes + model_notes + scale_notes + ([serving["summary"]] if serving else []) + \
+        _small_data_notes(query, epochs) + _edge_notes(deploy, cands) + [
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
         "precision assumed: " + _precision(mixed_precision)]
     no_pick_reason = None
@@ -166,6 +168,29 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
         evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
         separates=separates, deploy=serving, no_pick_reason=no_pick_reason, decision=decision)
+
+
+def _small_data_notes(query: TaskQuery, epochs: float) -> list[str]:
+    """Little data changes the advice, and the answer says how."""
+    n = query.train_examples
+    if not n or n >= SMALL_DATA:
+        return []
+    return [f"{n:,.0f} training examples is little: methods with few trainable parameters ((IA)3, LoRA at r=8, "
+            "prompt tuning) are less prone to overfit it, and T-Few (Liu et al. 2022) trains (IA)3 for 1,000 steps "
+            f"on 20-70 examples, so {epochs:g} epochs ({math.ceil(epochs * n / 16):,} steps at batch 16) may be "
+            "too few: raise --epochs, and run several seeds (small-data runs vary by seed)"]
+
+
+EDGE_PARAMS = 3e9  # beyond this a base model is a poor fit for an edge device (phones, laptops, embedded GPUs)
+
+
+def _edge_notes(deploy: str | None, cands: list[Candidate]) -> list[str]:
+    total = max((c.total_params for c in cands), default=0)
+    if deploy != "edge" or total <= EDGE_PARAMS:
+        return []
+    return [f"--deploy edge with a {total / 1e9:.1f}B-parameter base: about {2 * total / 2**30:.0f} GiB in bf16 and "
+            f"{0.56 * total / 2**30:.0f} GiB at 4 bits before any activation; edge devices usually hold a 0.5-3B "
+            "model: consider --model qwen2.5-1.5b or llama-3.2-3b (peftbench models lists the presets)"]
 
 
 def _check_budget(tuning_runs: int, value_margin: float) -> None:
@@ -283,6 +308,15 @@ def _probe_params(costs: CostModel, model: ModelInfo, batch: int) -> float:
     return float(cost.total_params or 1e8)
 
 
+def _run_target(costs: CostModel, query: TaskQuery, model: ModelInfo) -> RunTarget:
+    from peftbench import hardware as hw
+
+    profile = next(iter(hw.resolve([costs.gpu.profile]).values()))
+    suite_task = query.label if query.task_name and "/" in query.label else None
+    return RunTarget(model.name, "cpu" if profile.kind == "cpu" else "cuda", profile.precision("bf16") == "bf16",
+                     suite_task)
+
+
 def _applicable(meta: dict[str, Any], model: ModelInfo, costs: CostModel) -> str | None:
     if model.architecture not in meta["architectures"]:
         return (f"cannot wrap a {model.architecture} model (supports: {', '.join(meta['architectures'])})")
@@ -305,22 +339,25 @@ def _candidate(costs: CostModel, query: TaskQuery, model: ModelInfo, name: str, 
         epoch_seconds=None if epoch is None else round(epoch, 1), adapter_bytes=int(saved),
         batch_size=cost.batch_size, gradient_accumulation=cost.accumulation,
         gradient_checkpointing=cost.gradient_checkpointing, trainable_params=cost.trainable_params,
-        reasons=list(notes), warnings=list(cost.notes), would_fit_with=cost.would_fit_with)
+        total_params=cost.total_params, reasons=list(notes), warnings=list(cost.notes),
+        would_fit_with=cost.would_fit_with)
     if cost.not_applicable:
         cand.status, cand.excluded_because = "not applicable", cost.not_applicable
     elif not cost.fits:
         cand.status = "does not fit"
         cand.excluded_because = f"predicted peak {cost.peak_bytes / 2**30:.1f} GiB does not fit {costs.gpu.label}"
     steps = math.ceil(epochs * query.train_examples / batch) if query.train_examples else None
-    cand.override = override_line(name, hps, cost, steps, costs.mixed_precision)
+    target = _run_target(costs, query, model)
+    cand.override = override_line(name, hps, cost, steps, costs.mixed_precision, target)
+    cand.warnings += run_warnings(target, costs.mixed_precision)
     if name == "qlora":
         cand.warnings.append("quality from LoRA's evidence: QLoRA trains the same adapters on a 4-bit base "
                              "(Dettmers et al. 2023 report 16-bit parity)")
     return cand
 
 
-def _judge(cand: Candidate, estimates: dict[str, Estimate], max_hours: float | None, max_adapter_mb: float | None,
-           epochs: float) -> None:
+def _judge(cand: Candidate, estimates: dict[str, Estimate], regime: Regime, max_hours: float | None,
+           max_adapter_mb: float | None, epochs: float) -> None:
     est = estimates.get(PROXIES.get(cand.method, cand.method))
     full = estimates.get("full")
     if est is not None:
@@ -333,7 +370,7 @@ def _judge(cand: Candidate, estimates: dict[str, Estimate], max_hours: float | N
         cand.evidence_weight, cand.near_comparisons = round(est.weight, 2), est.near
         cand.near_sources, cand.may_lead = est.near_sources, est.may_lead
         cand.may_lead_provisionally = est.may_lead_provisionally
-        cand.evidence = [f"(weight {w:.2f}) {p.cite}" for w, p in est.nearest]
+        cand.evidence = [f"(weight {w:.2f}: {nearness(p, regime)}) {p.cite}" for w, p in est.nearest]
     if cand.status != "ranked":
         return
     if max_adapter_mb and cand.adapter_bytes > max_adapter_mb * 2**20:

@@ -40,6 +40,10 @@ LR_BY_SIZE: dict[str, tuple[tuple[float, float], ...]] = {
 LR_SOURCE = {"full": "full FT lr by model size (2e-5 up to 1.5B parameters, 1e-5 up to 20B, 5e-6 above)",
              "lora": "LoRA-family lr by model size (Hu et al. 2021; QLoRA, Dettmers et al. 2023: 2e-4 for 7B/13B)"}
 CORPUS_WINDOW = 0.5  # decades of model size within which the corpus' reported learning rates are used
+# Methods whose rate evidence includes another's: QLoRA trains LoRA's adapters; DoRA is LoRA with its update's
+# magnitude split off, trained at LoRA's rates in its own paper's commonsense runs (nvlabs_dora_repo). rsLoRA is
+# not here: its alpha/sqrt(r) scale makes its updates larger at the same rate.
+RATE_EVIDENCE = {"qlora": ("lora",), "dora": ("dora", "lora")}
 
 
 def lora_rank(train_examples: float | None) -> int:
@@ -61,11 +65,11 @@ def _corpus_lr(method: str, total_params: float, points: list[Point]) -> tuple[d
 
     Per source first: one paper reports one protocol on dozens of rows (the DoRA repository: 3e-4 on 56), and
     a plain median over rows would be that paper's choice alone."""
-    method = "lora" if method == "qlora" else method
+    methods = RATE_EVIDENCE.get(method, (method,))
     by_source: dict[str, list[float]] = {}
     for p in points:
         lr = p.hyperparameters.get("learning_rate") if p.hyperparameters else None
-        if (p.method == method and isinstance(lr, (int, float)) and lr > 0 and p.log_params is not None
+        if (p.method in methods and isinstance(lr, (int, float)) and lr > 0 and p.log_params is not None
                 and not p.source.startswith("own:") and not p.anchor
                 and abs(p.log_params - math.log10(max(total_params, 1))) <= CORPUS_WINDOW):
             by_source.setdefault(p.source, []).append(float(lr))
@@ -89,7 +93,8 @@ def learning_rate(method: str, total_params: float, points: list[Point]) -> tupl
             low, high = min(medians.values()), max(medians.values())
             spread = fmt_lr(low) if low == high else f"{fmt_lr(low)} to {fmt_lr(high)}"
             return lr, (f"lr {fmt_lr(lr)}: median of the rule of thumb ({fmt_lr(rule)}) and {len(medians)} "
-                        f"source(s)' medians ({spread}; {n} reported rates for {method} on models within "
+                        f"source(s)' medians ({spread}; {n} reported rates for "
+                        f"{'/'.join(RATE_EVIDENCE.get(method, (method,)))} on models within "
                         f"{CORPUS_WINDOW:g} decade of this size: {', '.join(sorted(medians))})")
     return rule, f"lr {fmt_lr(rule)}: {why}"
 

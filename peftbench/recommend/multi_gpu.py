@@ -45,7 +45,9 @@ def consider_multi_gpu(cands: list[Any], gpus: int, gpu: Gpu, task_kind: str, se
             cand.peak_bytes, cand.step_seconds = fit["per_gpu_peak_bytes"], fit["step_seconds"]
             cand.batch_size, cand.gradient_accumulation = micro, accumulation
             cand.reasons.insert(0, f"assumes {how}: it does not fit one card")
-            cand.override += f"  # on {fit['gpus']} GPUs with {fit['strategy']}"
+            cand.warnings.append(f"the run line trains on one device: `peftbench run` does not yet launch a run across "
+                                 f"{fit['gpus']} GPUs with {fit['strategy']}; train it with accelerate/DeepSpeed "
+                                 "(or torchrun with FSDP) at these settings")
         else:
             cand.would_fit_with.append(how)
     if gpus > 1:

@@ -154,6 +154,17 @@ def kernel(point: Point, regime: Regime) -> float:
             * _gauss(point.log_steps, regime.log_steps, BANDWIDTH["steps"]))
 
 
+def nearness(point: Point, regime: Regime) -> str:
+    """Why a point counts at this query, in words: its task kind against the query's, and its model and data
+    size (a summarization query citing a QA table says so, and how much that costs the citation's weight)."""
+    kind = ("same task kind" if point.kind == regime.kind else
+            f"{point.kind}, weighted x{kind_similarity(point.kind, regime.kind):g} as a "
+            f"{'generation' if point.kind in GENERATION_KINDS else 'classification'}-like kind")
+    size = "model size unstated" if point.log_params is None else f"{_human(10 ** point.log_params)} params"
+    data = "" if point.log_examples is None else f", {_human(10 ** point.log_examples)} examples"
+    return f"{kind}; {size}{data}"
+
+
 @dataclass
 class Estimate:
     method: str
@@ -210,6 +221,7 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
             tables[comp] = _Table(group[0].source, {}, set(), PROPOSED_BY.get(group[0].source))
         table = tables[comp]
         table.cells[method] = (sum(p.value for p in group) / len(group), kernel(group[0], regime))
+        table.log_params.add(group[0].log_params)
         if group[0].source.startswith("own:"):
             table.seeds[method] = sum(p.runs for p in group)
         if all(p.anchor for p in group):
@@ -229,7 +241,8 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         near = [c for w, _, c in obs if w >= NEAR]
         # A source does not vouch independently for the method it introduced (or for a difference to LoRA when
         # it introduced LoRA): the first-place bar's sources are counted without it.
-        independent = {source_of[c] for c in near if not tables[c].vouches_for_own(method)}
+        independent = {source_of[c] for c in near if not tables[c].vouches_for_own(method)
+                       and not _far_own_run(c, tables[c], regime)}
         estimates[method] = Estimate(method, effect, se, sum(w for w, _, _ in obs),
                                      len(near), len(obs), group[:3], len(independent),
                                      bool(regime.own_task) and any(c.startswith(f"own|{regime.own_task}|")
@@ -241,6 +254,18 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
             estimates[method] = Estimate(method, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN), 1.0, 0.0, 0, 0,
                                          near[:3])
     return estimates
+
+
+OWN_SOURCE_WITHIN = 1.0  # decades of model size: own CPU runs vouch as a source only for queries this close
+
+
+def _far_own_run(comparison: str, table: _Table, regime: Regime) -> bool:
+    """An own reference run on a 22M-135M model (one seed, a few steps on a CPU) is evidence at any size, but
+    never an independent *source* for a first place at a size a decade away: a 7B pick needs a second paper."""
+    if not table.source.startswith("own:") or regime.log_params is None:
+        return False
+    sizes = [p for p in table.log_params if p is not None]
+    return bool(sizes) and min(abs(p - regime.log_params) for p in sizes) > OWN_SOURCE_WITHIN
 
 
 def _kin_priors(diffs: dict[str, list[tuple[float, float, str]]], source_of: dict[str, str]) -> dict[str, float]:
@@ -261,6 +286,7 @@ class _Table:
     anchors: set[str]  # methods whose figure is quoted from another source: the others' reference only
     proposes: str | None  # the method this comparison's source introduced (`points.PROPOSED_BY`)
     seeds: dict[str, int] = field(default_factory=dict)  # own runs: seeds averaged into each method's value
+    log_params: set[float | None] = field(default_factory=set)  # the model sizes of its points
 
     def seed_factor(self, method: str, reference: str) -> float:
         """How much of a full weight a difference between two own measurements carries, by their seeds: a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from peftbench.recommend.regime import FIRST_PLACE_NEEDS, Estimate, Regime, lead_rule
@@ -23,19 +24,60 @@ def _yaml(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def override_line(method: str, hps: dict[str, Any], cost: Cost, steps: int | None, mixed: str | None) -> str:
-    """`peftbench run` overrides that reproduce the suggested settings (train.learning_rate bypasses the
+@dataclass(frozen=True)
+class RunTarget:
+    """Where the suggested settings run: the model as `peftbench run` loads it, the device, what precision the
+    card trains in, and the suite and task when the query named a benchmarked one."""
+
+    model: str
+    device: str  # "cuda" or "cpu"
+    bf16: bool = True  # the card computes in bf16 (a T4 does not)
+    suite_task: str | None = None  # "suite/task"
+
+
+def runnable_model(model: str) -> str:
+    """A preset is a transcribed config, not weights: `peftbench run` loads its hub id (a packaged model, whose
+    weights ship in a registry package, keeps its name)."""
+    from peftbench.models.catalogue import CATALOGUE
+    from peftbench.models.configs import preset_for, preset_index
+
+    if model in CATALOGUE:
+        return model
+    preset = preset_for(model)
+    return preset_index()[preset.name]["hub_id"] if preset is not None else model
+
+
+def override_line(method: str, hps: dict[str, Any], cost: Cost, steps: int | None, mixed: str | None,
+                  target: RunTarget) -> str:
+    """The `peftbench run` command that reproduces the suggested settings (train.learning_rate bypasses the
     suites' lr_multiplier, so the CPU schedule's x4 never applies)."""
-    parts = [f"methods=[{method}]"]
+    suite, _, task = (target.suite_task or "").partition("/")
+    parts = ["peftbench run", f"suite={suite} tasks=[{task}]" if task else "suite=YOUR_SUITE",
+             f"model={runnable_model(target.model)}"]
+    if target.device == "cuda":
+        parts.append("device=cuda")
+    parts.append(f"methods=[{method}]")
     parts += [f"methods.{method}.{k}={_yaml(hps[k])}" for k in METHOD_KEYS if hps.get(k) is not None]
     parts.append(f"train.learning_rate={hps['learning_rate']:g}")
     parts.append(f"train.batch_size={cost.batch_size}")
     parts.append(f"train.gradient_accumulation_steps={cost.accumulation}")
     parts.append(f"train.gradient_checkpointing={_yaml(cost.gradient_checkpointing)}")
-    parts.append("train.dtype=fp32" if mixed else "train.dtype=bf16")
+    parts.append("train.dtype=fp32" if mixed else "train.dtype=bf16" if target.bf16 else "train.dtype=fp16")
     if steps:
         parts.append(f"train.max_steps={steps}")  # optimizer steps: epochs x examples / effective batch
     return " ".join(parts)
+
+
+def run_warnings(target: RunTarget, mixed: str | None) -> list[str]:
+    """What the printed `run:` line does not do as the estimate assumed, said beside it."""
+    out = []
+    if not target.suite_task:
+        out.append("run: YOUR_SUITE is a suite with your data (a suite YAML, see README 'Extending peftbench'); "
+                   "the other settings run as printed")
+    if target.device == "cuda" and not target.bf16 and not mixed:
+        out.append("this card has no bf16: the run line trains in fp16, which `peftbench run` does without loss "
+                   "scaling; prefer fp32 (train.dtype=fp32, about twice the weights' memory) if losses go to nan")
+    return out
 
 
 def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, gpu: Gpu) -> list[str]:
