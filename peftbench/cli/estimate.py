@@ -167,7 +167,8 @@ def _print_table(results: list[dict[str, Any]]) -> None:
             rows.append({"method": r["method"], "note": "not applicable: " + r["skipped"]})
             continue
         b = r["breakdown"]
-        row = {"method": r["method"], "trainable": f"{r['trainable_params']:,}", "peak GiB": r["peak_bytes"] / GiB}
+        row = {"method": r["method"], "trainable": f"{r['trainable_params']:,}", "peak GiB": r["peak_bytes"] / GiB,
+               "peak at": r.get("peak_phase", "")}
         for key, column in (("weights", "weights"), ("gradients", "grads"), ("optimizer_states", "optim"),
                             ("activations", "activ"), ("temporaries", "temps"), ("gathered", "gathered"),
                             ("buckets", "buckets"), ("overhead", "other")):

@@ -10,6 +10,18 @@ from peftbench.vocabulary import check_task_kind
 
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
+# Where activations dominate (long sequences, full fine-tuning) the step peaks as backward starts: every saved
+# activation is alive and the loss's fp32 gradient over the logits is allocated, while no weight gradient exists yet.
+NO_GRADIENT_PEAK_NOTE = ("gradients 0 at the peak: the step peaks as backward starts, with every saved activation "
+                         "alive and the logits' fp32 gradient allocated, before any weight gradient exists (the "
+                         "previous step's were freed by zero_grad(set_to_none=True)); later in backward gradients "
+                         "grow while activations are freed, to a lower total")
+# QLoRA as run (peft's prepare_model_for_kbit_training, as the QLoRA reference code does) upcasts the embeddings and
+# norms to fp32, so the residual stream and the hidden states saved for backward are fp32 while the 4-bit matmuls
+# compute in bf16: more activation memory than LoRA on a bf16 base, though the weights take a quarter.
+QLORA_ACTIVATIONS_NOTE = ("QLoRA's activations exceed LoRA's: prepare_model_for_kbit_training keeps embeddings and "
+                          "norms in fp32, so the residual stream and the hidden states saved for backward are fp32 "
+                          "(the 4-bit matmuls compute in bf16); gradient checkpointing removes most of them")
 QLORA_NOTE = ("QLoRA's 4-bit base is emulated (bitsandbytes needs CUDA): packed NF4 weights with double-quantised "
               "scales, dequantised temporaries in forward and backward, fp32 upcast of non-quantised parameters")
 
@@ -191,6 +203,10 @@ def _compose(label: str, method: str, hp: dict[str, Any], traces: dict[str, dict
     trace = traces[main_kind]
     memory = device_memory(trace, main_kind)
     notes = list(trace.get("notes", [])) + list(extra_notes)
+    if memory["breakdown"].get("gradients") == 0 and trace["trainable_params"]:
+        notes.append(NO_GRADIENT_PEAK_NOTE)
+    if method == "qlora" and not gradient_checkpointing:
+        notes.append(QLORA_ACTIVATIONS_NOTE)
     return Estimate(
         model=label, method=method, trainable_params=trace["trainable_params"],
         total_params=trace["total_params"], peak_bytes=memory["peak_bytes"], breakdown=memory["breakdown"],
