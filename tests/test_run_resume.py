@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import read_records, worker_pids
 
 REPO = Path(__file__).resolve().parent.parent
@@ -184,3 +185,25 @@ def test_an_interrupted_driver_stops_its_worker_removes_its_folders_and_records_
     assert list(scratch.iterdir()) == []
     assert not set(workers) & set(worker_pids())
     assert not (tmp_path / "results" / "smoke" / "runs.jsonl").exists()
+
+
+def test_the_suite_bar_moves_with_the_steps_of_runs_in_flight(capsys):
+    """A long run no longer freezes the suite bar until it ends: two runs in flight at 10/40 and 30/40 steps
+    count as one run done of four, and the postfix names each with its steps and own ETA."""
+    from types import SimpleNamespace
+
+    from peftbench.runs.runner import _Progress
+
+    progress = _Progress(4, enabled=True, step_bar=False)
+    a, b = (SimpleNamespace(run_id=i, label=lambda i=i: f"lora s{i}") for i in ("a", "b"))
+    for spec in (a, b):
+        progress.event(spec, {"event": "phase", "name": "train", "total": 40})
+    for step in range(1, 11):
+        progress.event(a, {"event": "step", "step": step, "total": 40, "loss": 1.0})
+    for step in range(1, 31):
+        progress.event(b, {"event": "step", "step": step, "total": 40, "loss": 1.0})
+    assert progress.suite_bar.n == pytest.approx(1.0)
+    assert "lora sa 10/40 steps" in progress.suite_bar.postfix and "left" in progress.suite_bar.postfix
+    progress.finished(b, {"status": "ok"})
+    assert progress.suite_bar.n == pytest.approx(1.25)
+    progress.close()

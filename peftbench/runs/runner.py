@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -154,31 +155,51 @@ def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:
 
 
 class _Progress:
-    """Two tqdm bars: runs done / total with ETA, and the current run's training steps (only when runs go
-    one at a time: concurrent runs' steps would interleave in one bar)."""
+    """The suite bar counts runs, in-flight runs by the share of their training steps done, so it moves (and
+    its ETA holds) while a long run trains; its postfix names each run in flight with its steps and own ETA.
+    A second bar shows the current run's steps when runs go one at a time."""
 
     def __init__(self, total: int, enabled: bool, step_bar: bool = True) -> None:
         from tqdm import tqdm
 
-        self.suite_bar = tqdm(total=total, desc="runs", unit="run", position=0, disable=not enabled)
+        self.suite_bar = tqdm(total=total, desc="runs", unit="run", position=0, disable=not enabled,
+                              bar_format="{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}<{remaining}]{postfix}")
         self.step_bar = tqdm(total=0, desc="steps", unit="step", position=1, leave=False,
                              disable=not (enabled and step_bar))
+        self.finished_runs = 0
+        self.in_flight: dict[str, tuple[str, int, int, float]] = {}  # run id -> (label, done, total, started)
 
     def event(self, spec: RunSpec, event: dict[str, Any]) -> None:
         if event.get("event") == "phase":
             self.step_bar.set_description(f"{spec.label()} {event['name']}")
             if event["name"] == "train":
                 self.step_bar.reset(total=event["total"])
+                self.in_flight[spec.run_id] = (spec.label(), 0, int(event["total"] or 0), time.monotonic())
         elif event.get("event") == "step":
             self.step_bar.update(1)
             self.step_bar.set_postfix(loss=event["loss"])
+            label, _, total, started = self.in_flight.get(spec.run_id, (spec.label(), 0, 0, time.monotonic()))
+            self.in_flight[spec.run_id] = (label, int(event["step"]), int(event.get("total") or total), started)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        fractions = sum(done / total for _, done, total, _ in self.in_flight.values() if total)
+        self.suite_bar.n = self.finished_runs + min(fractions, len(self.in_flight))
+        parts = []
+        for label, done, total, started in self.in_flight.values():
+            eta = (time.monotonic() - started) / done * (total - done) if done else None
+            parts.append(f"{label} {done}/{total} steps" + (f", ~{eta:.0f}s left" if eta is not None else ""))
+        self.suite_bar.set_postfix_str("; ".join(parts), refresh=False)
+        self.suite_bar.refresh()
 
     def elsewhere(self, spec: RunSpec) -> None:
         self.suite_bar.total = max(0, (self.suite_bar.total or 0) - 1)  # not ours to run after all
         self.suite_bar.refresh()
 
     def finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
-        self.suite_bar.update(1)
+        self.in_flight.pop(spec.run_id, None)
+        self.finished_runs += 1
+        self._refresh()
         self.suite_bar.set_postfix_str(f"last: {spec.label()} {record['status']}")
 
     def close(self) -> None:
