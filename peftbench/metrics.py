@@ -60,3 +60,23 @@ def text_metrics(predictions: Sequence[str], references: Sequence[str], names: S
 
 
 VALID = set(_TEXT_METRICS) | {"accuracy", "macro_f1"}
+
+
+def correct_rows(predictions: Sequence[int], references: Sequence[int]) -> list[float]:
+    """Per eval row, on the accuracy scale: 100 where right, 0 where wrong (their mean is the accuracy)."""
+    return [100.0 if p == r else 0.0 for p, r in zip(predictions, references, strict=True)]
+
+
+def text_rows(predictions: Sequence[str], references: Sequence[str], metric: str) -> list[float]:
+    """Per eval row, the sentence-level score of `metric` (ROUGE-L F1 or chrF, 0-100): what a bootstrap over
+    eval rows resamples to put an interval on a difference between two runs on the same rows."""
+    if metric.startswith("rouge"):
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer([metric], use_stemmer=True)
+        return [100.0 * scorer.score(r, p)[metric].fmeasure for p, r in zip(predictions, references, strict=True)]
+    import sacrebleu
+
+    if metric == "chrf":
+        return [float(sacrebleu.sentence_chrf(p, [r]).score) for p, r in zip(predictions, references, strict=True)]
+    return [float(sacrebleu.sentence_bleu(p, [r]).score) for p, r in zip(predictions, references, strict=True)]

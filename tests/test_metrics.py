@@ -69,3 +69,17 @@ def test_chrf():
 def test_only_requested_metrics_are_returned():
     scores = text_metrics([PRED], [REF], ["rougeL", "bleu"])
     assert set(scores) == {"rougeL", "bleu"}
+
+
+def test_row_scores_average_back_to_the_metric():
+    """The per-row scores a run records (`eval_rows`) are the metric's own parts: their mean is the accuracy or
+    the ROUGE-L a run reports, so a bootstrap over rows is a bootstrap of that metric."""
+    from peftbench.metrics import classification_metrics, correct_rows, text_metrics, text_rows
+
+    preds, refs = [0, 1, 1, 2], [0, 1, 2, 2]
+    assert sum(correct_rows(preds, refs)) / 4 == classification_metrics(preds, refs, 3, ["accuracy"])["accuracy"]
+    hyp = ["the cat sat on the mat", "a dog", "completely different words"]
+    ref = ["the cat sat on a mat", "the dog barked", "nothing alike here"]
+    rows = text_rows(hyp, ref, "rougeL")
+    assert sum(rows) / len(rows) == pytest.approx(text_metrics(hyp, ref, ["rougeL"])["rougeL"])
+    assert len(text_rows(hyp, ref, "chrf")) == 3

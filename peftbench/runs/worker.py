@@ -187,8 +187,10 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
 
     emit("phase", name="eval")
     eval_start = time.perf_counter()
-    out["metrics"] = setup.kind.evaluate(setup.model, setup.tokenizer, setup.task, setup.prepared,
-                                         train["eval_batch_size"])
+    evaluation = setup.kind.evaluate(setup.model, setup.tokenizer, setup.task, setup.prepared,
+                                     train["eval_batch_size"])
+    out["metrics"] = evaluation.metrics
+    out["eval_rows"] = {"metric": evaluation.row_metric, "scores": [round(x, 3) for x in evaluation.row_scores]}
     out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
     out.update(_save(spec, setup, artifacts))
     from peftbench.runs.post_training import after_training  # issue 18: inference cost + forgetting (hook)

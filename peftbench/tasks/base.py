@@ -28,6 +28,16 @@ class PreparedTask:
     mean_target_tokens: float = 0.0
 
 
+@dataclass
+class Evaluation:
+    """A run's eval-split scores: the metrics, and the primary metric per eval row (`row_metric`), which lets a
+    comparison of two runs on the same rows be bootstrapped (`peftbench pilot`)."""
+
+    metrics: dict[str, float]
+    row_metric: str
+    row_scores: list[float]
+
+
 class TaskKind(Protocol):
     name: str
 
@@ -37,7 +47,7 @@ class TaskKind(Protocol):
                 eval_: Dataset) -> PreparedTask: ...
 
     def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
-                 prepared: PreparedTask, batch_size: int) -> dict[str, float]: ...
+                 prepared: PreparedTask, batch_size: int) -> Evaluation: ...
 
 
 def pad_collate(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]:

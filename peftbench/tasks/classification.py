@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from peftbench.errors import UserError
-from peftbench.metrics import classification_metrics
-from peftbench.tasks.base import PreparedTask, batches, pad_collate
+from peftbench.metrics import classification_metrics, correct_rows
+from peftbench.tasks.base import Evaluation, PreparedTask, batches, pad_collate
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -50,7 +50,7 @@ class Classification:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
-                 prepared: PreparedTask, batch_size: int) -> dict[str, float]:
+                 prepared: PreparedTask, batch_size: int) -> Evaluation:
         model.eval()
         predictions: list[int] = []
         references: list[int] = []
@@ -58,4 +58,5 @@ class Classification:
             batch = prepared.collate(chunk)
             references.extend(batch.pop("labels").tolist())
             predictions.extend(model(**batch).logits.argmax(-1).tolist())
-        return classification_metrics(predictions, references, prepared.num_labels or 0, task.metrics)
+        return Evaluation(classification_metrics(predictions, references, prepared.num_labels or 0, task.metrics),
+                          "accuracy", correct_rows(predictions, references))

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from peftbench.metrics import text_metrics
-from peftbench.tasks.base import PreparedTask, batches, pad_collate
+from peftbench.metrics import text_metrics, text_rows
+from peftbench.tasks.base import Evaluation, PreparedTask, batches, pad_collate
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -61,7 +61,7 @@ class Generation:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
-                 prepared: PreparedTask, batch_size: int) -> dict[str, float]:
+                 prepared: PreparedTask, batch_size: int) -> Evaluation:
         model.eval()
         predictions: list[str] = []
         for chunk in batches(prepared.eval_rows, batch_size):
@@ -72,4 +72,7 @@ class Generation:
             for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True):
                 predictions.append(text.strip().split("\n")[0].strip())
         references = [r["reference"] for r in prepared.eval_rows]
-        return text_metrics(predictions, references, task.metrics)
+        # The row metric is the recommender's primary one (ROUGE-L, else chrF for translation tasks).
+        row_metric = "rougeL" if "rougeL" in task.metrics else "chrf" if "chrf" in task.metrics else task.metrics[0]
+        return Evaluation(text_metrics(predictions, references, task.metrics), row_metric,
+                          text_rows(predictions, references, row_metric))

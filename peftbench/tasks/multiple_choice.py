@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from peftbench.tasks.base import PreparedTask, batches, pad_collate
+from peftbench.tasks.base import Evaluation, PreparedTask, batches, pad_collate
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -57,9 +57,9 @@ class MultipleChoice:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: TaskSpec,
-                 prepared: PreparedTask, batch_size: int) -> dict[str, float]:
+                 prepared: PreparedTask, batch_size: int) -> Evaluation:
         model.eval()
-        correct = 0
+        rows: list[float] = []
         for chunk in batches(prepared.eval_rows, batch_size):
             batch = tokenizer([r["prompt"] for r in chunk], return_tensors="pt", padding=True,
                               truncation=True, max_length=task.max_length - 1)
@@ -67,5 +67,5 @@ class MultipleChoice:
             for row, row_logits in zip(chunk, logits, strict=True):
                 letters = [tokenizer(" " + c, add_special_tokens=False)["input_ids"][0]
                            for c in string.ascii_uppercase[: row["n_choices"]]]
-                correct += int(int(row_logits[letters].argmax()) == row["answer"])
-        return {"accuracy": 100.0 * correct / len(prepared.eval_rows)}
+                rows.append(100.0 if int(row_logits[letters].argmax()) == row["answer"] else 0.0)
+        return Evaluation({"accuracy": sum(rows) / len(rows)}, "accuracy", rows)
