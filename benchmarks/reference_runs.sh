@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference runs of issue 15: every applicable method at its selected learning rate (tune=lr) on every
+# The reference runs: every applicable method at its selected learning rate (tune=lr) on every
 # reference task, written into the checkout's results/reference (--into-reference). One run at a time per
 # invocation (jobs=1), adapters not kept. Every line resumes: rerunning the script skips what this machine
 # has recorded, so it can be stopped and restarted at will.

@@ -1,9 +1,10 @@
 """What the reference results cover, task by task: which methods ran at a selected learning rate, on how many
 seeds the suite's default method set ran, what the sweeps cost, and whether the task can tell methods apart.
 
-Issue 15's bar, read from the records rather than kept by hand in a README: every applicable method at its
-selected rate on every reference task, the default set on three seeds. `python -m peftbench.coverage` prints
-the table `results/README.md` shows; a test holds the shipped results to what that README claims.
+The bar the reference results are held to, read from the records rather than kept by hand in a README: every
+applicable method at its selected rate on every reference task, the default set on three seeds.
+`python -m peftbench.coverage` prints the table `results/README.md` shows; a test holds the shipped results to
+what that README claims.
 
 Json records in, plain data out (`results.latest_records`): no torch, no pandas.
 """

@@ -82,7 +82,7 @@ def test_unknown_command_is_exit_2(cli):
     assert code == 2 and "invalid choice" in err
 
 
-# Issue 13: every bad value is refused when the plan is built — one line, exit 2, nothing written.
+# Every bad value is refused when the plan is built — one line, exit 2, nothing written.
 @pytest.mark.parametrize("override, expected", [
     ("model=nosuchmodel", "not in the local Hugging Face cache"),
     ("model=org/nosuchmodel", "not in the local Hugging Face cache"),

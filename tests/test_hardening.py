@@ -1,4 +1,4 @@
-"""Crashes and loopholes found by issue 13's hostile-input pass, pinned as unit tests (the one-line CLI
+"""Crashes and loopholes found by a hostile-input pass, pinned as unit tests (the one-line CLI
 refusals are in test_cli_errors.py, the fuzz tests in test_fuzz_inputs.py)."""
 
 from __future__ import annotations

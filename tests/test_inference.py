@@ -1,4 +1,4 @@
-"""Issue 18: inference cost and forgetting per run, the inference estimate, and the deploy weighting."""
+"""Inference cost and forgetting per run, the inference estimate, and the deploy weighting."""
 
 from __future__ import annotations
 

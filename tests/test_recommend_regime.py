@@ -141,7 +141,7 @@ def test_own_runs_are_on_the_corpus_scale_and_cite_their_baseline():
 
 
 def test_a_task_that_cannot_tell_methods_apart_is_not_evidence():
-    """Issue 15: a task whose table says "no method separates" is shown, never used as evidence."""
+    """A task whose table says "no method separates" is shown, never used as evidence."""
     from peftbench.recommend.fitting import default_evidence
 
     runs = default_evidence(None).runs

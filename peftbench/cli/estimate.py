@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     multi.add_argument("--strategy", default=None, help="ddp | fsdp | zero2 | zero3 (default ddp with --gpus > 1)")
     multi.add_argument("--offload", default=None, help="none | optimizer | params (zero2/zero3; fsdp: params)")
 
-    from peftbench.cli import estimate_inference  # issue 18: --inference [--context L --batch B] (hook)
+    from peftbench.cli import estimate_inference  # serving cost: --inference [--context L --batch B]
 
     estimate_inference.add_arguments(p)
     p.set_defaults(func=run_estimate)
@@ -103,7 +103,7 @@ def _check_names(args: argparse.Namespace) -> None:
 
 def run_estimate(args: argparse.Namespace) -> int:
     _check_names(args)
-    if getattr(args, "inference", False):  # issue 18 (hook): serving cost, cli/estimate_inference.py
+    if getattr(args, "inference", False):  # serving cost, cli/estimate_inference.py
         from peftbench.cli.estimate_inference import run
 
         return run(args)

@@ -89,7 +89,7 @@ def seed_summary(table):
                 row[col.removeprefix("metrics.")] = f"{values.iloc[0]:.1f}"  # one seed: no spread to show
         row["train_s"] = round(group["train_seconds"].mean(), 1)
         row["peak_MiB"] = round(group["memory.peak_rss_train_bytes"].mean() / 2**20)
-        row.update(_inference_columns(group))  # issue 18
+        row.update(_inference_columns(group))  # after training: inference overhead, forgetting
         rows.append(row)
     not_ok = table[table["status"] != "ok"]
     if "error" not in not_ok:

@@ -1,4 +1,4 @@
-"""Predicted inference cost of a tuned model per hardware profile, from its config alone (issue 18).
+"""Predicted inference cost of a tuned model per hardware profile, from its config alone.
 
 The wrapped model is built on the meta device (no weights), exactly as a run wraps it, to count the base
 weights, the adapter's weights and the layers it adapts. Then, for a batch of `batch` sequences of

@@ -1,4 +1,4 @@
-"""`recommend --deploy server|edge`: re-rank candidate methods by what serving them costs (issue 18).
+"""`recommend --deploy server|edge`: re-rank candidate methods by what serving them costs.
 
 `serving_order` is what the engine calls on its ranked candidates: the predicted inference overhead of each
 on the target card (`estimate.inference`), weighed by `deploy_ranking`, which says how each method moved.

@@ -149,13 +149,13 @@ def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]
     the highest lower bound: the evidence bar has already screened out thin evidence, and the lower bound
     would then only penalize a well-measured method whose sources disagree in size of effect (full FT vs
     LoRA at 7B: +0.05 with se 0.05). Measured leave-one-source-out: regret 1.95 -> 1.76, leave-one-task-out
-    3.23 -> 2.51, rho unchanged (0.27 and 0.27 -> 0.29); session 8, 15 sources.
+    3.23 -> 2.51, rho unchanged (0.27 and 0.27 -> 0.29), measured with 15 sources.
 
     Below first place the order is the lower bound alone: a thin method's wide interval already places it
     low. Ranking every thin method below every well-evidenced one was measured worse (leave-one-task-out rho
     0.11 against 0.48), and so was ranking the methods with no evidence at this scale below the rest: it put
-    prefix tuning, evidenced and predicted at 60% of LoRA, above (IA)3 and the adapter on T0-3B (session 10,
-    22 sources: leave-one-source-out rho 0.35 -> 0.47, over >= 8 methods 0.60 -> 0.64; leave-one-task-out
+    prefix tuning, evidenced and predicted at 60% of LoRA, above (IA)3 and the adapter on T0-3B (measured
+    with 22 sources: leave-one-source-out rho 0.35 -> 0.47, over >= 8 methods 0.60 -> 0.64; leave-one-task-out
     0.47 -> 0.50; regret unchanged)."""
     def key(m: str) -> float:
         e = est.get(m)

@@ -282,7 +282,7 @@ def _search_entries(args: tuple, model: str, method: str, hps: dict[str, Any], b
     return costs.new
 
 
-# ---- multi-GPU hook (issue 17) ---------------------------------------------------------------------------
+# ---- multi-GPU hook (recommend --gpus N) ---------------------------------------------------------------------------
 # Kept apart on purpose: the recommender is being rewritten; the lead wires this into `recommend --gpus N`.
 def multi_gpu_fit(model: str, method: str, gpu: Gpu, task_kind: str, seq_len: int, batch: int,
                   max_gpus: int = 64, num_labels: int = 2) -> dict[str, Any] | None:

@@ -8,8 +8,8 @@ effect. Each point's value is its score over the comparison's reference score: t
 reference row (corpus), or full FT's mean over the seeds (peftbench's own runs). One scale for both, because
 `regime.fit` pools differences to LoRA across them: an own task measured above its baseline = max(chance,
 majority share) instead, where full FT sits just above the majority class (drug_review_condition: 49.7 vs
-42.9), turned a 10-point gap into +150% and carried it to every other query near it (session 10: the
-report's pick for bbc_topic was BOFT at "113%", which measured below full FT there). The baseline still
+42.9), turned a 10-point gap into +150% and carried it to every other query near it (the report's
+pick for bbc_topic was then BOFT at "113%", which measured below full FT there). The baseline still
 decides whether an own comparison is evidence at all (below), and each own point's citation states it.
 
 What is not evidence, and why (`Excluded` lists each with a count):
@@ -53,7 +53,7 @@ PROPOSED_BY = {"hu2021_lora": "lora", "microsoft_lora_repo": "lora", "nvlabs_dor
                "li2021_prefix_tuning": "prefix_tuning", "lester2021_prompt_tuning": "prompt_tuning",
                "dettmers2023_qlora": "qlora"}
 NOT_EVIDENCE_SUITES = {"smoke": "the smoke suite is a plumbing check (one seed, a few steps): not evidence"}
-# Issue 15: a task whose table says "no method separates" (or whose best method does not clearly beat chance or
+# A task whose table says "no method separates" (or whose best method does not clearly beat chance or
 # the majority class) says nothing about which method is better.
 NON_INFORMATIVE = "a task that cannot tell methods apart (peftbench.informativeness): not evidence"
 LOWER_IS_BETTER = frozenset({"ter"})

@@ -61,7 +61,7 @@ MIN_NEAR_FOR_FIRST = 5  # no method is ranked first on fewer comparisons than th
 # spread above), so a first place needs its regime's comparisons to come from at least this many sources.
 # The source that introduced a method (`points.PROPOSED_BY`) is not one of them for that method: DoRA's
 # repository alone plus one other paper is one independent word, not two. Measured leave-one-source-out
-# (session 9, 22 sources): regret 1.58 -> 1.25, rho 0.33 -> 0.35. Discounting such comparisons' weight in
+# (with 22 sources): regret 1.58 -> 1.25, rho 0.33 -> 0.35. Discounting such comparisons' weight in
 # the mean as well (by half) did not help (1.30), so it is not done.
 MIN_SOURCES_FOR_FIRST = 2
 FIRST_PLACE_NEEDS = (f"a first place needs {MIN_NEAR_FOR_FIRST} comparisons in this regime "

@@ -18,7 +18,7 @@ COST_COLUMNS = (
     ("train_seconds", "Train time", fmt.human_seconds, "low"),
     ("tokens_per_second", "Tokens/s", lambda v: "—" if fmt.missing(v) else f"{v:.0f}", "high"),
     ("adapter_bytes", "Adapter size", fmt.human_bytes, "low"),
-    # After training (issue 18): served inference latency / the base model's (merged where the method
+    # After training: served inference latency / the base model's (merged where the method
     # merges), and the change in general-text loss (nats/token; > 0: forgot). Blank where not measured.
     ("inference.overhead_served", "Inference ×", lambda v: "—" if fmt.missing(v) else f"{v:.2f}", "low"),
     ("forgetting.delta_nats", "Forgetting Δ", lambda v: "—" if fmt.missing(v) else f"{v:+.3f}", "low"),

@@ -1,4 +1,4 @@
-"""After a run trains, evaluates and saves: its inference cost and what it forgot (issue 18).
+"""After a run trains, evaluates and saves: its inference cost and what it forgot.
 
 Called by the worker (`runs/worker.py`, `_train_and_evaluate`) as the last step of a run, once nothing
 else needs the trained model. Neither measurement can fail the run: an error is recorded in its place.

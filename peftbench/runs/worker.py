@@ -193,7 +193,7 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
     out["eval_rows"] = {"metric": evaluation.row_metric, "scores": [round(x, 3) for x in evaluation.row_scores]}
     out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
     out.update(_save(spec, setup, artifacts))
-    from peftbench.runs.post_training import after_training  # issue 18: inference cost + forgetting (hook)
+    from peftbench.runs.post_training import after_training  # inference cost + forgetting
 
     out.update(after_training(spec, setup, record))
     return out
