@@ -132,7 +132,7 @@ def safe_id(text: str) -> str:
 
 
 def inference_pareto_svg(summary: dict[str, dict[str, float]], primary: str, prefix: str) -> str | None:
-    """Quality against inference overhead (issue 18): one point per method at its served overhead (merged
+    """Quality against inference overhead (the cost of serving): one point per method at its served overhead (merged
     where it merges, else unmerged; `inference_overhead`), a hollow ring at the unmerged overhead where that
     differs (`inference_overhead_unmerged`), and the Pareto front of the served points. None without data."""
     points = [(v["inference_overhead"], v["quality"], m) for m, v in sorted(summary.items())
