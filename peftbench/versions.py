@@ -1,9 +1,11 @@
 """What cached and shipped answers mean, as versions: bump one when a change alters the answers it keys.
 
-Caches are keyed by these (plus library versions and inputs), not by source bytes, so renaming a helper
-or fixing a docstring keeps every cache valid, and a change that alters numbers says so here. Guards:
-`tests/test_shape_fit.py` traces a few shipped fits afresh (a forgotten bump fails there with "bump
-ESTIMATOR_VERSION and rebuild"), and checks every shipped fit's method metadata against the registry.
+Caches are keyed by these and their inputs (`peftbench.cache.meaning_key`), not by source bytes nor by library
+versions, so renaming a helper, fixing a docstring or a library release keeps every cache valid, and a change that
+alters numbers says so here. Guards: the canaries (`peftbench.estimate.canary`, run by `tests/test_shape_fit.py`
+and `peftbench doctor`) trace a few shipped fits afresh (a forgotten bump, or a library release that changes a
+trace, fails there with the rebuild command), and the tests check every shipped fit's method metadata against
+the registry.
 """
 
 # Traced memory, FLOPs or bytes of a step: the traced ops, the accounting, the CUDA-kernel emulation, the

@@ -72,8 +72,8 @@ def run_warnings(target: RunTarget, mixed: str | None) -> list[str]:
     """What the printed `run:` line does not do as the estimate assumed, said beside it."""
     out = []
     if not target.suite_task:
-        out.append("run: YOUR_SUITE is a suite with your data (a suite YAML, see README 'Extending peftbench'); "
-                   "the other settings run as printed")
+        out.append("run: YOUR_SUITE is a suite with your data: `peftbench pilot --data FILE` writes one (and measures "
+                   "the top candidates on it), or see docs/guide/own-data.md; the other settings run as printed")
     if target.device == "cuda" and not target.bf16 and not mixed:
         out.append("this card has no bf16: the run line trains in fp16, which `peftbench run` does without loss "
                    "scaling; prefer fp32 (train.dtype=fp32, about twice the weights' memory) if losses go to nan")
