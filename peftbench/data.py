@@ -117,6 +117,7 @@ def _datasets_quiet() -> Iterator[None]:
 
     level = datasets_logging.get_verbosity()
     datasets_logging.set_verbosity(datasets_logging.CRITICAL)
+    datasets_logging.disable_progress_bar()  # "Generating train split" bars would break the one-line contract
     try:
         yield
     finally:

@@ -14,7 +14,7 @@ import sys
 from peftbench.errors import UserError, did_you_mean, one_line
 
 # Module names under peftbench.cli, in the order `--help` lists them.
-COMMANDS = ("run", "info", "results", "estimate", "recommend", "report", "evidence", "doctor")
+COMMANDS = ("run", "pilot", "info", "results", "estimate", "recommend", "report", "evidence", "doctor")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,178 @@
+"""`peftbench pilot`: measure the recommender's top candidates on the user's own data and hardware, then decide.
+
+Order of work: everything that can refuse is checked before anything is written (the data and its columns, the
+results folder, the recommender's candidates, a budget big enough for two); then the split, the suite YAML and
+the plan are written under `<results>/<pilot name>/`; then the harness runs them (`tune=lr`, resumable like
+any run: a rerun skips what is recorded, and reuses the saved plan); then the verdict and the pilot's report.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import UserError
+from peftbench.pilot.planning import BATCH, Candidate, PilotPlan, fit_budget, order_candidates
+from peftbench.pilot.request import PilotRequest, check_data
+from peftbench.pilot.suite_file import PilotData, measure_split, suite_document, write_split, write_suite
+from peftbench.pilot.verdict import PilotVerdict, describe, judge
+
+
+@dataclass
+class PilotOutcome:
+    plan: PilotPlan
+    suite_path: Path
+    verdict: PilotVerdict | None
+    lines: list[str]
+
+
+def _say(text: str) -> None:
+    print(f"peftbench pilot: {text}", file=sys.stderr, flush=True)
+
+
+def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, dict[str, Any]]:
+    """Everything checked, nothing written: the split's facts, the recommender's answer, the plan."""
+    from peftbench.models.loading import tokenizer_for
+    from peftbench.paths import check_results_dir
+
+    check_results_dir(request.results, "--results")
+    data = check_data(request)
+    facts, train, test = measure_split(data, request, tokenizer_for(request.model))
+    saved = PilotPlan.load(request.results / request.name / "plan.json")
+    identity = _identity(request, facts)
+    if saved is not None and saved.request == identity:
+        return saved, facts, train, test, {}
+    answer = _recommendation(request, facts)
+    candidates = _candidates(request, facts, answer)
+    train_rows = facts.train_rows - max(16, round(0.2 * facts.train_rows))  # what a sweep run trains on
+    chosen, steps, seconds = fit_budget(candidates, request.budget_seconds, train_rows, facts.test_rows,
+                                        request.device, request.kind == "generation", facts.max_target_length,
+                                        request.max_candidates or 3)
+    plan = PilotPlan(1, identity, chosen, steps, BATCH[request.device], seconds, request.budget_seconds,
+                     answer.get("notes", []))
+    return plan, facts, train, test, answer
+
+
+def _identity(request: PilotRequest, facts: PilotData) -> dict[str, Any]:
+    return {"data": facts.fingerprint, "task": request.task, "model": request.model, "device": request.device,
+            "gpu": request.gpu, "budget_seconds": request.budget_seconds, "candidates": request.max_candidates}
+
+
+def _recommendation(request: PilotRequest, facts: PilotData) -> dict[str, Any]:
+    """The recommender's answer for the full run on the target hardware (the pilot's machine by default)."""
+    from peftbench.recommend.engine import recommend
+
+    if request.device == "cuda" and not request.gpu:
+        raise UserError("--device cuda needs --gpu (the card's memory, e.g. --gpu 24GB) to plan with the estimator")
+    hardware = None if request.gpu else "cpu"
+    # The data's size and lengths, not the file: its columns are the user's names (the split renames them).
+    return recommend(request.task, gpu=request.gpu, hardware=hardware, model=request.model,
+                     train_examples=facts.train_rows, seq_len=facts.max_length + facts.max_target_length,
+                     tuning_runs=3, top=30, progress=True).to_dict()
+
+
+def _candidates(request: PilotRequest, facts: PilotData, answer: dict[str, Any]) -> list[Candidate]:
+    ranked = order_candidates(answer["ranking"], answer["ranking"] + answer["not_ranked"])
+    if len(ranked) < 2:
+        raise UserError(f"{request.model} fits fewer than two candidate methods on "
+                        f"{request.gpu or 'this CPU'} with evidence to rank: nothing to pilot ({answer['gpu']})")
+    out = []
+    for cand in ranked:
+        q, band = cand.get("predicted_relative_quality"), cand.get("quality_interval")
+        prior = (q, (band[1] - band[0]) / 2 / 1.2816) if q is not None and band else None
+        out.append(Candidate(cand["method"], cand["hyperparameters"], _pilot_step_seconds(request, facts, cand),
+                             full_run_gpu_hours=cand.get("gpu_hours"), prior=prior))
+    return out
+
+
+def _pilot_step_seconds(request: PilotRequest, facts: PilotData, cand: dict[str, Any]) -> float:
+    """One optimizer step of the pilot's batch on the pilot's device, from the estimator."""
+    import warnings
+
+    from peftbench.estimate.api import estimate_setting
+
+    hardware = ["cpu"] if request.device == "cpu" else [answer_profile(request)]
+    overrides = {k: v for k, v in cand["hyperparameters"].items() if k != "learning_rate"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = estimate_setting(request.model, cand["method"], overrides=overrides, task_kind=request.kind,
+                               batch_size=BATCH[request.device], seq_len=facts.max_length + facts.max_target_length,
+                               dtype="fp32" if request.device == "cpu" else "bf16", hardware=hardware)
+    return float(next(iter(est.profiles.values()))["step_seconds"])
+
+
+def answer_profile(request: PilotRequest) -> str:
+    from peftbench.recommend.feasibility import resolve_gpu
+
+    return resolve_gpu(request.gpu, None).profile
+
+
+def run(request: PilotRequest, show_progress: bool = True) -> PilotOutcome:
+    plan, facts, train, test, _ = prepare(request)
+    folder = request.results / request.name
+    write_split(facts, train, test)
+    methods = [c.method for c in plan.candidates]
+    suite_path = write_suite(request, suite_document(request, facts, methods, {
+        "lr_multiplier": 1, "max_steps": plan.steps, "batch_size": plan.batch_size,
+        "eval_batch_size": plan.batch_size}))
+    plan.save(folder / "plan.json")
+    _say(f"plan: {plan.describe()}")
+    _say(f"suite: {suite_path} (rerun this command to resume; `peftbench run suite={suite_path}` works too)")
+    _train(request, plan, suite_path, show_progress)
+    return _conclude(request, plan, suite_path)
+
+
+def _overrides(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> list[str]:
+    from peftbench.recommend.render import METHOD_KEYS, _yaml
+
+    items = [f"suite={suite_path}", f"methods=[{','.join(c.method for c in plan.candidates)}]", "seeds=[0]",
+             f"device={request.device}", "jobs=1", "tune=lr", "save_adapters=false"]
+    for c in plan.candidates:
+        items.append(f"methods.{c.method}.learning_rate={c.hyperparameters['learning_rate']:g}")
+        items += [f"methods.{c.method}.{k}={_yaml(c.hyperparameters[k])}" for k in METHOD_KEYS
+                  if c.hyperparameters.get(k) is not None and k in ("r", "lora_alpha", "alpha", "target_modules")]
+    return items
+
+
+def _train(request: PilotRequest, plan: PilotPlan, suite_path: Path, show_progress: bool) -> None:
+    from peftbench.overrides import parse_overrides
+    from peftbench.runs.plan import build_plan
+    from peftbench.runs.tuning import check_split_sizes, parse_tune, run_tuned
+
+    overrides = parse_overrides(_overrides(request, plan, suite_path))
+    tune = parse_tune(overrides.values.get("tune"), overrides.tune)
+    harness_plan = build_plan(overrides)
+    check_split_sizes(harness_plan, tune)
+    run_tuned(harness_plan, tune, request.results, show_progress=show_progress)
+
+
+def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> PilotOutcome:
+    import json
+
+    from peftbench.results import ResultStore, latest_records
+
+    store = ResultStore.for_suite(request.name, request.results)
+    records = latest_records([store.path])
+    priors = {c.method: c.prior for c in plan.candidates}
+    costs = {c.method: c.full_run_gpu_hours for c in plan.candidates}
+    metric = "accuracy" if request.kind == "classification" else "rougeL"
+    verdict = judge(records, priors, costs, metric)
+    unit = "GPU-h" if request.gpu else "CPU-h (this machine)"
+    lines = describe(verdict, unit) if verdict else ["fewer than two candidates finished: no comparison (see the "
+                                                     f"records in {store.path})"]
+    if verdict is not None:
+        lines.append(_full_run_line(verdict, plan, suite_path))
+        (request.results / request.name / "decision.json").write_text(json.dumps(
+            {"plan": asdict(plan), "lines": lines, "pick": verdict.decision.pick.method if verdict.decision else None,
+             "differences": verdict.differences, "posterior": verdict.posterior}, indent=1, default=str))
+    return PilotOutcome(plan, suite_path, verdict, lines)
+
+
+def _full_run_line(verdict: PilotVerdict, plan: PilotPlan, suite_path: Path) -> str:
+    pick = verdict.decision.pick.method if verdict.decision else verdict.best_measured
+    run = verdict.measured.get(pick)
+    lr = f" methods.{pick}.learning_rate={run.learning_rate:g}" if run and run.learning_rate else ""
+    return (f"full run: peftbench run suite={suite_path} methods=[{pick}]{lr} seeds=[0,1,2] scale=full "
+            "(the pilot's selected rate; raise train.max_steps for the whole data)")

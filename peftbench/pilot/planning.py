@@ -1,0 +1,117 @@
+"""The pilot's plan: which candidates, how many training steps, and what it will cost, fitted to the budget with
+the estimator before anything runs.
+
+Candidates come from the recommender (its order: the decision's pick first), among the methods that fit the
+hardware, full fine-tuning added where it fits. Each candidate costs `RUNS_PER_CANDIDATE` runs: the x1/3, x1, x3
+learning-rate sweep, one sweep extension where an edge wins (the harness extends automatically), and the
+selected rate's run. A run's time is the estimator's step time on the pilot's device times the steps, plus
+evaluation and a fixed start-up (loading the model and data in a fresh process). The plan takes as many
+candidates as the budget allows (at least two) at the most steps up to `EPOCHS` passes over the sweep's
+training rows; a budget too small for two candidates at `MIN_STEPS` is refused with what it would need.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import UserError
+
+RUNS_PER_CANDIDATE = 5
+BUDGET_SHARE = 0.9  # of the budget planned: the rest absorbs the estimate's error
+STARTUP_SECONDS = {"cpu": 15.0, "cuda": 25.0}  # a fresh worker: imports, model and data loading
+MIN_STEPS, EPOCHS = 12, 3
+BATCH = {"cpu": 8, "cuda": 16}
+DEFAULT_CANDIDATES = 3
+PLAN_VERSION = 1
+
+
+@dataclass
+class Candidate:
+    method: str
+    hyperparameters: dict[str, Any]  # the recommender's suggestion (learning_rate: the sweep's x1)
+    step_seconds: float  # one optimizer step of BATCH on the pilot's device (estimator)
+    run_seconds: float = 0.0  # one pilot run, as planned
+    full_run_gpu_hours: float | None = None  # the full training on the target GPU (recommender)
+    prior: tuple[float, float] | None = None  # predicted quality vs full FT and its standard error
+
+
+@dataclass
+class PilotPlan:
+    version: int
+    request: dict[str, Any]  # what the plan was made for: a rerun with other inputs is another plan
+    candidates: list[Candidate]
+    steps: int
+    batch_size: int
+    seconds: float
+    budget_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> PilotPlan | None:
+        try:
+            raw = json.loads(path.read_text())
+            raw["candidates"] = [Candidate(**{**c, "prior": tuple(c["prior"]) if c.get("prior") else None})
+                                 for c in raw["candidates"]]
+            plan = cls(**raw)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        return plan if plan.version == PLAN_VERSION else None
+
+    def describe(self) -> str:
+        names = ", ".join(c.method for c in self.candidates)
+        return (f"{len(self.candidates)} candidates ({names}) x learning rates x1/3, x1, x3 of the suggested one "
+                f"(one more where an edge wins), then the selected rate: {self.steps} steps of batch "
+                f"{self.batch_size} per run; predicted {self.seconds / 60:.1f} min of the "
+                f"{self.budget_seconds / 60:.0f} min budget")
+
+
+def run_seconds(step_seconds: float, steps: int, test_rows: int, device: str, generation: bool,
+                target_tokens: int) -> float:
+    """One pilot run: start-up, training, and scoring the evaluation rows (a forward pass is about a third of
+    a training step; generation decodes `target_tokens` of them per batch)."""
+    batch = BATCH[device]
+    forward = step_seconds / 3
+    evaluation = math.ceil(test_rows / batch) * forward * (target_tokens if generation else 1)
+    return STARTUP_SECONDS[device] + steps * step_seconds + evaluation
+
+
+def fit_budget(candidates: list[Candidate], budget: float, train_rows: int, test_rows: int, device: str,
+               generation: bool, target_tokens: int, most: int) -> tuple[list[Candidate], int, float]:
+    """(the candidates kept, steps per run, predicted seconds), most candidates first, at least two."""
+    batch = BATCH[device]
+    want = max(MIN_STEPS, math.ceil(EPOCHS * train_rows / batch))
+    for k in range(min(most, len(candidates)), 1, -1):
+        chosen = candidates[:k]
+
+        def total(steps: int, chosen: list[Candidate] = chosen) -> float:
+            return RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, steps, test_rows, device, generation,
+                                                        target_tokens) for c in chosen)
+        fixed, per_step = total(0), (total(want) - total(0)) / want
+        steps = min(want, int((BUDGET_SHARE * budget - fixed) / per_step)) if per_step > 0 else want
+        if steps >= MIN_STEPS and (steps >= want or k == 2):
+            return chosen, steps, total(steps)
+    two = candidates[:2]
+    need = RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, MIN_STEPS, test_rows, device, generation,
+                                                target_tokens) for c in two) / BUDGET_SHARE
+    raise UserError(f"--budget {budget / 60:.0f} min is too small for two candidates ({two[0].method}, "
+                    f"{two[1].method if len(two) > 1 else '-'}) at {MIN_STEPS} steps: it needs about "
+                    f"{math.ceil(need / 60)} min on this {device}")
+
+
+def order_candidates(ranking: list[dict[str, Any]], everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recommender's order, full fine-tuning moved into the first three when it fits (the comparison a
+    team needs), each method once."""
+    ranked = [c for c in ranking if c["fits"]]
+    full = next((c for c in everything if c["method"] == "full" and c["fits"]), None)
+    if full is not None and full not in ranked[:3]:
+        ranked = [c for c in ranked if c["method"] != "full"]
+        ranked.insert(min(2, len(ranked)), full)
+    seen: set[str] = set()
+    return [c for c in ranked if not (c["method"] in seen or seen.add(c["method"]))]

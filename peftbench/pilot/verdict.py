@@ -1,0 +1,131 @@
+"""The pilot's decision: the candidates' measured test scores, with their noise, combined with the recommender's
+prior, decided by the recommender's own rule (`recommend.decision`).
+
+Measured: each candidate's selected run (its best learning rate on the validation split) scored on the test
+rows it never saw. Every run records its score per test row (`eval_rows`), so a difference between two
+candidates is bootstrapped over the same rows (paired: a hard row is hard for both). Prior: the recommender's
+predicted quality relative to full FT with its standard error. Both become differences to the best measured
+candidate, as fractions of its score, and are combined by precision (inverse variance): a pilot on a few dozen
+rows moves the prior a little, one on hundreds of rows decides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from peftbench.recommend.decision import VALUE_MARGIN, Decision, Option, decide
+from peftbench.recommend.regime import Z
+
+BOOTSTRAP = 2000
+MIN_SCALE = 5.0  # a score floor for relative differences (a model that learned nothing is no scale)
+
+
+@dataclass
+class Measured:
+    method: str
+    score: float  # mean test score (the primary metric, 0-100)
+    rows: list[float]
+    learning_rate: float | None
+    run_id: str
+
+
+@dataclass
+class PilotVerdict:
+    metric: str
+    best_measured: str
+    rows: int
+    differences: dict[str, tuple[float, float, float]]  # method -> measured (diff, low, high) vs best, in points
+    posterior: dict[str, tuple[float, float]]  # method -> combined (diff, se), fraction of the best's score
+    decision: Decision | None
+    measured: dict[str, Measured] = field(default_factory=dict)
+
+    @property
+    def separates(self) -> bool:
+        """The measured best beats every other candidate outside the 80% bootstrap interval."""
+        return all(high < 0 for m, (_, _, high) in self.differences.items() if m != self.best_measured)
+
+
+def measured_runs(records: list[dict[str, Any]], methods: list[str]) -> dict[str, Measured]:
+    """Each candidate's selected run on the test rows (seed 0, the last selection)."""
+    out: dict[str, Measured] = {}
+    for rec in records:
+        rows = (rec.get("eval_rows") or {}).get("scores")
+        if rec.get("status") != "ok" or rec.get("method") not in methods or not rows or rec.get("role") == "sweep":
+            continue
+        out[rec["method"]] = Measured(rec["method"], float(np.mean(rows)), [float(x) for x in rows],
+                                      (rec.get("hyperparameters") or {}).get("learning_rate"), rec["run_id"])
+    return out
+
+
+def paired_interval(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b over the same rows, and its 80% bootstrap interval."""
+    diff = np.asarray(a) - np.asarray(b)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(BOOTSTRAP, len(diff)))].mean(axis=1)
+    return float(diff.mean()), float(np.quantile(means, 0.1)), float(np.quantile(means, 0.9))
+
+
+def combine(measured: tuple[float, float], prior: tuple[float, float] | None) -> tuple[float, float]:
+    """Inverse-variance combination of a measured and a prior (mean, se); the measurement alone without a prior."""
+    if prior is None:
+        return measured
+    (m, sm), (p, sp) = measured, prior
+    wm, wp = 1 / max(sm, 1e-6) ** 2, 1 / max(sp, 1e-6) ** 2
+    return (m * wm + p * wp) / (wm + wp), math.sqrt(1 / (wm + wp))
+
+
+def judge(records: list[dict[str, Any]], priors: dict[str, tuple[float, float] | None],
+          costs: dict[str, float | None], metric: str, margin: float = VALUE_MARGIN) -> PilotVerdict | None:
+    """The verdict over the candidates' selected runs; None when fewer than two were measured."""
+    measured = measured_runs(records, list(priors))
+    if len(measured) < 2:
+        return None
+    best = max(measured.values(), key=lambda m: m.score)
+    scale = max(best.score, MIN_SCALE)
+    differences, posterior = {}, {}
+    for method, run in measured.items():
+        if len(run.rows) != len(best.rows):
+            continue  # not the same test rows: no paired comparison
+        diff, low, high = paired_interval(run.rows, best.rows)
+        differences[method] = (diff, low, high)
+        se = max((high - low) / (2 * Z), 1e-3) / scale
+        prior_diff = _prior_difference(priors.get(method), priors.get(best.method))
+        posterior[method] = (0.0, 0.0) if method == best.method else combine((diff / scale, se), prior_diff)
+    options = [Option(m, q, se, 0.0, costs.get(m)) for m, (q, se) in posterior.items()]
+    return PilotVerdict(metric, best.method, len(best.rows), differences, posterior, decide(options, margin), measured)
+
+
+def _prior_difference(prior: tuple[float, float] | None,
+                      best: tuple[float, float] | None) -> tuple[float, float] | None:
+    if prior is None or best is None:
+        return None
+    return prior[0] - best[0], math.sqrt(prior[1] ** 2 + best[1] ** 2)
+
+
+def describe(verdict: PilotVerdict, unit: str) -> list[str]:
+    """The verdict in the user's terms: the pick, whether the measured difference is real, and the others."""
+    d = verdict.decision
+    best = verdict.measured[verdict.best_measured]
+    pick = d.pick.method if d else verdict.best_measured
+    lines = [f"pick: {pick}" + (f" — measured best ({best.score:.1f} {verdict.metric} on {verdict.rows} test rows)"
+                                if pick == verdict.best_measured else
+                                f" — within noise of the measured best {verdict.best_measured} and cheaper")]
+    for method, (diff, low, high) in sorted(verdict.differences.items(), key=lambda kv: -kv[1][0]):
+        if method == verdict.best_measured:
+            continue
+        real = "a real gap" if high < 0 else "within noise"
+        post, se = verdict.posterior[method]
+        lines.append(f"{method}: {diff:+.1f} {verdict.metric} points vs {verdict.best_measured} (80% paired "
+                     f"bootstrap {low:+.1f} to {high:+.1f}): {real}; with the recommender's prior "
+                     f"{100 * post:+.1f}% ± {100 * se:.1f}%")
+    if d is not None and d.best_value is not None:
+        lines.append(f"best value: {d.best_value.method} (cheapest within {100 * d.margin:g}% of the best)")
+    if d is not None:
+        lines.append("full-run cost: " + ", ".join(f"{o.method} {o.cost:.3g} {unit}" for o in
+                                                   sorted(d.ties or [d.pick], key=lambda o: o.cost or 0)
+                                                   if o.cost is not None))
+    return lines

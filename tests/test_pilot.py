@@ -1,0 +1,159 @@
+"""`peftbench pilot`: its checks (one line, exit 2, nothing written), its split, its budget plan and its verdict;
+end to end on a real small model and real reviews (slow)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from peftbench.errors import UserError
+from peftbench.pilot.planning import MIN_STEPS, Candidate, fit_budget, order_candidates
+from peftbench.pilot.request import parse_budget
+from peftbench.pilot.verdict import judge, paired_interval
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _reviews(path: Path, rows: int = 120, classes: tuple[str, ...] = ("negative", "neutral", "positive")) -> Path:
+    """Real drug reviews (the shipped extract) as a user's CSV, with the user's own column names."""
+    source = [json.loads(line) for line in (REPO / "suites/data/drug_review_sentiment/train.jsonl").open()]
+    kept = [r for r in source if r["label"] in classes][:rows]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["review", "sentiment"])
+        writer.writerows([r["text"], r["label"]] for r in kept)
+    return path
+
+
+def _pilot(*args: str, cwd: Path, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "peftbench", "pilot", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("2h", 7200), ("1h30m", 5400), ("90s", 90), ("20", 1200)])
+def test_budgets_read_as_durations(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5m", "0m", "1e9h"])
+def test_a_budget_that_is_no_duration_is_refused(text):
+    with pytest.raises(UserError):
+        parse_budget(text)
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--text-column", "body"], "no column 'body'"),
+    (["--label-column", "sentiment", "--text-column", "review", "--budget", "soon"], "--budget must be"),
+    (["--model", "llama-3.1-8b"], "is a preset"),
+    (["--task", "multiple_choice"], "pilot runs"),
+    (["--input-column", "review"], "do not apply to a classification task"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, extra, says):
+    data = _reviews(tmp_path / "reviews.csv")
+    base = {"--data": str(data), "--task": "classification", "--model": "minilm", "--budget": "15m",
+            "--label-column": "sentiment", "--text-column": "review", "--results": str(tmp_path / "res")}
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        base[flag] = value
+    proc = _pilot(*[x for kv in base.items() for x in kv], cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr, proc.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_one_class_label_or_too_few_rows_is_refused(tmp_path):
+    one = _reviews(tmp_path / "one.csv", rows=80, classes=("positive",))
+    few = _reviews(tmp_path / "few.csv", rows=30)
+    for data, says in ((one, "has one class"), (few, "needs at least")):
+        proc = _pilot("--data", str(data), "--task", "classification", "--text-column", "review", "--label-column",
+                      "sentiment", "--model", "minilm", "--budget", "15m", "--results", str(tmp_path / "res"),
+                      cwd=tmp_path)
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def test_the_split_is_by_content_stable_and_disjoint(tmp_path):
+    from types import SimpleNamespace
+
+    from peftbench.pilot.suite_file import split_rows
+
+    rows = [{"review": f"review {i}", "sentiment": "positive" if i % 2 else "negative"} for i in range(100)]
+    request = SimpleNamespace(columns={"text": "review", "label": "sentiment"})
+    train, test = split_rows(rows, request)
+    again_train, again_test = split_rows(list(reversed(rows)), request)
+    assert (train, test) == (again_train, again_test)  # the file's order does not matter
+    assert len(test) == 20 and not {r["text"] for r in train} & {r["text"] for r in test}
+    assert set(train[0]) == {"text", "label"}
+
+
+def _candidate(method: str, step: float) -> Candidate:
+    return Candidate(method, {"learning_rate": 1e-3}, step)
+
+
+def test_the_plan_fits_the_budget_with_the_most_candidates_it_can():
+    candidates = [_candidate(m, 1.0) for m in ("lora", "ia3", "full")]
+    chosen, steps, seconds = fit_budget(candidates, 3600, 256, 80, "cpu", False, 0, 3)
+    assert [c.method for c in chosen] == ["lora", "ia3", "full"] and seconds <= 0.9 * 3600 and steps >= MIN_STEPS
+    chosen, steps, seconds = fit_budget(candidates, 600, 256, 80, "cpu", False, 0, 3)
+    assert len(chosen) == 2 and seconds <= 0.9 * 600
+    with pytest.raises(UserError, match="too small for two candidates .* needs about"):
+        fit_budget(candidates, 60, 256, 80, "cpu", False, 0, 3)
+
+
+def test_full_fine_tuning_joins_the_candidates_when_it_fits():
+    ranking = [{"method": m, "fits": True} for m in ("lora", "ia3", "adapter", "vera")]
+    full = {"method": "full", "fits": True}
+    assert [c["method"] for c in order_candidates(ranking, ranking + [full])][:3] == ["lora", "ia3", "full"]
+    assert "full" not in [c["method"] for c in order_candidates(ranking, ranking + [{**full, "fits": False}])]
+
+
+def _record(method: str, rows: list[float]) -> dict:
+    return {"status": "ok", "method": method, "role": "selected", "run_id": method,
+            "hyperparameters": {"learning_rate": 1e-3}, "eval_rows": {"metric": "accuracy", "scores": rows}}
+
+
+def test_the_verdict_bootstraps_paired_rows_and_says_whether_the_gap_is_real():
+    a = [100.0] * 70 + [0.0] * 30
+    b = [100.0] * 50 + [0.0] * 50  # wrong on 20 more of the same rows: a real gap
+    c = [100.0] * 68 + [0.0] * 2 + [100.0] + [0.0] * 29  # a few rows apart from a, both ways: noise
+    diff, low, high = paired_interval(b, a)
+    assert diff == pytest.approx(-20) and high < 0
+    verdict = judge([_record("lora", a), _record("ia3", b), _record("full", c)],
+                    {"lora": (0.95, 0.03), "ia3": (0.9, 0.05), "full": (1.0, 0.02)},
+                    {"lora": 1.0, "ia3": 0.8, "full": 4.0}, "accuracy")
+    assert verdict.best_measured == "lora" and verdict.differences["ia3"][2] < 0 < verdict.differences["full"][2]
+    assert verdict.decision.pick.method == "lora"  # full is within noise but costs four times as much
+    assert not verdict.separates
+
+
+@pytest.mark.slow
+def test_pilot_end_to_end_resumes_after_a_kill(tmp_path):
+    """A real pilot on MiniLM over 120 real reviews: the plan, the runs, the verdict; killed with SIGKILL during
+    its runs and rerun, it repeats no finished run."""
+    data = _reviews(tmp_path / "reviews.csv")
+    args = ["--data", str(data), "--task", "classification", "--text-column", "review", "--label-column",
+            "sentiment", "--model", "minilm", "--budget", "20m", "--candidates", "2", "--results",
+            str(tmp_path / "res"), "--no-progress"]
+    env = {**os.environ, "PEFTBENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "peftbench", "pilot", *args], cwd=tmp_path, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "res" / "pilot_reviews" / "runs.jsonl"
+    deadline = time.time() + 900
+    while time.time() < deadline and (not runs.is_file() or len(runs.read_text().splitlines()) < 2):
+        time.sleep(2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = [json.loads(line)["run_id"] for line in runs.read_text().splitlines() if line.strip()]
+    assert len(before) >= 2
+    done = _pilot(*args, cwd=tmp_path, env={"PEFTBENCH_CACHE": str(tmp_path / "cache")}, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = [json.loads(line)["run_id"] for line in runs.read_text().splitlines() if line.strip()]
+    assert len(after) == len(set(after)) and set(before) <= set(after)
+    assert "pick:" in done.stdout and "paired bootstrap" in done.stdout
+    assert (tmp_path / "res" / "pilot_reviews" / "decision.json").is_file()
