@@ -140,7 +140,7 @@ class CostModel:
                 est = estimate_setting(model, method, overrides=shape, task_kind=self.task_kind, batch_size=batch,
                                seq_len=self.seq_len, dtype=self.dtype, mixed_precision=self.mixed_precision,
                                gradient_checkpointing=ckpt,
-                               hardware=sorted(set(all_profiles()) | {self.gpu.profile}), num_labels=self.num_labels)
+                               hardware=self._profiles(), num_labels=self.num_labels)
         except MethodNotApplicable as exc:
             return {"not_applicable": str(exc).splitlines()[0][:200]}
         except (RuntimeError, ValueError, TypeError) as exc:
@@ -155,6 +155,11 @@ class CostModel:
         return {"peak_bytes": full["peak_bytes"], "trainable_params": full["trainable_params"],
                 "total_params": full["total_params"],
                 "profiles": {n: {k: p.get(k) for k in keep} for n, p in full["profiles"].items()}}
+
+    def _profiles(self) -> list[str]:
+        """Every GPU profile at once (a later query on another card reuses the entry); a CPU query alone: its
+        trace is of the CPU's own kernels, and the GPUs' would double the tracing for nothing it shows."""
+        return ["cpu"] if self.gpu.profile == "cpu" else sorted(set(all_profiles()) | {self.gpu.profile})
 
     def flush(self) -> None:
         if self.new:
