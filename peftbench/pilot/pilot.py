@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
-from peftbench.pilot.planning import BATCH, Candidate, PilotPlan, fit_budget, order_candidates
+from peftbench.pilot.planning import BATCH, CPU_MAX_LENGTH, Candidate, PilotPlan, fit_budget, order_candidates
 from peftbench.pilot.request import PilotRequest, check_data
 from peftbench.pilot.suite_file import PilotData, measure_split, suite_document, write_split, write_suite
 from peftbench.pilot.verdict import PilotVerdict, describe, judge
@@ -39,7 +39,8 @@ def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, di
 
     check_results_dir(request.results, "--results")
     data = check_data(request)
-    facts, train, test = measure_split(data, request, tokenizer_for(request.model))
+    facts, train, test = measure_split(data, request, tokenizer_for(request.model),
+                                       CPU_MAX_LENGTH if request.device == "cpu" else 512)
     saved = PilotPlan.load(request.results / request.name / "plan.json")
     identity = _identity(request, facts)
     if saved is not None and saved.request == identity:

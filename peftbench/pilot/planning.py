@@ -3,11 +3,11 @@ the estimator before anything runs.
 
 Candidates come from the recommender (its order: the decision's pick first), among the methods that fit the
 hardware, full fine-tuning added where it fits. Each candidate costs `RUNS_PER_CANDIDATE` runs: the x1/3, x1, x3
-learning-rate sweep, one sweep extension where an edge wins (the harness extends automatically), and the
-selected rate's run. A run's time is the estimator's step time on the pilot's device times the steps, plus
-evaluation and a fixed start-up (loading the model and data in a fresh process). The plan takes as many
-candidates as the budget allows (at least two) at the most steps up to `EPOCHS` passes over the sweep's
-training rows; a budget too small for two candidates at `MIN_STEPS` is refused with what it would need.
+learning-rate sweep and the selected rate's run (a sweep whose edge wins is extended by the harness: one more
+run, inside the budget's unplanned share). A run's time is the estimator's step time on the pilot's device
+times the steps, plus evaluation and a fixed start-up (loading the model and data in a fresh process). The
+plan takes as many candidates as the budget allows (at least two) at the most steps up to `EPOCHS` passes over
+the sweep's training rows; a budget too small for two candidates at `MIN_STEPS` is refused with what it would need.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from typing import Any
 
 from peftbench.errors import UserError
 
-RUNS_PER_CANDIDATE = 5
+RUNS_PER_CANDIDATE = 4  # the x1/3, x1, x3 sweep and the selected rate's run; an edge that wins adds one
 BUDGET_SHARE = 0.9  # of the budget planned: the rest absorbs the estimate's error
 STARTUP_SECONDS = {"cpu": 15.0, "cuda": 25.0}  # a fresh worker: imports, model and data loading
-MIN_STEPS, EPOCHS = 12, 3
-BATCH = {"cpu": 8, "cuda": 16}
+MIN_STEPS, EPOCHS = 8, 3
+# A CPU step of a 135M model costs ~1 TFLOP at batch 8 x 200 tokens (over a minute on a loaded 2-core machine):
+# CPU pilots take batch 4 and inputs cut at CPU_MAX_LENGTH tokens so that a 15-minute pilot fits two candidates.
+BATCH = {"cpu": 4, "cuda": 16}
+CPU_MAX_LENGTH = 128
 DEFAULT_CANDIDATES = 3
 PLAN_VERSION = 1
 

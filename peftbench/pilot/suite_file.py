@@ -50,8 +50,10 @@ def split_rows(data: Any, request: PilotRequest) -> tuple[list[dict[str, str]], 
     return strip[:-test], strip[-test:]
 
 
-def measure_split(data: Any, request: PilotRequest, tokenizer: Any) -> tuple[PilotData, list, list]:
-    """The split and the lengths the suite is sized by (the model's tokenizer), nothing written yet."""
+def measure_split(data: Any, request: PilotRequest, tokenizer: Any,
+                  max_length: int = 512) -> tuple[PilotData, list, list]:
+    """The split and the lengths the suite is sized by (the model's tokenizer, inputs cut at `max_length`),
+    nothing written yet."""
     train, test = split_rows(data, request)
     inputs = [r["text" if request.kind == "classification" else "source"] for r in train]
     lengths = sorted(len(ids) for ids in tokenizer(inputs, add_special_tokens=False)["input_ids"])
@@ -63,7 +65,7 @@ def measure_split(data: Any, request: PilotRequest, tokenizer: Any) -> tuple[Pil
     labels = sorted({r["label"] for r in train + test}) if request.kind == "classification" else []
     digest = hashlib.sha256(json.dumps([train, test]).encode()).hexdigest()[:16]
     facts = PilotData(request.results / request.name / "data", len(train), len(test), labels,
-                      min(512, p95(lengths) + 16), min(128, p95(target_lengths) + 4), digest)
+                      min(max_length, p95(lengths) + 16), min(128, p95(target_lengths) + 4), digest)
     return facts, train, test
 
 
