@@ -164,16 +164,26 @@ def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> Pilot
     lines = describe(verdict, unit) if verdict else ["fewer than two candidates finished: no comparison (see the "
                                                      f"records in {store.path})"]
     if verdict is not None:
-        lines.append(_full_run_line(verdict, plan, suite_path))
+        lines.append(_full_run_line(verdict, plan, suite_path, request, _train_rows(request)))
         (request.results / request.name / "decision.json").write_text(json.dumps(
             {"plan": asdict(plan), "lines": lines, "pick": verdict.decision.pick.method if verdict.decision else None,
              "differences": verdict.differences, "posterior": verdict.posterior}, indent=1, default=str))
     return PilotOutcome(plan, suite_path, verdict, lines)
 
 
-def _full_run_line(verdict: PilotVerdict, plan: PilotPlan, suite_path: Path) -> str:
+def _train_rows(request: PilotRequest) -> int:
+    path = request.results / request.name / "data" / "train.jsonl"
+    return sum(1 for line in path.open() if line.strip()) if path.is_file() else 0
+
+
+def _full_run_line(verdict: PilotVerdict, plan: PilotPlan, suite_path: Path, request: PilotRequest,
+                   train_rows: int) -> str:
+    """The command for the full run: the pick at the rate the pilot selected, three epochs of every training row,
+    three seeds, on the target device."""
     pick = verdict.decision.pick.method if verdict.decision else verdict.best_measured
     run = verdict.measured.get(pick)
-    lr = f" methods.{pick}.learning_rate={run.learning_rate:g}" if run and run.learning_rate else ""
-    return (f"full run: peftbench run suite={suite_path} methods=[{pick}]{lr} seeds=[0,1,2] scale=full "
-            "(the pilot's selected rate; raise train.max_steps for the whole data)")
+    rate = f" methods.{pick}.learning_rate={run.learning_rate:g}" if run and run.learning_rate else ""
+    steps = max(1, round(3 * train_rows / plan.batch_size))
+    device = " device=cuda" if request.gpu else ""
+    return (f"full run: peftbench run suite={suite_path} methods=[{pick}]{rate} train.max_steps={steps} "
+            f"seeds=[0,1,2]{device} (the pilot's selected rate, 3 epochs at batch {plan.batch_size})")

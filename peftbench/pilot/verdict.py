@@ -42,6 +42,7 @@ class PilotVerdict:
     posterior: dict[str, tuple[float, float]]  # method -> combined (diff, se), fraction of the best's score
     decision: Decision | None
     measured: dict[str, Measured] = field(default_factory=dict)
+    costs: dict[str, float | None] = field(default_factory=dict)  # full-run cost per candidate
 
     @property
     def separates(self) -> bool:
@@ -96,7 +97,8 @@ def judge(records: list[dict[str, Any]], priors: dict[str, tuple[float, float] |
         prior_diff = _prior_difference(priors.get(method), priors.get(best.method))
         posterior[method] = (0.0, 0.0) if method == best.method else combine((diff / scale, se), prior_diff)
     options = [Option(m, q, se, 0.0, costs.get(m)) for m, (q, se) in posterior.items()]
-    return PilotVerdict(metric, best.method, len(best.rows), differences, posterior, decide(options, margin), measured)
+    return PilotVerdict(metric, best.method, len(best.rows), differences, posterior, decide(options, margin), measured,
+                        costs)
 
 
 def _prior_difference(prior: tuple[float, float] | None,
@@ -124,8 +126,8 @@ def describe(verdict: PilotVerdict, unit: str) -> list[str]:
                      f"{100 * post:+.1f}% ± {100 * se:.1f}%")
     if d is not None and d.best_value is not None:
         lines.append(f"best value: {d.best_value.method} (cheapest within {100 * d.margin:g}% of the best)")
-    if d is not None:
-        lines.append("full-run cost: " + ", ".join(f"{o.method} {o.cost:.3g} {unit}" for o in
-                                                   sorted(d.ties or [d.pick], key=lambda o: o.cost or 0)
-                                                   if o.cost is not None))
+    costs = {m: c for m, c in verdict.costs.items() if c is not None}
+    if costs:
+        lines.append("full-run cost (3 epochs of all rows): " + ", ".join(
+            f"{m} {c:.3g} {unit}" for m, c in sorted(costs.items(), key=lambda kv: kv[1])))
     return lines
