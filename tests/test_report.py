@@ -236,3 +236,61 @@ def test_answers_are_computed_without_a_default_time_limit_and_show_progress(cap
     err = capsys.readouterr().err
     assert "picks" in err and "2/2" in err
     assert _compute({"c": {"kind": "no_such_kind"}}, DerivedCache(None), Deadline(0.0)).startswith("the time budget")
+
+
+def _summary(quality: float, memory_mib: float, adapter: float, seconds: float = 10.0) -> dict:
+    return {"quality": quality, "quality_std": 1.0, "peak_memory_bytes": memory_mib * 2**20, "train_seconds": seconds,
+            "adapter_bytes": adapter, "inference_overhead": float("nan")}
+
+
+def test_pareto_panels_label_the_front_and_the_pick_only_and_title_every_point():
+    """User text with `$` stays literal, log ticks are typeset (no raw mathtext), and of six configurations
+    only the front and the recommender's pick carry a label; all six carry a hover title."""
+    from peftbench.report.pareto import pareto_panels
+
+    summary = {"cheap": _summary(50, 100, 1e4), "mid $x$": _summary(60, 200, 1e6), "best": _summary(70, 400, 1e8),
+               "dominated": _summary(40, 300, 1e7), "worse": _summary(45, 350, 1e7), "picked": _summary(55, 380, 1e5)}
+    memory, _, adapter = pareto_panels(summary, r"acc $\frac{x$", "p", pick="picked", task="t")
+    labels = re.findall(r'id="p-memory-label-\d+">\s*<text[^>]*>([^<]*)<', memory)
+    assert sorted(labels) == ["best", "cheap", "mid $x$", "picked"]
+    assert len(re.findall(r'id="p-memory-point-\d+"><title>', memory)) == 6
+    assert r"acc $\frac{x$" in memory and "mathdefault" not in adapter
+    ticks = re.findall(r'id="p-adapter-xtick_\d+">(.*?)</g>\s*</g>\s*</g>', adapter, re.S)
+    assert ticks and all("$" not in tick for tick in ticks)
+
+
+def _measured(state: str, best_method: str = "adalora") -> dict:
+    return {"task": "part", "anchor": "task-0", "kind": "classification", "primary": "accuracy", "model": "minilm",
+            "best_config": best_method, "best_method": best_method, "state": state, "tied": ["ia3", "full"],
+            "sdd": 26.7, "note": "no method separates: methods span 18.8 points, the smallest detectable difference "
+            "is 22.3" if state == "none" else "", "quality": "59.5", "relative": "136.9%"}
+
+
+PICK = {"method": "full", "hyperparameters": {"learning_rate": 2e-05}, "gpu": "16GB (NVIDIA T4 16GB, the most "
+        "conservative card)", "separates": True, "provisional": False, "model_params": 22_718_221,
+        "decision": {"pick": "full", "best_quality": "full", "best_value": None, "ties": ["full"],
+                     "cost_unit": "GPU-h", "value_margin_points": 2.0},
+        "pick": {"method": "full", "predicted": 1.0, "interval": [0.94, 1.06], "gpu_hours": 0.0004, "may_lead": True,
+                 "near_comparisons": 11, "near_sources": 4},
+        "alternatives": {}, "higher_without_evidence": ["ia3", "adalora"],
+        "train": {"train_examples": 324, "epochs": 3.0, "seq_len": 128}}
+
+
+def test_verdict_says_what_to_use_how_sure_what_it_costs_and_why_the_measured_best_differs():
+    from peftbench.report.verdict import gpu_cost_text, task_verdict
+
+    verdict = task_verdict(_measured("tied"), PICK, "", "on any GPU class from 16GB up (t4 to h200)", on_cpu=True)
+    assert verdict["method"] == "full fine-tuning" and verdict["settings"] == "lr 2e-05"
+    assert verdict["sure_label"] == "separates" and "94%–106%" in verdict["sure_text"]
+    assert "(IA)³, AdaLoRA" in verdict["sure_text"]  # predicted higher, without the evidence to lead
+    cost, measured = verdict["cost_text"], verdict["measured_text"]
+    assert cost.startswith("under one GPU-minute") and "3 epochs of 324 examples" in cost
+    # the measured best differs and is inside the noise: shown as noise, with why the pick is followed
+    assert verdict["measured_noise"] and "59.5 ≈" in measured
+    assert "23M-parameter CPU run" in measured and "11 comparisons from 4 sources" in measured
+    same = task_verdict(_measured("separates", "full"), PICK, "", "", on_cpu=False)
+    assert same["measured_text"].startswith("Also the best measured") and not same["measured_noise"]
+    none = task_verdict(_measured("none"), None, "left out (the time budget of 8 s ran out)", "", on_cpu=True)
+    assert none["action"] == "measured" and none["method"] == "" and none["sure_label"] == "no method separates"
+    assert "time budget" in none["measured_text"]
+    assert gpu_cost_text(12.345) == "12.3 GPU-hours" and gpu_cost_text(0.5) == "30 GPU-minutes (0.5 GPU-h)"

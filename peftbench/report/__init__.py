@@ -1,7 +1,8 @@
 """Self-contained HTML comparison reports: one page per suite, from `results/<suite>/runs.jsonl`.
 
-`tables` and `runs` turn the results table into plain data, `plots` draws inline SVG, `predictions` asks
-the estimator and recommender (both optional), `render` fills the Jinja2 templates, `build` ties it up.
+`tables` and `runs` turn the results table into plain data, `plots` and `pareto` draw inline SVG, `predictions`
+asks the estimator and recommender (both optional), `verdict` says per task what to use on the first screen,
+`render` fills the Jinja2 templates, `build` ties it up.
 """
 
 from __future__ import annotations

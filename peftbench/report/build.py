@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from peftbench.report import fmt, plots, predictions, runs, tables
+from peftbench.report import fmt, pareto, plots, predictions, runs, tables, verdict
 from peftbench.report.cache import Deadline, DerivedCache
 from peftbench.report.render import render_page
 
@@ -66,39 +66,83 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
         raise UserError(f"no runs recorded in {path}")
     table = load_table([path])
     task_specs, description = _suite_tasks(suite)
-    task_names = sorted(table["task"].astype(str).unique())
-    task_tables = []
-    for index, task in enumerate(task_names):
-        spec = task_specs.get(task)
-        result = tables.task_table(table, task, tuple(getattr(spec, "metrics", ())))
-        if result is None:
-            continue
-        svg = plots.pareto_svg(result.summary, result.primary, f"pareto{index}")
-        task_tables.append({"table": result, "pareto": svg, "anchor": f"task-{index}",
-                            "inference_pareto": plots.inference_pareto_svg(result.summary, result.primary,
-                                                                           f"inference{index}"),
-                            "description": getattr(spec, "description", "")})
-    prediction_rows = runs.prediction_rows(records)
+    task_tables = _task_tables(table, task_specs)
     derived = predictions.Derived(predictions.HardwareMatrix(note="estimates not requested (--no-estimates)."),
                                   [], "recommender not requested (--no-estimates).")
     if options.estimates:
         shapes = predictions.suite_shapes(table, task_specs)
         derived = predictions.derive(suite, shapes, path.parent.parent, options.cache, options.deadline,
                                      progress=options.progress)
-    matrix = derived.matrix
-    summaries = {t["table"].task: t["table"].best_by_method() for t in task_tables}
     informs = _informativeness(suite, records)
+    summary = [verdict.measured_summary(entry, informs.get(entry["table"].task)) for entry in task_tables]
+    _no_winner_inside_noise(task_tables, summary)
+    provenance = runs.provenance(records)
+    picks = {p["task"]: p for p in derived.picks}
+    _draw_plots(task_tables, picks)
+    prediction_rows = runs.prediction_rows(records)
+    summaries = {t["table"].task: t["table"].best_by_method() for t in task_tables}
     return {
         "suite": suite, "description": description, "records": len(records),
         "ok": sum(r.get("status") == "ok" for r in records),
         "latest": max((str(r.get("finished_at") or "") for r in records), default=""),
-        "summary": _summary(task_tables, informs), "tasks": task_tables,
-        "best_per_profile": _separating(predictions.best_per_profile(matrix, summaries), informs), "matrix": matrix,
-        "picks": derived.picks, "picks_note": derived.picks_note,
+        "verdicts": _verdicts(summary, picks, derived, provenance["cpu_only"]),
+        "summary": summary, "tasks": task_tables,
+        "best_per_profile": _separating(predictions.best_per_profile(derived.matrix, summaries), summary),
+        "matrix": derived.matrix, "picks": derived.picks, "picks_note": derived.picks_note,
         "prediction_rows": prediction_rows, "prediction_stats": runs.prediction_stats(prediction_rows),
         "prediction_svg": plots.prediction_svg(prediction_rows, "predicted"),
-        "failures": runs.failure_rows(records), "provenance": runs.provenance(records),
+        "failures": runs.failure_rows(records), "provenance": provenance,
     }
+
+
+def _task_tables(table: Any, task_specs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each task's comparison table (tasks without a successful run are left out), with its page anchor."""
+    entries = []
+    for index, task in enumerate(sorted(table["task"].astype(str).unique())):
+        spec = task_specs.get(task)
+        result = tables.task_table(table, task, tuple(getattr(spec, "metrics", ())))
+        if result is not None:
+            entries.append({"table": result, "anchor": f"task-{index}", "prefix": f"pareto{index}",
+                            "description": getattr(spec, "description", "")})
+    return entries
+
+
+def _draw_plots(task_tables: list[dict[str, Any]], picks: dict[str, dict[str, Any]]) -> None:
+    """Each task's Pareto panels, with the recommender's pick marked where it was measured."""
+    for entry in task_tables:
+        table: tables.TaskTable = entry["table"]
+        pick = verdict.pick_configuration(table, (picks.get(table.task) or {}).get("method"))
+        entry["pick"] = pick
+        entry["panels"] = pareto.pareto_panels(table.summary, table.primary, entry["prefix"], pick=pick,
+                                               task=table.task, shown_only=table.untuned_beside_tuned)
+
+
+def _verdicts(summary: list[dict[str, Any]], picks: dict[str, dict[str, Any]], derived: predictions.Derived,
+              on_cpu: bool) -> list[dict[str, Any]]:
+    out = []
+    for measured in summary:
+        pick = picks.get(measured["task"])
+        where = "" if not pick else verdict.gpu_classes(measured["task"], pick["method"], pick.get("gpu", ""),
+                                                        derived.matrix)
+        problem = derived.problems.get(measured["task"]) or derived.picks_note.removeprefix("recommender ")
+        out.append(verdict.task_verdict(measured, pick, problem, where, on_cpu))
+    return out
+
+
+def _no_winner_inside_noise(task_tables: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
+    """On a task whose best is inside its noise, the per-task table's best quality values are marked as noise
+    (≈, grey) instead of highlighted: a highlight there would name a winner the summary says is not one."""
+    noisy = {s["task"] for s in summary if s["state"] in verdict.NOISY}
+    for entry in task_tables:
+        table: tables.TaskTable = entry["table"]
+        if table.task not in noisy:
+            continue
+        quality = [i for i, column in enumerate(table.columns) if column.quality]
+        for row in table.rows:
+            for index in quality:
+                cell = row["cells"][index]
+                if cell.get("best"):
+                    cell.update(best=False, noise=True, text=f"≈ {cell['text']}")
 
 
 def _informativeness(suite: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -107,44 +151,14 @@ def _informativeness(suite: str, records: list[dict[str, Any]]) -> dict[str, Any
     return task_informativeness([r for r in records if r.get("role") != "sweep"], suite_baselines(suite))
 
 
-def _separating(rows: list[dict[str, Any]], informs: dict[str, Any]) -> list[dict[str, Any]]:
-    """No per-profile pick on a task that cannot separate methods: any pick there would be noise."""
+def _separating(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """No per-profile pick on a task that cannot separate methods (any pick there would be noise); on a task
+    whose best is within noise of others, the per-profile best is marked as noise too."""
+    states = {s["task"]: s["state"] for s in summary}
     for row in rows:
-        info = informs.get(row["task"])
-        if info is not None and not info.informative and info.detectable_difference is not None:
+        row["noise"] = states.get(row["task"]) == "tied"
+        if states.get(row["task"]) == "none":
             row["picks"] = {profile: "no method separates" for profile in row["picks"]}
-    return rows
-
-
-def _summary(task_tables: list[dict[str, Any]], informs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Best method per task by the primary metric, and the cheapest method within a point of it. A task that
-    cannot separate methods names none ("no method separates"); a best method whose lead is inside the
-    task's smallest detectable difference is named with the methods it ties with. A method tuned on the task
-    competes with its tuned runs only; its plain runs stay in the table, not in the summary."""
-    rows = []
-    for entry in task_tables:
-        table: tables.TaskTable = entry["table"]
-        compared = table.compared()
-        ranked = sorted(compared.items(), key=lambda kv: -kv[1]["quality"])
-        best, values = ranked[0]
-        near = [(m, v) for m, v in ranked if v["quality"] >= values["quality"] - 1.0]
-        lean = min(near, key=lambda kv: (fmt.missing(kv[1]["peak_memory_bytes"]), kv[1]["peak_memory_bytes"]))
-        full = table.full_summary()
-        relative = 100.0 * values["quality"] / full["quality"] if full and full["quality"] else None
-        info = (informs or {}).get(table.task)
-        note, separates = "", True
-        if info is not None and not info.informative and info.detectable_difference is not None:
-            best, separates, note = "no method separates", False, info.reason
-        elif info is not None and info.detectable_difference is not None:
-            tied = info.tied_with_best({m: v["quality"] for m, v in compared.items()})
-            if len(tied) > 1:
-                note = (f"within the smallest detectable difference ({info.detectable_difference:.1f} points) "
-                        f"of {', '.join(m for m in tied if m != best)}")
-        rows.append({"task": table.task, "anchor": entry["anchor"], "kind": table.kind, "primary": table.primary,
-                     "best": best, "separates": separates, "note": note, "quality": f"{values['quality']:.1f}",
-                     "relative": fmt.percent(relative) if separates else "—",
-                     "lean": lean[0], "lean_quality": f"{lean[1]['quality']:.1f}",
-                     "lean_memory": fmt.human_bytes(lean[1]["peak_memory_bytes"]), "methods": len(ranked)})
     return rows
 
 

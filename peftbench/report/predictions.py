@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RECOMMEND_GPU = "16GB"  # the pick shown in the summary: the most common fine-tuning card class
+# What a stored recommender answer holds (`worker.recommend_answer`); part of its key, so answers stored in an
+# older shape are recomputed rather than shown without the fields the verdict reads.
+RECOMMEND_ANSWER_FORMAT = 4
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Derived:
     matrix: HardwareMatrix
     picks: list[dict[str, Any]]
     picks_note: str
+    problems: dict[str, str] = field(default_factory=dict)  # task -> why it has no pick
 
 
 def suite_shapes(table: pd.DataFrame, suite_tasks: dict[str, Any]) -> list[Shape]:
@@ -82,13 +86,14 @@ def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, dea
             plan.append((cache.key("estimate", shape.model, method, shape.kind, shape.batch_size, shape.seq_len,
                                    shape.dtype, profiles),
                          {"kind": "estimate", "shape": shape.__dict__, "method": method, "profiles": profiles}))
-        plan.append((cache.key("recommend", suite, shape.task, shape.model, RECOMMEND_GPU, results_hash),
+        plan.append((cache.key("recommend", RECOMMEND_ANSWER_FORMAT, suite, shape.task, shape.model, RECOMMEND_GPU,
+                               results_hash),
                      {"kind": "recommend", "task": f"{suite}/{shape.task}", "model": shape.model,
                       "root": str(root), "gpu": RECOMMEND_GPU}))
     missing = {key: job for key, job in plan if cache.get(key) is None}
     problem = _compute(missing, cache, deadline, f"{suite}: estimates and picks", progress) if missing else ""
     answers = iter(cache.get(key) for key, _ in plan)
-    matrix, picks, notes, late = HardwareMatrix(profiles=profiles), [], [], 0
+    matrix, picks, problems, late = HardwareMatrix(profiles=profiles), [], {}, 0
     for shape in shapes:
         for method in shape.methods:
             answer = next(answers)
@@ -97,15 +102,16 @@ def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, dea
                 matrix.rows.append(_matrix_row(shape, method, answer))
         pick = next(answers)
         if pick is None:
-            notes.append(f"{shape.task}: left out ({problem or 'not computed'})")
+            problems[shape.task] = f"left out ({problem or 'not computed'})"
         elif pick.get("error"):
-            notes.append(f"{shape.task}: {pick['error']}")
+            problems[shape.task] = pick["error"]
         else:
             picks.append({"task": shape.task, **pick})
     if late:
         matrix.note = (f"{late} task × method estimates left out ({problem or 'not computed'}). "
                        "`peftbench report … --estimate-budget 0` computes them all (then stored).")
-    return Derived(matrix, picks, ("recommender: " + "; ".join(notes)) if notes else "")
+    notes = "; ".join(f"{task}: {why}" for task, why in problems.items())
+    return Derived(matrix, picks, f"recommender: {notes}" if notes else "", problems)
 
 
 def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Deadline, label: str = "answers",

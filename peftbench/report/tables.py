@@ -34,6 +34,7 @@ class Column:
     label: str
     better: str | None = None  # "high", "low" or None (not ranked)
     title: str = ""
+    quality: bool = False  # a metric or its share of full FT: judged against the task's noise, unlike costs
 
 
 @dataclass
@@ -98,8 +99,8 @@ def task_table(table: pd.DataFrame, task: str, declared: tuple[str, ...] = ()) -
     by = "config" if "config" in ok else "method"  # configurations of one method ("lora r=16") stay apart
     groups = {method: group for method, group in ok.groupby(by, sort=True)}
     columns = [Column("Method"), Column("Family"), Column("Seeds")]
-    columns += [Column(m, "high", "mean ± std over seeds") for m in metrics]
-    columns.append(Column(f"{primary} vs full FT", "high", "primary metric as % of full fine-tuning's"))
+    columns += [Column(m, "high", "mean ± std over seeds", quality=True) for m in metrics]
+    columns.append(Column(f"{primary} vs full FT", "high", "primary metric as % of full fine-tuning's", quality=True))
     columns += [Column(label, better) for _, label, _, better in COST_COLUMNS]
     out = TaskTable(task, str(rows_all["task_kind"].iloc[0]), str(rows_all["model"].iloc[0]), primary, columns, [],
                     untuned_beside_tuned=_untuned_beside_tuned(ok, groups),
@@ -158,7 +159,7 @@ def _mark_best(table: TaskTable) -> None:
     """Flag the best value of each ranked column (all of them on a tie)."""
     for row in table.rows:
         for cell in row["cells"]:
-            cell["best"] = False
+            cell["best"] = cell["noise"] = False
     for index, column in enumerate(table.columns):
         values = [row["cells"][index]["sort"] for row in table.rows]
         known = [v for v in values if v is not None]

@@ -26,25 +26,61 @@ def estimate_answer(job: dict[str, Any]) -> dict[str, Any]:
     return {"peak_bytes": result.get("peak_bytes"), "fits": fits}
 
 
-def recommend_answer(job: dict[str, Any]) -> dict[str, Any]:
-    """The recommender's top pick with its reasons, as the summary shows it."""
-    from peftbench.recommend import recommend
-
-    answer = recommend(job["task"], gpu=job["gpu"], model=job["model"], results=Path(job["root"]), top=3).to_dict()
-    if not answer.get("ranking"):
-        # The engine says why: nothing fits, or nothing has the evidence to be first.
-        return {"error": answer.get("no_pick_reason") or "no method can be recommended"}
-    top = answer["ranking"][0]
-    quality, band = top.get("predicted_relative_quality"), top.get("quality_interval")
+def _relative_text(quality: Any, band: Any) -> str:
     text = "—" if fmt.missing(quality) else f"{quality:.0%} of full FT"
     if band and len(band) == 2 and not any(fmt.missing(b) for b in band):
         text += f" ({band[0]:.0%}–{band[1]:.0%})"
-    if not top.get("may_lead", True):
+    return text
+
+
+def _option(cand: Any, epochs: float) -> dict[str, Any]:
+    """One candidate as the verdict compares it: predicted quality with its interval, and its training cost."""
+    from peftbench.recommend.choice import gpu_hours
+
+    return {"method": cand.method, "predicted": cand.predicted_relative_quality, "interval": cand.quality_interval,
+            "gpu_hours": gpu_hours(cand, epochs), "may_lead": cand.may_lead,
+            "near_comparisons": cand.near_comparisons, "near_sources": cand.near_sources}
+
+
+def _higher_without_evidence(top: Any, ranked: list[Any]) -> list[str]:
+    """Methods predicted above the pick that the lead rule kept out (too few comparisons near the query); the
+    rule is outright where the pick leads outright, else provisional, as in `decision.options_for`."""
+    def eligible(c: Any) -> bool:
+        return c.may_lead if top.may_lead else c.may_lead_provisionally
+
+    pick = top.predicted_relative_quality or 0.0
+    return [c.method for c in ranked if not eligible(c) and (c.predicted_relative_quality or 0.0) > pick]
+
+
+def _base_params(candidates: list[Any]) -> int:
+    """The base model's size: the smallest total over the methods (each adds its own trainable weights to it)."""
+    return min((c.total_params for c in candidates if c.total_params), default=0)
+
+
+def recommend_answer(job: dict[str, Any]) -> dict[str, Any]:
+    """The recommender's pick with its reasons, the decision behind it (`decision`: pick, best quality, best
+    value, ties, summary) and the alternatives it names, as the verdict and the summary show them."""
+    from peftbench.recommend import recommend
+
+    rec = recommend(job["task"], gpu=job["gpu"], model=job["model"], results=Path(job["root"]), top=3)
+    if not rec.ranking:
+        # The engine says why: nothing fits, or nothing has the evidence to be first.
+        return {"error": rec.no_pick_reason or "no method can be recommended"}
+    top, epochs = rec.ranking[0], float(rec.task.get("epochs") or 1.0)
+    text = _relative_text(top.predicted_relative_quality, top.quality_interval)
+    if not top.may_lead:
         text += "; provisional: one source's evidence"
-    return {"method": top.get("method", "—"), "hyperparameters": top.get("hyperparameters") or {},
-            "quality": text, "gpu": str(answer.get("gpu", job["gpu"])),
-            "reasons": [str(r) for r in top.get("reasons") or []],
-            "evidence": [str(e) for e in (top.get("evidence") or [])[:3]]}
+    ranked = [c for c in rec.ranking + rec.not_ranked if c.status == "ranked"]
+    decision = {k: v for k, v in (rec.decision or {}).items() if k != "reasons"}
+    named = {top.method, decision.get("best_quality"), decision.get("best_value"), *decision.get("ties", [])}
+    return {"method": top.method, "hyperparameters": top.hyperparameters or {}, "quality": text, "gpu": rec.gpu,
+            "reasons": [str(r) for r in top.reasons], "evidence": [str(e) for e in top.evidence[:3]],
+            "run_line": top.override, "warnings": [str(w) for w in top.warnings],
+            "separates": rec.separates, "provisional": not top.may_lead, "decision": decision,
+            "pick": _option(top, epochs),
+            "alternatives": {c.method: _option(c, epochs) for c in ranked if c.method in named},
+            "higher_without_evidence": _higher_without_evidence(top, ranked),
+            "model_params": _base_params(rec.ranking + rec.not_ranked), "train": dict(rec.task)}
 
 
 def main() -> int:
