@@ -39,7 +39,7 @@ def decide_candidates(ranked: list[Candidate], estimates: dict[str, Estimate], s
         return None
     by_method = {c.method: c for c in ranked}
     for c in ranked:
-        c.gpu_hours = None if costs[c.method] is None else round(costs[c.method], 3)
+        c.gpu_hours = None if costs[c.method] is None else float(f"{costs[c.method]:.4g}")  # small runs: not 0.0
         sens = sensitivity.get(PROXIES.get(c.method, c.method))
         c.learning_rate_loss = round(expected_loss(sens, tuning_runs), 4)
     pick = by_method[decision.pick.method]
