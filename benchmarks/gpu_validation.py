@@ -7,6 +7,7 @@ gradient clipping at 1.0 and `zero_grad(set_to_none=True)`, on unpadded random-t
     python benchmarks/gpu_validation.py predict            # here, on CPU: benchmarks/gpu_predictions.json
     python benchmarks/gpu_validation.py measure --out DIR  # on the GPU: DIR/gpu_measurements.json
     python benchmarks/gpu_validation.py report             # here: benchmarks/estimator_accuracy_gpu.md
+    python benchmarks/gpu_validation.py multi --out DIR    # on the GPU: runs over several processes (NCCL)
 
 Measured per case: torch's `max_memory_allocated` / `max_memory_reserved` over all steps, NVML's device-wide
 peak (`peftbench.telemetry.CudaMemory`), per-phase allocated peaks in the last step, and the median time
@@ -409,12 +410,18 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--budget-seconds", type=float, default=300.0)
     m.add_argument("--only", nargs="*", help="case keys to measure (default: all)")
     sub.add_parser("report")
+    sub.add_parser("multi", help="runs over several processes on CUDA (gpu_multi_process.py)").add_argument(
+        "--out", type=Path, default=HERE)
     args = parser.parse_args(argv)
     if args.command == "predict":
         predict()
     elif args.command == "measure":
         args.out.mkdir(parents=True, exist_ok=True)
         measure(args.out, args.budget_seconds, args.only)
+    elif args.command == "multi":
+        from gpu_multi_process import check
+
+        check(args.out)
     else:
         report()
 

@@ -64,6 +64,20 @@ def shuffled_batches(features: list[dict[str, Any]], batch_size: int, collate: C
         yield collate([features[i] for i in indices])
 
 
+def rank_batches(batches: Iterator[dict[str, torch.Tensor]], rank: int, world_size: int
+                 ) -> Iterator[dict[str, torch.Tensor]]:
+    """Rank `rank`'s share of the micro-batches: every `world_size`-th, from its own offset.
+
+    A step of `world_size` ranks with `accumulation` micro-batches each then covers exactly the micro-batches that
+    one process with `world_size x accumulation` accumulation steps covers in that step (each micro-batch padded as
+    it was), and data-parallel averaging of the ranks' gradients equals that process's accumulated mean: the two
+    runs follow the same loss curve, up to the order of floating-point sums (and dropout's random masks, which
+    each rank draws from its own generator)."""
+    import itertools
+
+    return itertools.islice(batches, rank, None, world_size)
+
+
 def longest_padded_batch(features: list[dict[str, Any]], batch_size: int, seed: int, steps: int) -> int:
     """The longest padded length among the batches a run will train on (what its peak memory depends on)."""
     batches = batch_indices(len(features), batch_size, seed)
@@ -156,8 +170,12 @@ def enable_gradient_checkpointing(model: torch.nn.Module, method_name: str) -> N
 def train(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
           scheduler: Any, max_steps: int, max_grad_norm: float, device: str,
           step_hook: StepHook | None = None,
-          on_step: Callable[[int, float], None] | None = None, accumulation_steps: int = 1) -> TrainResult:
-    """`max_steps` optimizer steps, each over `accumulation_steps` micro-batches drawn from `batches`."""
+          on_step: Callable[[int, float], None] | None = None, accumulation_steps: int = 1,
+          mean_over_ranks: Callable[[float], float] | None = None) -> TrainResult:
+    """`max_steps` optimizer steps, each over `accumulation_steps` micro-batches drawn from `batches`.
+
+    In a run over several processes `mean_over_ranks` averages each step's loss over the ranks, so that the
+    curve is the whole step's (and a NaN on any rank stops every rank at the same step)."""
     result = TrainResult()
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
@@ -166,6 +184,8 @@ def train(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], op
         micro = [{k: v.to(device) for k, v in next(batches).items()} for _ in range(accumulation_steps)]
         losses = train_step(model, micro, optimizer, scheduler, params, step, max_grad_norm, step_hook)
         loss_value = sum(float(loss) for loss in losses) / len(losses)
+        if mean_over_ranks is not None:
+            loss_value = mean_over_ranks(loss_value)
         if loss_value != loss_value:  # NaN: stop now; the run is recorded as failed with this reason
             raise FloatingPointError(f"loss became NaN at step {step}")
         result.tokens += sum(count_tokens(batch) for batch in micro)

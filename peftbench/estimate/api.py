@@ -244,12 +244,14 @@ def _profile_answer(trace: dict, profile, batch_size: int, seq_len: int, compute
 
 def predict_run_peak(config, method, hyperparameters: dict[str, Any], task_kind: str, batch_size: int,
                      seq_len: int, dtype: str = "fp32", device: str = "cpu", num_labels: int = 2,
-                     gradient_checkpointing: bool = False) -> dict[str, Any]:
+                     gradient_checkpointing: bool = False, plan: Any = None) -> dict[str, Any]:
     """Predicted peak of one harness training step on `device`, for recording beside the measurement.
 
     CPU: increase of process RSS over the RSS before the model was loaded (the worker should call
     `peftbench.estimate.measure.pin_malloc_threshold()` at start, or glibc's free-list growth adds up to
     +50%). CUDA: max_memory_reserved-like. Cached by shape on disk; < 5 s for the packaged models.
+    With `plan` (`estimate.distributed.Plan`, a run over several processes): one rank's peak, as
+    `estimate --gpus N --strategy S` divides it, `batch_size` being the per-rank micro-batch.
     """
     from peftbench.estimate.core import device_memory, traced
     from peftbench.estimate.trace import Shape
@@ -262,9 +264,27 @@ def predict_run_peak(config, method, hyperparameters: dict[str, Any], task_kind:
                   num_labels=num_labels)
     trace = traced(config, m, hp, task_kind, shape)
     memory = device_memory(trace, kind)
+    if plan is not None:
+        memory = _rank_memory(config, trace, memory, plan, kind, batch_size, seq_len, dtype)
     return {**memory, "flops_per_step": float(sum(trace["flops"].values())),
             "step_seconds": _step_on(trace, kind), "trainable_params": trace["trainable_params"],
             "total_params": trace["total_params"], "device": kind}
+
+
+def _rank_memory(config, trace: dict, single: dict[str, Any], plan: Any, kind: str, batch_size: int, seq_len: int,
+                 dtype: str) -> dict[str, Any]:
+    """One rank's peak, phase and breakdown under `plan`, with the one-process peak beside them."""
+    from peftbench.estimate.distributed import distribute, unit_sizes
+
+    settings = {"dtype": dtype, "mixed_precision": None, "optimizer": "adamw", "batch_size": batch_size,
+                "seq_len": seq_len}
+    units = unit_sizes(config.to_dict(), trace["total_params"], trace["trainable_params"])
+    answer = distribute({"peak_bytes": single["peak_bytes"], "profiles": {}, "notes": [], "settings": settings},
+                        trace, units, plan, {}, kind=kind)
+    return {"peak_bytes": answer["per_gpu_peak_bytes"], "peak_phase": answer["peak_phase"],
+            "breakdown": answer["breakdown"], "single_process_peak_bytes": single["peak_bytes"],
+            "world_size": plan.gpus, "strategy": plan.strategy, "offload": plan.offload,
+            "communication_bytes_per_step": answer["communication_bytes_per_step"]}
 
 
 def _step_on(trace: dict, kind: str) -> float | None:

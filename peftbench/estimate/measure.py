@@ -47,7 +47,7 @@ def pin_malloc_threshold(threshold: int = 128 * 1024) -> None:
 def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
     """Load the model, wrap it, run `steps` training steps; return peak RSS delta and step times.
 
-    Same protocol as the harness worker (`peftbench.runs.worker._set_up` / `_train_and_evaluate`):
+    Same protocol as the harness worker (`peftbench.runs.worker.set_up` / `_train_and_evaluate`):
     torch, transformers, peft and datasets imported and the tokenizer loaded *before* the baseline; then
     `gc.collect()`, baseline VmRSS, VmHWM reset; then weights load, the method wraps, and the steps run
     with an attention mask (all ones: an unpadded batch), labels, dropout on, grad clipping at 1.0, the

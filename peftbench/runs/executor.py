@@ -132,6 +132,11 @@ class LocalExecutor(Executor):
                 return crash_record(spec, "timeout", f"run exceeded the {self.timeout_seconds:g} s timeout", started)
             if result_file.is_file():
                 return json.loads(result_file.read_text())
+            from peftbench.runs.launch import failure_record
+
+            ranked = failure_record(spec, tmp, lambda code: _exit_cause(code, ooms_before, oom_kills()), started)
+            if ranked is not None:  # a run over several processes: which rank failed, and how
+                return ranked
             tail = " | ".join(log_path.read_text(errors="replace")[-600:].strip().splitlines()[-3:])
             status, how = _exit_cause(process.returncode, ooms_before, oom_kills())
             return crash_record(spec, status, f"worker {how}: {tail}" if tail else f"worker {how}", started)
@@ -140,7 +145,11 @@ class LocalExecutor(Executor):
         with self._live_lock:
             if self._stopping:
                 raise KeyboardInterrupt("stopping")
-            process = subprocess.Popen([sys.executable, "-m", "peftbench.runs.worker", *args],
+            from peftbench.runs.launch import world_size
+
+            # A run over several processes starts torchrun's launcher, which starts its ranks.
+            module = "peftbench.runs.launch" if world_size(spec) > 1 else "peftbench.runs.worker"
+            process = subprocess.Popen([sys.executable, "-m", module, *args],
                                        stdout=subprocess.PIPE, stderr=log, text=True,
                                        env=_worker_env(spec, concurrent_runs, tmp),
                                        preexec_fn=_die_with_parent if self.die_with_parent else None)

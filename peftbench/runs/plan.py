@@ -11,6 +11,7 @@ from typing import Any
 
 from peftbench.errors import UserError, shown
 from peftbench.overrides import Overrides, as_list
+from peftbench.runs.launch import multi_process_options
 from peftbench.runs.ray_executor import RayOptions, ray_options
 from peftbench.runs.spec import RunSpec
 from peftbench.suites import Suite, TrainConfig, boolean, load_suite, number, seed
@@ -49,11 +50,13 @@ def build_plan(overrides: Overrides) -> Plan:
     # Ray's own device rule first (it holds wherever the driver runs), then whether this machine has the device.
     ray = ray_options(values, str(values.get("device", "cpu")))
     device = preflight.check_device(values.get("device", "cpu"))
+    processes = multi_process_options(values, device, ray is not None)  # {} for a one-process run
     timeout = _timeout(values.get("timeout", 3600))
     trust_remote_code = _boolean(values, "trust_remote_code", False)
     save_adapters = _boolean(values, "save_adapters", True)
     save_full_weights = _boolean(values, "save_full_weights", False)
-    jobs = _jobs(values.get("jobs", "auto"), device, TrainConfig.build(suite.train, {}, overrides.train).threads)
+    threads = TrainConfig.build(suite.train, {}, overrides.train).threads
+    jobs = _jobs(values.get("jobs", "auto"), device, threads * processes.get("world_size", 1))
     model_override = preflight.model_name(values["model"]) if "model" in values else None
 
     if overrides.sizes:
@@ -71,7 +74,7 @@ def build_plan(overrides: Overrides) -> Plan:
         model, data = _model_and_data(task, model_override or task.model, trust_remote_code, scale, chosen,
                                       set(overrides.method_params), configs)
         for method, hyperparameters in chosen:
-            train_dict = dataclasses.asdict(train) | {"learning_rate": hyperparameters["learning_rate"]}
+            train_dict = dataclasses.asdict(train) | {"learning_rate": hyperparameters["learning_rate"]} | processes
             specs += [RunSpec(task=_task_dict(task), model=model, method=method.name, hyperparameters=hyperparameters,
                               train=train_dict, seed=s, data_fingerprint=data.fingerprint, **common) for s in seeds]
     return Plan(suite, specs, timeout, jobs, ray)
@@ -129,8 +132,8 @@ def _timeout(value: Any) -> float | None:
 
 
 def _jobs(value: Any, device: str, threads: int) -> int:
-    """Concurrent runs. `auto`: one per `threads` usable CPU cores; on CUDA one, so that each run has the
-    GPU (and the device-wide pynvml peak) to itself."""
+    """Concurrent runs. `auto`: one per `threads` usable CPU cores (a run over several processes uses
+    `threads` in each); on CUDA one, so that each run has the GPU (and the device-wide pynvml peak) to itself."""
     import os
 
     if value == "auto":

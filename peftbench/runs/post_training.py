@@ -1,6 +1,6 @@
 """After a run trains, evaluates and saves: its inference cost and what it forgot.
 
-Called by the worker (`runs/worker.py`, `_train_and_evaluate`) as the last step of a run, once nothing
+Called by the worker (`runs/worker.py`, `finish`) as the last step of a run, once nothing
 else needs the trained model. Neither measurement can fail the run: an error is recorded in its place.
 Set `PEFTBENCH_POST_TRAINING=0` to skip both (e.g. when only training figures matter).
 """

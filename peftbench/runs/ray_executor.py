@@ -29,6 +29,7 @@ from typing import Any
 
 from peftbench.errors import UserError, shown
 from peftbench.runs.executor import Executor, OnEvent, OnRecord, crash_record, run_worker
+from peftbench.runs.launch import world_size
 from peftbench.runs.spec import RunSpec
 
 INSTALL_HINT = 'executor=ray needs Ray, which is not installed: pip install "peftbench[ray]"'
@@ -155,7 +156,12 @@ class _Driver:
         cuda = spec.device.startswith("cuda")
         options = {"num_cpus": threads, "num_gpus": 1 if cuda else 0, "max_retries": 0,
                    "num_returns": "streaming", "name": f"peftbench {spec.label()}"}
-        generator = self.task.options(**options).remote(
+        task = self.task
+        if world_size(spec) > 1:  # a run over several processes: a Ray Train trainer of its own
+            from peftbench.runs import ray_train
+
+            task, options = ray_train.remote_task(self.ray), ray_train.task_options(spec)
+        generator = task.options(**options).remote(
             spec.to_json(), self.timeout, str(self.options.artifacts_dir or ""), self._runs_per_node(threads, cuda))
         self.running[generator] = _Attempt(spec, number, time.monotonic())
 

@@ -59,7 +59,9 @@ def train_identity(train: dict[str, Any]) -> dict[str, Any]:
     """The training settings that determine a result: all but the thread count, and without
     `gradient_accumulation_steps` when it is 1 — the key was added later with default 1, and a run
     without accumulation is the same run whether or not its record names it: keeping it out at 1 keeps
-    every earlier run id and configuration id unchanged."""
+    every earlier run id and configuration id unchanged. A run over several processes carries
+    `world_size`, `strategy` and `offload` here (a one-process run has none of them), so they are part of
+    both ids."""
     return {k: v for k, v in train.items()
             if k != "threads" and not (k == "gradient_accumulation_steps" and v == 1)}
 
@@ -75,7 +77,10 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
         "model": spec.model, "method": spec.method, "hyperparameters": spec.hyperparameters,
         "train_config": spec.train, "seed": spec.seed, "scale": spec.scale,
         "data_fingerprint": spec.data_fingerprint, "trust_remote_code": spec.trust_remote_code,
+        "world_size": spec.train.get("world_size", 1),
     }
+    if record["world_size"] > 1:  # a run over several processes (peftbench.runs.launch)
+        record.update(strategy=spec.train["strategy"], offload=spec.train["offload"])
     if spec.tune is not None:
         record["role"] = spec.tune["role"]
         record["tune"] = {k: v for k, v in spec.tune.items() if k not in ("role", "selected_from")}

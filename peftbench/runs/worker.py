@@ -10,6 +10,7 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,22 +31,27 @@ def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def execute(spec: RunSpec, artifacts: Path) -> dict[str, Any]:
-    """Run and return the full record; errors become a record with status and message."""
+def execute(spec: RunSpec, artifacts: Path, body: Callable[..., dict[str, Any]] | None = None,
+            contain_errors: bool = True) -> dict[str, Any]:
+    """Run and return the full record; errors become a record with status and message. `body` (default: the
+    one-process run) trains and evaluates; a rank of a multi-process run passes its own, with
+    `contain_errors=False`: its errors end the rank, and the launcher names the rank that failed."""
     from peftbench import telemetry
 
     record = base_record(spec)
     record["memory"] = {"rss_at_start_bytes": telemetry.current_rss()}
     started = time.time()
     try:
-        record.update(_train_and_evaluate(spec, artifacts, record))
+        record.update((body or _train_and_evaluate)(spec, artifacts, record))
         record["status"] = "ok"
     except MethodNotApplicable as exc:
         from peftbench.methods import get_method
 
         record.update(status="skipped", error=str(exc), applicability=get_method(spec.method).applicability)
     except Exception as exc:
-        record.update(status=_failure_status(exc), error=f"{type(exc).__name__}: {exc}",
+        if not contain_errors:
+            raise
+        record.update(status=failure_status(exc), error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))
     record["memory"]["peak_rss_bytes"] = telemetry.peak_rss()
     record["wall_seconds"] = round(time.time() - started, 3)
@@ -55,7 +61,7 @@ def execute(spec: RunSpec, artifacts: Path) -> dict[str, Any]:
     return record
 
 
-def _failure_status(exc: BaseException) -> str:
+def failure_status(exc: BaseException) -> str:
     import torch
 
     return "oom" if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) else "failed"
@@ -97,7 +103,10 @@ def _applicable(spec: RunSpec, record: dict[str, Any]) -> tuple[Any, Any, Any, A
     return task, TASK_KINDS[task.kind], method, config, ctx
 
 
-def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, Any]]:
+def set_up(spec: RunSpec, record: dict[str, Any], predict: bool = True, place: bool = True
+            ) -> tuple[_Setup, dict[str, Any]]:
+    """Load and wrap. `predict`: record the estimator's prediction (rank 0 of a multi-process run only);
+    `place`: move the model to the device (FSDP moves only each rank's shard there)."""
     from peftbench import training
     from peftbench.data import load_task_data
     from peftbench.methods import count_parameters
@@ -116,7 +125,7 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
     tokenizer = load_tokenizer(model_path, ctx.architecture, spec.trust_remote_code)
     prepared = kind.prepare(task, tokenizer, data.train, data.eval)
     with training.rng_preserved(cuda=spec.device.startswith("cuda")):  # warm or cold cache: the same run
-        prediction = _predict(config, spec, task, prepared)
+        prediction = _predict(config, spec, task, prepared) if predict else None
 
     import gc
 
@@ -130,7 +139,9 @@ def _set_up(spec: RunSpec, record: dict[str, Any]) -> tuple[_Setup, dict[str, An
     record["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()  # peak_rss_train covers load + training
     loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train["dtype"],
                            method.quantize_4bit, spec.trust_remote_code, tokenizer=tokenizer)
-    model = method.apply(loaded.model, spec.hyperparameters, ctx).to(spec.device)
+    model = method.apply(loaded.model, spec.hyperparameters, ctx)
+    if place:
+        model = model.to(spec.device)
     if spec.train.get("gradient_checkpointing"):
         from peftbench.training import enable_gradient_checkpointing
 
@@ -156,40 +167,68 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
 
     torch.set_num_threads(spec.train["threads"])
     training.seed_everything(spec.seed)
-    setup, out = _set_up(spec, record)
+    setup, out = set_up(spec, record)
 
     record["memory"]["rss_before_train_bytes"] = telemetry.current_rss()
     cuda = telemetry.CudaMemory() if spec.device.startswith("cuda") else None
-    train = spec.train
-    optimizer, scheduler = training.make_optimizer(setup.model, train["learning_rate"], train["weight_decay"],
-                                                   train["max_steps"], train["warmup_ratio"])
-    batches = training.shuffled_batches(setup.prepared.train_features, train["batch_size"], setup.prepared.collate,
-                                        spec.seed)
-    accumulation = train.get("gradient_accumulation_steps", 1)
-    emit("phase", name="train", total=train["max_steps"])
-
-    def on_step(step: int, loss: float) -> None:
-        if cuda is not None:
-            cuda.sample()
-        emit("step", step=step + 1, total=train["max_steps"], loss=round(loss, 4))
-
-    result = training.train(setup.model, batches, optimizer, scheduler, train["max_steps"], train["max_grad_norm"],
-                            spec.device, setup.method.step_hook, on_step, accumulation)
+    batches = training.shuffled_batches(setup.prepared.train_features, spec.train["batch_size"],
+                                        setup.prepared.collate, spec.seed)
+    result = run_training(spec, setup, setup.model, batches, on_step=cuda.sample if cuda is not None else None)
     record["memory"]["peak_rss_train_bytes"] = telemetry.peak_rss()
     if cuda is not None:
         record["memory"].update(cuda.report())
-    out.update(train_seconds=round(result.seconds, 3), steps=result.steps, train_tokens=result.tokens,
-               tokens_per_second=round(result.tokens_per_second, 2),
-               seconds_per_step=round(result.seconds / result.steps, 4), train_loss_curve=result.loss_curve,
-               final_train_loss=result.loss_curve[-1][1], micro_batch_size=train["batch_size"],
-               gradient_accumulation_steps=accumulation, effective_batch_size=train["batch_size"] * accumulation,
-               gradient_checkpointing=bool(train.get("gradient_checkpointing")))
+    out.update(train_facts(spec.train, result))
+    out.update(finish(spec, setup, artifacts, record))
+    return out
 
+
+def run_training(spec: RunSpec, setup: _Setup, model: nn.Module, batches: Any,
+                 on_step: Callable[[], None] | None = None, mean_over_ranks: Callable[[float], float] | None = None,
+                 report: bool = True) -> Any:
+    """`training.train` with the run's optimizer and schedule; `model` is `setup.model` or its data-parallel
+    wrapper (the method's step hook still gets the method's own model). `report`: emit progress events."""
+    from peftbench import training
+
+    train = spec.train
+    optimizer, scheduler = training.make_optimizer(model, train["learning_rate"], train["weight_decay"],
+                                                   train["max_steps"], train["warmup_ratio"])
+    hook = setup.method.step_hook
+    if hook is not None and model is not setup.model:
+        def hook(_wrapper: Any, step: int) -> None:  # AdaLoRA's allocation reads the PEFT model, not DDP's
+            setup.method.step_hook(setup.model, step)
+    if report:
+        emit("phase", name="train", total=train["max_steps"])
+
+    def step_done(step: int, loss: float) -> None:
+        if on_step is not None:
+            on_step()
+        if report:
+            emit("step", step=step + 1, total=train["max_steps"], loss=round(loss, 4))
+
+    return training.train(model, batches, optimizer, scheduler, train["max_steps"], train["max_grad_norm"],
+                          spec.device, hook, step_done, train.get("gradient_accumulation_steps", 1),
+                          mean_over_ranks)
+
+
+def train_facts(train: dict[str, Any], result: Any, world_size: int = 1) -> dict[str, Any]:
+    """The record's training fields from `training.train`'s result."""
+    accumulation = train.get("gradient_accumulation_steps", 1)
+    return dict(train_seconds=round(result.seconds, 3), steps=result.steps, train_tokens=result.tokens,
+                tokens_per_second=round(result.tokens_per_second, 2),
+                seconds_per_step=round(result.seconds / result.steps, 4), train_loss_curve=result.loss_curve,
+                final_train_loss=result.loss_curve[-1][1], micro_batch_size=train["batch_size"],
+                gradient_accumulation_steps=accumulation,
+                effective_batch_size=train["batch_size"] * accumulation * world_size,
+                gradient_checkpointing=bool(train.get("gradient_checkpointing")))
+
+
+def finish(spec: RunSpec, setup: _Setup, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the trained `setup.model`, save what the run keeps, then the after-training measurements."""
     emit("phase", name="eval")
     eval_start = time.perf_counter()
     evaluation = setup.kind.evaluate(setup.model, setup.tokenizer, setup.task, setup.prepared,
-                                     train["eval_batch_size"])
-    out["metrics"] = evaluation.metrics
+                                     spec.train["eval_batch_size"])
+    out: dict[str, Any] = {"metrics": evaluation.metrics}
     out["eval_rows"] = {"metric": evaluation.row_metric, "scores": [round(x, 3) for x in evaluation.row_scores]}
     out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
     out.update(_save(spec, setup, artifacts))
@@ -219,18 +258,26 @@ def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, 
         return None
     from peftbench.training import longest_padded_batch
 
-    micro_batches = spec.train["max_steps"] * spec.train.get("gradient_accumulation_steps", 1)
-    seq_len = longest_padded_batch(prepared.train_features, spec.train["batch_size"], spec.seed, micro_batches)
+    train = spec.train
+    world = train.get("world_size", 1)
+    # Every rank's micro-batches together are those of one process accumulating `world` times as many.
+    micro_batches = train["max_steps"] * train.get("gradient_accumulation_steps", 1) * world
+    seq_len = longest_padded_batch(prepared.train_features, train["batch_size"], spec.seed, micro_batches)
     try:
-        return predict_run_peak(config, spec.method, spec.hyperparameters, task.kind, spec.train["batch_size"],
-                                seq_len, dtype=spec.train["dtype"], device=spec.device,
+        plan = None
+        if world > 1:
+            from peftbench.estimate.distributed import Plan
+
+            plan = Plan(world, train["strategy"], train["offload"])
+        return predict_run_peak(config, spec.method, spec.hyperparameters, task.kind, train["batch_size"],
+                                seq_len, dtype=train["dtype"], device=spec.device,
                                 num_labels=prepared.num_labels or 2,
-                                gradient_checkpointing=bool(spec.train.get("gradient_checkpointing")))
+                                gradient_checkpointing=bool(train.get("gradient_checkpointing")), plan=plan)
     except Exception as exc:  # a prediction failure must not fail the measured run
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _exit_with_parent() -> None:
+def exit_with_parent() -> None:
     """End this worker when its driver dies (a SIGKILL gives the driver no chance to stop it): nobody would
     record its result, and the driver's next run sweeps its temporary folder."""
     import os
@@ -249,7 +296,7 @@ def _exit_with_parent() -> None:
 def main(argv: list[str]) -> int:
     from peftbench.estimate.measure import pin_malloc_threshold
 
-    _exit_with_parent()
+    exit_with_parent()
 
     # Before any allocation: with glibc's adaptive mmap threshold the same step's peak RSS varies by up to
     # 50% with what ran before; pinned, RSS follows live tensors (see pin_malloc_threshold).
