@@ -13,6 +13,8 @@ from typing import Any
 
 from peftbench.errors import UserError
 
+EXPORT_TOOLS = ("peft", "trl", "llamafactory", "axolotl")  # peftbench.export.TOOLS, kept here: no import at startup
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("recommend", help="which PEFT method (and model) for a task and a GPU")
@@ -51,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="best value: the cheapest method within this many %% of full FT's score of the best "
                         "(default 2)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.add_argument("--export", choices=EXPORT_TOOLS, default=None,
+                   help="also write the pick as this tool's config: peft (adapter_config.json + training_args.json), "
+                        "trl (trl sft --config), llamafactory (llamafactory-cli train), axolotl (axolotl train)")
+    p.add_argument("--export-dir", type=Path, default=None,
+                   help="with --export: the folder to write into (default ./peftbench-export-TOOL)")
     p.add_argument("--evaluate", action="store_true",
                    help="track record: leave-one-source-out (corpus) and leave-one-task-out (own runs) vs baselines")
     p.set_defaults(func=main)
@@ -72,6 +79,12 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--data {args.data}: no such file")
     if args.deploy is None and (args.max_latency_overhead is not None or args.adapters_per_base != 1):
         raise UserError("--max-latency-overhead and --adapters-per-base apply only with --deploy server|edge")
+    if args.export_dir is not None:
+        if args.export is None:
+            raise UserError("--export-dir applies only with --export peft|trl|llamafactory|axolotl")
+        from peftbench.paths import check_output_dir
+
+        check_output_dir(args.export_dir, "--export-dir")  # before the answer is computed, not after
     from peftbench.recommend.engine import recommend
 
     rec = recommend(args.task, gpu=args.gpu, hardware=args.hardware, model=args.model, data=args.data,
@@ -81,6 +94,11 @@ def main(args: argparse.Namespace) -> int:
                     progress=not args.json, gpus=args.gpus, deploy=args.deploy,
                     max_latency_overhead=args.max_latency_overhead, adapters_per_base=args.adapters_per_base,
                     tuning_runs=args.tuning_runs, value_margin=args.value_margin)
+    if args.export:  # before the answer is printed: a refusal is then the one line the command says
+        from peftbench.export import export_recommendation
+
+        export_recommendation(rec.to_dict(), args.export, args.export_dir, data=args.data,
+                              autocast=args.mixed_precision)
     print(json.dumps(rec.to_dict(), indent=1, default=str) if args.json else render(rec.to_dict()))
     return 0
 
