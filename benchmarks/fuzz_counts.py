@@ -75,6 +75,15 @@ def cases() -> list[tuple[str, Any, Callable[[Any], str | None], int]]:
         ("hostile YAML override values (aliases, repeated keys, depth, digits, 1e-4)", fc.hostile_yaml(),
          fc.check_override_value, 400),
         ("suite files with a hostile YAML value or a repeated key", fc.hostile_suites(), fc.check_suite, 300),
+        ("`recommend` --gpus/--deploy values and `report --estimate-budget`, refused before tracing",
+         fc.serving_argv(), fc.refused_at_once, 100),
+        ("`estimate` override values (hostile YAML, read as `run` reads them)", fc.hostile_yaml(),
+         fc.check_estimate_override, 400),
+        ("`ray_address` values (nothing or no Ray head there)", fc.ray_addresses(), fc.check_ray_address, 150),
+        ("damaged run records (table, evidence, resume)", fc.damaged_records(), fc.check_damaged_records, 300),
+        ("unusable caches x cache operations", st.tuples(st.sampled_from(fc.CACHE_STATES),
+                                                          st.sampled_from(fc.CACHE_OPS)), fc.check_cache_state, 80),
+        ("`recommend --data` files", fc.data_files(), fc.check_data_file, 100),
     ]
 
 
@@ -133,6 +142,12 @@ def main() -> int:
         "with exit code 2, exactly one line on stderr and nothing written, or accepted as valid (a plan or "
         "suite whose every value passes validation; an `estimate` answered from a shipped shape fit). "
         "Nothing is trained: `run` cases stop at the plan, and end-to-end `run` calls always carry a bad value.",
+        "",
+        "Damaged state is read, not typed: for damaged run records *refused* means the damaged records were "
+        "skipped and said in one line per file, *accepted* that every record was read, and either way the "
+        "`results` table, the recommender's evidence and resume's view were built; for unusable caches "
+        "*accepted* means the operation answered with at most one warning line; for `recommend --data` files "
+        "*refused* is a one-line error naming the file, *accepted* a profile (CSV cells like NA counted as labels).",
         "",
         "| input | cases tried | held | refused (exit 2, one line) | accepted as valid | failed | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|",

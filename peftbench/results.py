@@ -123,14 +123,74 @@ def not_a_record(value: Any) -> str | None:
     return f"{', '.join(wrong)} of the wrong type" if wrong else None
 
 
-def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """(the record, None), or (None, why the line is not one)."""
+# Fields that readers compute with (tables average them, the recommender fits them, reports plot them): text
+# there fails deep inside pandas or numpy, far from the file, so a record carrying it is skipped at reading.
+# Counts and sizes are also bounded; measurements are not (a diverged run's perplexity ratio passes 1e19, and
+# its loss may be NaN).
+_COUNT_FIELDS = ("adapter_bytes", "eval_examples", "steps", "total_params", "train_examples", "train_tokens",
+                 "trainable_params", "effective_batch_size", "gradient_accumulation_steps", "micro_batch_size",
+                 "prediction.peak_bytes", "prediction.total_params", "prediction.trainable_params",
+                 "train_config.max_steps", "train_config.batch_size")
+_MEASURE_FIELDS = ("eval_seconds", "final_train_loss", "mean_input_tokens", "mean_target_tokens", "seconds_per_step",
+                   "tokens_per_second", "train_seconds", "trainable_percent", "wall_seconds",
+                   "prediction.step_seconds", "prediction.flops_per_step", "train_config.learning_rate",
+                   "hyperparameters.learning_rate", "inference.overhead_unmerged", "inference.overhead_merged",
+                   "inference.overhead_served", "forgetting.delta_nats", "forgetting.perplexity_ratio")
+_TEXT_FIELDS = ("role", "model", "scale", "family", "task_kind", "architecture", "model_type", "model_source",
+                "data_fingerprint", "machine_id", "recorded_by", "error", "finished_at", "adapter_path")
+# No count or size of a run comes near this; past it, the int64 columns tables keep them in overflow.
+LARGEST_COUNT = 1e18
+
+
+def wrong_field_types(record: dict[str, Any]) -> str | None:
+    """What in a run record has a type readers cannot use (text where a number belongs, a count or size that is
+    negative, NaN or past `LARGEST_COUNT`, a list where text belongs), or None. Absent fields and nulls are fine."""
+    counts = [(name, _field(record, name)) for name in _COUNT_FIELDS]
+    counts += [(f"memory.{k}", v) for k, v in (record.get("memory") or {}).items() if not isinstance(v, bool)]
+    measures = [(name, _field(record, name)) for name in _MEASURE_FIELDS]
+    measures += [(f"metrics.{k}", v) for k, v in (record.get("metrics") or {}).items()]
+    for name, value in counts + measures:
+        if value is not None and not (isinstance(value, int | float) and not isinstance(value, bool)):
+            return f"{name} is {_shown_value(value)}, not a number"
+    for name, value in counts:
+        if value is not None and not 0 <= value <= LARGEST_COUNT:  # NaN too: tables make counts integers
+            return f"{name} is {value:g}, not a count or size (0 to {LARGEST_COUNT:g})"
+    for name in _TEXT_FIELDS:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            return f"{name} is a JSON {type(record[name]).__name__}, not text"
+    return None
+
+
+def _field(record: dict[str, Any], dotted: str) -> Any:
+    group, _, key = dotted.partition(".")
+    value = record.get(group)
+    if not key:
+        return value
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _shown_value(value: Any) -> str:
+    from peftbench.errors import shown
+
+    return shown(value, 30) if isinstance(value, str | int | float) else f"a JSON {type(value).__name__}"
+
+
+# The two ways a line is skipped, reported apart: the first is not a run at all, the second is one whose
+# fields cannot be read as what they are.
+NOT_A_RECORD, WRONG_TYPES = "not a record", "wrong field types"
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """(the record, None), or (None, (which kind of skip, why))."""
     try:
         value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return None, "not JSON"
+        return None, (NOT_A_RECORD, "not JSON")
     why = not_a_record(value)
-    return (None, why) if why else (value, None)
+    if why:
+        return None, (NOT_A_RECORD, why)
+    why = wrong_field_types(value)
+    return (None, (WRONG_TYPES, why)) if why else (value, None)
 
 
 class ResultStore:
@@ -167,22 +227,28 @@ class ResultStore:
                 record, why = _parse(raw)
                 out.append((number, raw, record))
                 if why:
-                    bad.append((number, why))
+                    bad.append((number, *why))
         if torn.strip():
             out.append((len(lines) + 1, torn, _parse(torn)[0]))  # a whole record that lacks its newline counts
         self._report(bad)
         return out
 
-    def _report(self, bad: list[tuple[int, str]]) -> None:
+    def _report(self, bad: list[tuple[int, str, str]]) -> None:
+        """One stderr line for the lines of this file skipped since the last report (each is said once)."""
         where = os.path.abspath(self.path)
-        fresh = [(n, why) for n, why in bad if (where, n) not in _reported]
+        fresh = [(n, kind, why) for n, kind, why in bad if (where, n) not in _reported]
         if not fresh:
             return
-        _reported.update((where, n) for n, _ in fresh)
-        shown = "; ".join(f"line {n}: {why}" for n, why in fresh[:5])
-        more = f"; and {len(fresh) - 5} more" if len(fresh) > 5 else ""
-        sys.stderr.write(f"peftbench: warning: {self.path}: skipped {len(fresh)} line(s) that are not run records "
-                         f"({shown}{more})\n")
+        _reported.update((where, n) for n, _, _ in fresh)
+        parts = []
+        for kind, heading in ((NOT_A_RECORD, "skipped {} line(s) that are not run records"),
+                              (WRONG_TYPES, "{} records skipped: wrong field types")):
+            of_kind = [(n, why) for n, k, why in fresh if k == kind]
+            if of_kind:
+                shown = "; ".join(f"line {n}: {why}" for n, why in of_kind[:5])
+                more = f"; and {len(of_kind) - 5} more" if len(of_kind) > 5 else ""
+                parts.append(f"{heading.format(len(of_kind))} ({shown}{more})")
+        sys.stderr.write(f"peftbench: warning: {self.path}: {'; '.join(parts)}\n")
 
     def latest(self, machine: str | None = None) -> dict[str, dict[str, Any]]:
         """The last record of each run (recorded on `machine`, when given), by run id."""

@@ -86,10 +86,11 @@ def machine_id() -> str:
     The override continues one campaign of runs across machines that each start with an empty cache (the
     reference runs go on over many short-lived machines of one kind): resume then skips what that id
     recorded. Raises UserError for an id that is not 1-64 letters, digits, '-' or '_'.
-    """
-    import uuid
 
-    from peftbench.cache import cache_root
+    Where no id can be kept (an unusable cache, a stored id that is a folder or not text) this command gets a
+    fresh one, handed to the processes it starts through the override, so that its workers record the id
+    its resume reads.
+    """
     from peftbench.errors import UserError, shown
 
     override = os.environ.get(MACHINE_ID_ENV)
@@ -98,21 +99,47 @@ def machine_id() -> str:
             raise UserError(f"${MACHINE_ID_ENV}={shown(override)} is not a machine id: use 1-64 letters, "
                             "digits, '-' or '_'")
         return override
+    stored = _stored_machine_id()
+    if stored is None:
+        stored = os.environ[MACHINE_ID_ENV] = _new_machine_id()
+    return stored
+
+
+def _stored_machine_id() -> str | None:
+    """The id kept in the cache, made there first if there is none; None (said once) when none can be kept."""
+    import contextlib
+
+    from peftbench.cache import cache_root, cache_writable, warn_cache
+
     path = cache_root() / "machine-id"
-    if not path.is_file():
-        new = uuid.uuid4().hex[:16]
+    if not path.exists() and cache_writable():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(new)
+            tmp.write_text(_new_machine_id())
             os.link(tmp, path)  # atomic and never overwrites: of two first calls, one id wins for both
-        except FileExistsError:
-            pass
         except OSError:
-            return new  # read-only cache: this process keeps its id
+            pass  # another process made it meanwhile (read below), or it cannot be made (said below)
         finally:
-            tmp.unlink(missing_ok=True)
-    return path.read_text().strip()
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    try:
+        with open(path, "rb") as handle:
+            stored = handle.read(128).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        stored = None
+    if stored is not None and _MACHINE_ID.fullmatch(stored):
+        return stored
+    if path.exists() or cache_writable():  # an unusable cache was said already; a damaged id is said here
+        warn_cache("holds a machine-id that is not one (a folder, binary or malformed)",
+                   f"this command uses a fresh id, so resume skips no earlier run (remove {path} for a new id)")
+    return None
+
+
+def _new_machine_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:16]
 
 
 def device_info(device: str, threads: int) -> dict[str, Any]:

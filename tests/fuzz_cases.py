@@ -9,10 +9,13 @@ Nothing here trains: `run` inputs stop at the plan, and end-to-end `run` calls a
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import json
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -298,3 +301,321 @@ def hostile_suites(draw: Any) -> str:
         fields[key] = value
     text = "".join(f"{k}: {v}\n" for k, v in fields.items()) + "tasks:\n" + yaml.safe_dump([VALID_TASK])
     return text + (f"{key}: {value}\n" if repeated else "")
+
+
+# ---- recommend and report values checked before any tracing ------------------------------------------------------
+SERVING_BAD = {"--gpus": ["0", "-1", "65537", "99999999999999999999"],
+               "--max-latency-overhead": ["-1", "0", "0.99", "nan", "inf", "-inf", "1e400", "1e7"],
+               "--adapters-per-base": ["0", "-1", "1000001"]}
+
+
+@st.composite
+def serving_argv(draw: Any) -> list[str]:
+    """`recommend` with --gpus / --deploy values, or `report --estimate-budget`, at least one of them bad: each
+    is refused before any model is traced."""
+    if draw(st.integers(0, 4)) == 0:
+        budget = draw(st.sampled_from(["nan", "-1", "-inf", "inf", "1e400", "-0.5", "1e10"]))
+        return ["report", "suite=smoke", "--reference", "--no-progress", "--estimate-budget", budget]
+    argv = ["recommend", "--task", "classification", "--gpu", "16GB", "--model", "minilm",
+            "--deploy", draw(st.sampled_from(["server", "edge"]))]
+    flags = draw(st.lists(st.sampled_from(sorted(SERVING_BAD)), min_size=1, max_size=3, unique=True))
+    for flag in flags:
+        argv += [flag, draw(st.sampled_from(SERVING_BAD[flag]))]
+    return argv
+
+
+def refused_at_once(argv: list[str]) -> str:
+    """Refused with one line and nothing written, within seconds (no evidence read, no model traced)."""
+    import time
+
+    started = time.perf_counter()
+    outcome = assert_refused(argv)
+    assert time.perf_counter() - started < 10, argv
+    return outcome
+
+
+# ---- estimate override values (methods.NAME.KEY=VALUE), read as run reads them -----------------------------------
+def check_estimate_override(text: str) -> str:
+    """`estimate`'s `methods.lora.r=VALUE` is refused in one line, or read as `run` reads the same value."""
+    from peftbench.cli.estimate import parse_overrides
+    from peftbench.errors import UserError, one_line
+    from peftbench.overrides import parse_overrides as run_overrides
+
+    try:
+        value = parse_overrides([f"methods.lora.r={text}"])["lora"]["r"]
+    except UserError as exc:
+        message = one_line(str(exc))
+        assert message.strip() and "\n" not in message and len(message) < 1000, message[:300]
+        with pytest_raises(UserError):  # run refuses it too
+            run_overrides([f"methods.lora.r={text}"])
+        return "refused"
+    assert value == run_overrides([f"methods.lora.r={text}"]).method_params["lora"]["r"] or value != value
+    return "accepted"
+
+
+@contextlib.contextmanager
+def pytest_raises(kind: type[BaseException]):
+    """`pytest.raises` without pytest: benchmarks/fuzz_counts.py runs these properties outside it."""
+    try:
+        yield
+    except kind:
+        return
+    raise AssertionError(f"{kind.__name__} not raised")
+
+
+# ---- ray_address values --------------------------------------------------------------------------------------------
+@st.composite
+def ray_addresses(draw: Any) -> str:
+    """A cluster address as typed: mostly HOST:PORT on this machine, where nothing or no Ray head answers."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.one_of(TEXT, st.sampled_from(["auto:1", "ray://h:1", "h:", ":1", "h:99999", "a b:1"])))
+    host = draw(st.sampled_from(["127.0.0.1", "localhost", "[::1]", "0.0.0.0"]))
+    return f"{host}:{draw(st.integers(1, 65535))}"
+
+
+def check_ray_address(address: str) -> str:
+    """Refused in one line within seconds (a malformed address, or nothing there that speaks as a Ray head), or
+    accepted where a Ray head answers: never the minutes Ray's own connect retries take."""
+    import time
+
+    from peftbench.errors import UserError, one_line
+    from peftbench.runs.ray_executor import _check_head_answers, ray_options
+
+    started = time.perf_counter()
+    try:
+        ray_options({"executor": "ray", "ray_address": address}, "cpu")
+        if address != "auto":
+            _check_head_answers(address)
+        outcome = "accepted"
+    except UserError as exc:
+        assert "\n" not in one_line(str(exc))
+        outcome = "refused"
+    assert time.perf_counter() - started < 12, address
+    return outcome
+
+
+# ---- damaged run records ---------------------------------------------------------------------------------------------
+HOSTILE_FIELD_VALUES = ["high", "", "1e3", "NaN", [], [1, 2], {}, {"a": 1}, None, True, 1e40, -1e40, 10**30,
+                        float("nan"), float("inf"), -1, 0, 2.5]
+DAMAGED_FIELDS = ["metrics.accuracy", "metrics.macro_f1", "train_seconds", "wall_seconds", "adapter_bytes",
+                  "trainable_params", "total_params", "memory.peak_rss_train_bytes", "memory.peak_rss_bytes",
+                  "role", "model", "scale", "family", "error", "seed", "status", "method", "task", "run_id",
+                  "train_config.learning_rate", "train_config.max_steps", "hyperparameters.learning_rate",
+                  "hyperparameters.r", "prediction.peak_bytes", "eval_examples", "train_examples", "steps",
+                  "metrics", "memory", "train_config", "hyperparameters", "tune", "train_loss_curve"]
+
+
+@functools.cache
+def _sample_records() -> tuple[str, ...]:
+    """A few shipped records of different tasks and methods, as JSON (each case damages its own copies)."""
+    from peftbench.results import ResultStore, reference_results_dir
+
+    records = ResultStore(reference_results_dir() / "classification" / "runs.jsonl").records()
+    return tuple(json.dumps(r) for r in records[:: max(1, len(records) // 8)][:8])
+
+
+@functools.cache
+def _classification_baselines() -> dict[str, Any]:
+    """Chance and majority scores of the suite's tasks: read from its data files once, not once per case."""
+    from peftbench.informativeness import suite_baselines
+
+    return suite_baselines("classification")
+
+
+@st.composite
+def damaged_records(draw: Any) -> list[dict[str, Any]]:
+    """Shipped records, some with one to three fields set to a value of another type (or removed)."""
+    records = [json.loads(r) for r in _sample_records()]
+    for record in draw(st.lists(st.sampled_from(records), min_size=1, max_size=4)):
+        for name in draw(st.lists(st.sampled_from(DAMAGED_FIELDS), min_size=1, max_size=3, unique=True)):
+            group, _, key = name.partition(".")
+            target = record.get(group) if key else record
+            if not isinstance(target, dict):
+                continue
+            if draw(st.integers(0, 9)) == 0:
+                target.pop(key or group, None)
+            else:
+                target[key or group] = draw(st.sampled_from(HOSTILE_FIELD_VALUES))
+    return records
+
+
+def check_damaged_records(records: list[dict[str, Any]]) -> str:
+    """Every reader of runs files gets past the damage: the table `results` prints, the recommender's evidence
+    and resume's view; what is skipped is said in one line. "refused": some record was skipped."""
+    from peftbench.cli.results import seed_summary
+    from peftbench.informativeness import task_informativeness
+    from peftbench.recommend.evidence import load_evidence
+    from peftbench.results import ResultStore, latest_records, load_table
+
+    with tempfile.TemporaryDirectory(prefix="peftbench-fuzz-") as folder:
+        path = Path(folder) / "classification" / "runs.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            kept = latest_records([path])
+            table = load_table([path])
+            if not table.empty:
+                seed_summary(table)
+                task_informativeness(kept, _classification_baselines())  # what `results` prints, less the data
+            load_evidence([path])
+            ResultStore(path).latest(machine="fuzz")
+    assert err.getvalue().count("\n") <= 1 and "Traceback" not in err.getvalue(), err.getvalue()[:500]
+    assert all(r["run_id"] for r in kept)
+    return "refused" if "skipped" in err.getvalue() else "accepted"
+
+
+# ---- caches that can only make answers slower -----------------------------------------------------------------------
+CACHE_STATES = ["a file", "under a file", "read-only, empty", "read-only, with entries", "machine-id a folder",
+                "machine-id binary", "machine-id malformed", "machine-id of 1 MB", "estimates/ a file",
+                "recommend/ a file"]
+CACHE_OPS = ["machine id", "recommender store", "estimate answer store", "estimate end to end"]
+_CACHE_ENV = ("PEFTBENCH_CACHE", "PEFTBENCH_MACHINE_ID", "PEFTBENCH_CACHE_WARNED")
+
+
+@contextlib.contextmanager
+def cache_in_state(state: str):
+    """$PEFTBENCH_CACHE pointing at a cache in `state` for the block (the environment restored after); yields
+    None where a read-only folder cannot be made (root without the right to mount)."""
+    saved = {name: os.environ.get(name) for name in _CACHE_ENV}
+    with tempfile.TemporaryDirectory(prefix="peftbench-fuzz-cache-") as folder:
+        root = Path(folder) / "cache"
+        made = _make_cache_state(root, state)
+        for name in _CACHE_ENV:
+            os.environ.pop(name, None)
+        os.environ["PEFTBENCH_CACHE"] = str(root / "sub" if state == "under a file" else root)
+        try:
+            yield root if made else None
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            if state.startswith("read-only") and os.geteuid() == 0:
+                subprocess_run(["umount", str(root)])
+            elif state.startswith("read-only"):
+                root.chmod(0o755)  # so that the temporary folder can be removed
+
+
+def _make_cache_state(root: Path, state: str) -> bool:
+    if state in ("a file", "under a file"):
+        root.write_text("not a folder")
+        return True
+    root.mkdir()
+    if state.startswith("read-only"):
+        return _read_only(root, {"machine-id": "0123456789abcdef"} if "entries" in state else {})
+    contents = {"machine-id binary": b"\xff\xfe\x00\x9c" * 8, "machine-id malformed": b"not an id!\n",
+                "machine-id of 1 MB": b"a" * 2**20}
+    if state == "machine-id a folder":
+        (root / "machine-id").mkdir()
+    elif state in contents:
+        (root / "machine-id").write_bytes(contents[state])
+    else:
+        (root / state.split("/")[0]).write_text("not a folder")
+    return True
+
+
+def _read_only(root: Path, files: dict[str, str]) -> bool:
+    if os.geteuid() != 0:
+        for name, text in files.items():
+            (root / name).write_text(text)
+        root.chmod(0o555)
+        return True
+    if subprocess_run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root)]) != 0:
+        return False
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return subprocess_run(["mount", "-o", "remount,ro", str(root)]) == 0
+
+
+def subprocess_run(argv: list[str]) -> int:
+    import subprocess
+
+    return subprocess.run(argv, capture_output=True).returncode
+
+
+def check_cache_state(case: tuple[str, str]) -> str | None:
+    """One operation that reads and writes the cache, in an unusable cache: it answers, as with a usable one,
+    with at most one warning line and no traceback. None (not counted) where the state cannot be made here."""
+    state, operation = case
+    with cache_in_state(state) as root:
+        if root is None:
+            return None
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            _cache_operation(operation)
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) <= 1 and all(line.startswith("peftbench: warning: ") for line in lines), (case, lines)
+    return "accepted"
+
+
+def _cache_operation(operation: str) -> None:
+    if operation == "machine id":
+        from peftbench.telemetry import machine_id
+
+        assert machine_id() == machine_id()
+    elif operation == "recommender store":
+        from peftbench.recommend.store import read_json, write_json
+
+        write_json("fuzz.json", {"k": 1})
+        assert read_json("fuzz.json").get("k") in (1, None)
+    elif operation == "estimate answer store":
+        from peftbench.estimate.front_cache import front_load, front_store
+
+        front_store("llama-3.2-1b", "lora", {"batch_size": 1}, {"answer": 1})
+        assert front_load("llama-3.2-1b", "lora", {"batch_size": 1}) in ({"answer": 1}, None)
+    else:
+        code, out, err = call_cli(["estimate", "--model", "minilm", "--method", "lora", "--task-kind",
+                                   "classification", "--hardware", "t4", "--json"], Path(tempfile.gettempdir()))
+        assert code == 0 and json.loads(out), err[-500:]
+        sys.stderr.write(err)
+
+
+# ---- recommend --data files ---------------------------------------------------------------------------------------
+DATA_KINDS = ["nested deep", "cells like NA", "binary", "empty", "byte-order mark", "missing column", "ragged csv",
+              "one long line", "valid"]
+
+
+@st.composite
+def data_files(draw: Any) -> tuple[str, bytes]:
+    """A user's data file for `recommend --data`: (file name, bytes)."""
+    kind = draw(st.sampled_from(DATA_KINDS))
+    rows = [(f"text {i} " * draw(st.integers(1, 5)), draw(st.sampled_from(["pos", "neg", "NA", "None", "null"])))
+            for i in range(draw(st.integers(1, 30)))]
+    if kind == "nested deep":
+        depth = draw(st.integers(1, 200_000))
+        return "d.jsonl", ('{"text": ' + "[" * depth + "]" * depth + ', "label": "a"}\n').encode()
+    if kind in ("cells like NA", "valid", "byte-order mark"):
+        text = "text,label\n" + "".join(f"{t},{label}\n" for t, label in rows)
+        return "d.csv", (b"\xef\xbb\xbf" if kind == "byte-order mark" else b"") + text.encode()
+    if kind == "binary":
+        return draw(st.sampled_from(["d.csv", "d.jsonl", "d.json", "d.parquet"])), draw(st.binary(max_size=200))
+    if kind == "empty":
+        return draw(st.sampled_from(["d.csv", "d.jsonl", "d.json"])), b""
+    if kind == "missing column":
+        return "d.jsonl", "".join(json.dumps({"sentence": t}) + "\n" for t, _ in rows).encode()
+    if kind == "ragged csv":
+        return "d.csv", ("text,label\n" + "".join(f"{t},{label},extra\n" for t, label in rows)).encode()
+    return "d.jsonl", (json.dumps({"text": "x" * 2_000_000, "label": "a"}) + "\n").encode()
+
+
+def check_data_file(case: tuple[str, bytes]) -> str:
+    """`recommend --data FILE` profiles the file as `run` would read it, or refuses it in one line: never a
+    crash (a deep JSON line once killed the process), and CSV cells like NA stay labels."""
+    from peftbench.errors import UserError, one_line
+    from peftbench.recommend.query import resolve_task
+
+    name, content = case
+    with tempfile.TemporaryDirectory(prefix="peftbench-fuzz-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(content)
+        try:
+            query = resolve_task("classification", [], data=path, model="minilm")
+        except UserError as exc:
+            assert "\n" not in one_line(str(exc)) and str(exc).startswith(f"--data {path}"), str(exc)[:300]
+            return "refused"
+    if name.endswith(".csv") and content.startswith(b"text,label\n"):
+        labels = {line.rsplit(",", 1)[1] for line in content.decode().splitlines()[1:]}
+        assert query.num_labels == len(labels), (query.num_labels, labels)
+    return "accepted"

@@ -351,3 +351,27 @@ def test_results_folder_checked_before_any_work(cli, tmp_path, results, expected
     assert code == 2 and expected in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert {p: sorted(os.listdir(p)) for p in before} == before
+
+
+RECOMMEND = ["recommend", "--task", "classification", "--gpu", "16GB", "--model", "minilm", "--train-examples", "1000"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([*RECOMMEND, "--gpus", "0"], "--gpus must be an integer from 1 to"),
+    ([*RECOMMEND, "--gpus", "-1"], "--gpus must be an integer from 1 to"),
+    ([*RECOMMEND, "--deploy", "server", "--max-latency-overhead", "-1"], "--max-latency-overhead (a latency ratio"),
+    ([*RECOMMEND, "--deploy", "server", "--max-latency-overhead", "nan"], "must be a finite number in [1, 1e+06]"),
+    ([*RECOMMEND, "--deploy", "server", "--adapters-per-base", "0"], "--adapters-per-base must be an integer"),
+    (["report", "suite=smoke", "--reference", "--estimate-budget", "nan"], "--estimate-budget (seconds) must be"),
+    (["report", "suite=smoke", "--reference", "--estimate-budget", "-1"], "--estimate-budget (seconds) must be"),
+])
+def test_recommend_and_report_values_refused_before_any_tracing(cli, tmp_path, monkeypatch, argv, expected):
+    """Once refused only after minutes of tracing, in several lines, or accepted (NaN passes `< 0`)."""
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    code, _, err = cli(*argv)
+    assert code == 2 and expected in err, err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert time.monotonic() - started < 5 and list(tmp_path.iterdir()) == []

@@ -13,16 +13,28 @@ import tempfile
 from pathlib import Path
 
 from fuzz_cases import (
+    CACHE_OPS,
+    CACHE_STATES,
     SURE_BAD,
     assert_refused,
+    check_cache_state,
+    check_damaged_records,
+    check_data_file,
+    check_estimate_override,
     check_override_value,
     check_plan,
+    check_ray_address,
     check_suite,
+    damaged_records,
+    data_files,
     estimate_argv,
     hostile_suites,
     hostile_yaml,
+    ray_addresses,
     recommend_argv,
+    refused_at_once,
     run_overrides,
+    serving_argv,
     suite_documents,
 )
 from hypothesis import HealthCheck, assume, given, settings
@@ -85,3 +97,42 @@ def test_hostile_yaml_override_values(text):
 @given(hostile_suites())
 def test_hostile_yaml_suite_files(text):
     check_suite(text)
+
+
+@settings(FUZZ, max_examples=10)
+@given(serving_argv())
+def test_recommend_and_report_values_refused_before_tracing(argv):
+    assert refused_at_once(argv) == "refused"
+
+
+@settings(FUZZ, max_examples=40)
+@given(hostile_yaml())
+def test_estimate_override_values_read_as_run_reads_them(text):
+    check_estimate_override(text)
+
+
+@settings(FUZZ, max_examples=10)
+@given(ray_addresses())
+def test_ray_addresses_refused_within_seconds(address):
+    check_ray_address(address)
+
+
+@settings(FUZZ, max_examples=12)
+@given(damaged_records())
+def test_damaged_run_records(records):
+    check_damaged_records(records)
+
+
+QUICK_CACHE_OPS = [op for op in CACHE_OPS if op != "estimate end to end"]  # a trace costs seconds; tested apart
+
+
+@settings(FUZZ, max_examples=8)
+@given(st.tuples(st.sampled_from(CACHE_STATES), st.sampled_from(QUICK_CACHE_OPS)))
+def test_unusable_caches(case):
+    check_cache_state(case)
+
+
+@settings(FUZZ, max_examples=8)
+@given(data_files())
+def test_recommend_data_files(case):
+    check_data_file(case)

@@ -350,3 +350,49 @@ def test_report_all_keeps_the_page_of_a_suite_named_index(cli, tmp_path):
     index = (tmp_path / "pages" / "index.html").read_text()
     assert "peftbench reports" in index and "./index.suite.html" in index
     assert "peftbench · index" in (tmp_path / "pages" / "index.suite.html").read_text()
+
+
+# ---- recommend --data and estimate overrides read as run reads them ---------------------------------------------
+def test_recommend_data_nested_past_the_parsers_depth_is_one_line(tmp_path):
+    """Parsed by datasets directly, a JSONL line nested 100,000 deep killed the process (SIGSEGV)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"text": ' + "[" * 100_000 + "]" * 100_000 + ', "label": "a"}\n')
+    proc = subprocess.run([sys.executable, "-m", "peftbench", "recommend", "--task", "classification", "--gpu",
+                           "16GB", "--data", str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and f"--data {path}" in proc.stderr and "nested" in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_recommend_data_csv_cells_like_na_are_labels(tmp_path):
+    from peftbench.recommend.query import resolve_task
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\n" + "".join(f"{text} film,{label}\n" for text, label in
+                                               [("good", "pos"), ("bad", "neg"), ("odd", "NA"), ("fine", "None")] * 5))
+    query = resolve_task("classification", [], data=path, model="minilm")
+    assert query.num_labels == 4 and query.train_examples == 20
+
+
+@pytest.mark.parametrize("raw, value", [("5e-4", 5e-4), ("1e1", 10), ("[q, v]", ["q", "v"]), ("", None)])
+def test_estimate_overrides_read_numbers_as_run_does(raw, value):
+    from peftbench.cli.estimate import parse_overrides
+
+    assert parse_overrides([f"methods.lora.lora_dropout={raw}"]) == {"lora": {"lora_dropout": value}}
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("[" + ", ".join(["&a0 [x,x,x,x,x,x,x,x,x]"] + [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]"
+                                                     for i in range(1, 10)]) + "]", "anchors"),
+    ("{a: 1, a: 2}", "duplicate key"),
+    ("[" * 200 + "]" * 200, "nested more than"),
+])
+def test_estimate_overrides_refuse_hostile_yaml_in_one_line_at_once(cli, raw, reason):
+    import time
+
+    started = time.monotonic()
+    code, _, err = cli("estimate", "--model", "llama-3.2-1b", "--method", "lora", f"methods.lora.target_modules={raw}")
+    assert code == 2 and reason in err and len(err.strip().splitlines()) == 1, err[-2000:]
+    assert time.monotonic() - started < 5

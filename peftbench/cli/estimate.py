@@ -49,8 +49,11 @@ def register(subparsers) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """`methods.lora.r=16` → {"lora": {"r": 16}}; values parsed as YAML (lists, numbers, booleans)."""
+    """`methods.lora.r=16` → {"lora": {"r": 16}}; values read as `run` reads them (`peftbench.safe_yaml`: lists,
+    numbers such as 5e-4, booleans; aliases, repeated keys, deep nesting and oversized values refused)."""
     import yaml
+
+    from peftbench import safe_yaml
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -59,7 +62,9 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         if not sep or len(parts) != 3 or parts[0] != "methods" or not all(parts):
             raise UserError(f"override {shown(item)} must look like methods.NAME.KEY=VALUE")
         try:
-            value = yaml.safe_load(raw)
+            value = safe_yaml.load(raw, safe_yaml.MAX_VALUE_BYTES) if raw else None
+        except safe_yaml.Refused as exc:
+            raise UserError(f"override {shown(item)}: {exc.reason}") from None
         except yaml.YAMLError:
             raise UserError(f"cannot parse the value of {shown(item)}") from None
         out.setdefault(parts[1], {})[parts[2]] = value

@@ -77,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--task is required (a kind such as summarization, or SUITE/TASK)")
     if args.data is not None and not exists(args.data):
         raise UserError(f"--data {args.data}: no such file")
+    check_gpu_and_serving_values(args)
     if args.deploy is None and (args.max_latency_overhead is not None or args.adapters_per_base != 1):
         raise UserError("--max-latency-overhead and --adapters-per-base apply only with --deploy server|edge")
     if args.export_dir is not None:
@@ -101,6 +102,25 @@ def main(args: argparse.Namespace) -> int:
                               autocast=args.mixed_precision)
     print(json.dumps(rec.to_dict(), indent=1, default=str) if args.json else render(rec.to_dict()))
     return 0
+
+
+# Generous bounds: past them a value is a typo, and the engine would trace for minutes before refusing it.
+MOST_GPUS = 65_536
+MOST_ADAPTERS_PER_BASE = 1_000_000
+
+
+def check_gpu_and_serving_values(args: argparse.Namespace) -> None:
+    """--gpus, --max-latency-overhead and --adapters-per-base, checked before any evidence is read or any model
+    traced (NaN compares false with every bound, so it is refused by name)."""
+    from peftbench.suites import number
+
+    for flag, value, most in (("--gpus", args.gpus, MOST_GPUS),
+                              ("--adapters-per-base", args.adapters_per_base, MOST_ADAPTERS_PER_BASE)):
+        if not 1 <= value <= most:
+            raise UserError(f"{flag} must be an integer from 1 to {most}, got {value}")
+    if args.max_latency_overhead is not None:
+        number(args.max_latency_overhead, "--max-latency-overhead (a latency ratio to the base model, 1.2 = +20%)",
+               low=1.0, high=1e6)
 
 
 def _fmt_time(seconds: float | None) -> str:

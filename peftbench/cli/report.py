@@ -69,8 +69,6 @@ def _options(args: argparse.Namespace, folder: Path):
     from peftbench.report.cache import CACHE_FILE, Deadline, DerivedCache
 
     budget = DEFAULT_BUDGET_S if args.estimate_budget is None else args.estimate_budget
-    if budget is not None and budget < 0:
-        raise UserError(f"--estimate-budget must be >= 0 seconds, got {budget}")
     return Options(estimates=not args.no_estimates, cache=DerivedCache(folder / CACHE_FILE, use=not args.recompute),
                    deadline=Deadline(budget or None), progress=not args.no_progress)
 
@@ -79,7 +77,10 @@ def main(args: argparse.Namespace) -> int:
     from peftbench.paths import check_output_dir
     from peftbench.report import write_index, write_suite_report
     from peftbench.results import choose_result_set, suite_result_files
+    from peftbench.suites import number
 
+    if args.estimate_budget is not None:  # NaN passes every comparison: a finite number, said before any work
+        number(args.estimate_budget, "--estimate-budget (seconds)", low=0.0, high=1e9)
     suite, results = parse_selectors(args.selectors)
     default_dir = Path.cwd() / "reports"
     output = args.output or (default_dir / f"{suite}.html" if suite != "all" else default_dir)

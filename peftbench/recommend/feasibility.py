@@ -262,6 +262,9 @@ def search_in_parallel(costs: CostModel, model: str, todo: list[tuple[str, dict[
             if bar is not None:
                 bar.update(1)
     else:
+        from peftbench.cache import cache_writable
+
+        cache_writable()  # an unusable cache is said here, once: the workers inherit that it was said
         args = (costs.gpu, costs.task_kind, costs.seq_len, costs.num_labels, costs.mixed_precision)
         # spawn, not fork: the parent may already run torch's thread pools, which a forked child can deadlock on.
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:

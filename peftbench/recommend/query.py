@@ -131,23 +131,23 @@ def apply_overrides(query: TaskQuery, train_examples: int | None, seq_len: int |
 
 
 def _profile_data(query: TaskQuery, path: Path, model: str | None) -> None:
-    """Describe the user's file exactly as the suites describe theirs (`peftbench.descriptors.describe`)."""
-    from peftbench.data import FORMATS
+    """Describe the user's file exactly as the suites describe theirs (`peftbench.descriptors.describe`), read
+    as `run` reads a task's file (`peftbench.data.load_data_file`: JSON nesting bounded before parsing, CSV
+    cells in the columns read kept as the text written)."""
+    from peftbench.data import FORMATS, load_data_file
     from peftbench.descriptors import describe
     from peftbench.suites import KIND_FIELDS, TaskSpec
 
-    if Path(path).suffix not in FORMATS:
+    path = Path(path)
+    if path.suffix not in FORMATS:
         raise UserError(f"--data {path}: must be one of {', '.join(FORMATS)} (hub datasets need network access)")
     if not is_file(path):
         raise UserError(f"--data {path}: no such file")
     import datasets
 
     datasets.disable_progress_bars()
-    try:
-        train = datasets.load_dataset(FORMATS[Path(path).suffix], data_files=str(path), split="train")
-    except Exception as exc:  # datasets raises many types for a malformed file; the user sees one line
-        raise UserError(f"--data {path}: cannot parse: {str(exc).splitlines()[0]}") from None
     fields = {f: f for f in KIND_FIELDS[query.kind]}
+    train = load_data_file(path, fields, f"--data {path}")
     missing = [f for f in fields if f not in train.column_names]
     if missing:
         raise UserError(f"--data {path}: a {query.kind} dataset needs columns {list(fields)}; missing {missing} "

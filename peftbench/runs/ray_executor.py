@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ def ray_options(values: dict[str, Any], device: str) -> RayOptions | None:
     if device.startswith("cuda:"):
         raise UserError(f"with executor=ray use device=cuda, not {device}: Ray gives each run one GPU of its own")
     address = values.get("ray_address")
-    if address is not None and not (isinstance(address, str) and (address == "auto" or _ADDRESS.fullmatch(address))):
+    if address is not None and not _valid_address(address):
         raise UserError(f"ray_address must be auto or HOST:PORT (a running cluster's head), got {shown(address)}")
     retries = values.get("ray_retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
@@ -78,6 +78,15 @@ def ray_options(values: dict[str, Any], device: str) -> RayOptions | None:
             raise UserError(f"artifacts_dir={shared} is not a directory: name a folder every Ray node can write")
     jobs = values.get("jobs")
     return RayOptions(address, retries, shared, jobs if isinstance(jobs, int) else None)
+
+
+def _valid_address(address: Any) -> bool:
+    """`auto`, or HOST:PORT with a port a socket can name (a port past 65535 would fail inside the connect)."""
+    if address == "auto":
+        return True
+    if not (isinstance(address, str) and _ADDRESS.fullmatch(address)):
+        return False
+    return 1 <= int(address.rpartition(":")[2]) <= 65535
 
 
 @dataclass
@@ -94,16 +103,19 @@ class RayExecutor(Executor):
 
     def execute(self, specs: Iterable[RunSpec], artifacts_dir: Path, on_record: OnRecord,
                 on_event: OnEvent | None = None) -> None:
-        specs = list(specs)
-        if not specs:
+        if isinstance(specs, Sized) and not len(specs):
             return
         try:
             import ray
         except ImportError:
             raise UserError(INSTALL_HINT) from None
+        # Connected before `specs` is iterated: iterating claims each run (runner._Claimed), and a cluster that
+        # cannot be reached must leave no claim behind.
         started_here = _connect(ray, self.options.address)
         try:
-            _Driver(ray, self, specs, artifacts_dir, on_record, on_event).run()
+            specs = list(specs)
+            if specs:
+                _Driver(ray, self, specs, artifacts_dir, on_record, on_event).run()
         finally:
             if started_here:
                 ray.shutdown()
@@ -115,13 +127,81 @@ def _connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address is None:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        temp_dir = _local_temp_dir()
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, **({"_temp_dir": temp_dir} if temp_dir else {}))
+        except (OSError, RuntimeError) as exc:
+            raise UserError(f"cannot start a local Ray instance: {_first_line(exc)}") from None
         return True
+    if address != "auto":
+        _check_head_answers(address)
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, TimeoutError, RuntimeError) as exc:
-        raise UserError(f"cannot attach to a Ray cluster at ray_address={address}: {exc}") from None
+        raise UserError(f"cannot attach to a Ray cluster at ray_address={address}: {_first_line(exc)}") from None
     return True
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+# Ray retries an unanswered head for minutes; a head that is up answers a TCP connect and its gRPC (HTTP/2)
+# greeting within milliseconds, so this long is ample and keeps a wrong address to one line in seconds.
+HEAD_ANSWER_SECONDS = 10.0
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+_HTTP2_SETTINGS = 4
+
+
+def _check_head_answers(address: str) -> None:
+    """UserError unless something at HOST:PORT accepts a connection and greets as a gRPC server does (a Ray
+    head's GCS): `ray.init` would otherwise wait for minutes on a closed port, or on the dashboard's HTTP port
+    given for the GCS one. With Ray's TLS on, the greeting is encrypted and only the connection is checked."""
+    import os
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=HEAD_ANSWER_SECONDS) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return
+            sock.sendall(_HTTP2_PREFACE)
+            greeting = sock.recv(9)
+    except OSError as exc:
+        raise UserError(f"no Ray cluster answers at ray_address={address}: {exc.strerror or exc} (start one "
+                        "with `ray start --head`, or give its head's address, port 6379 by default)") from None
+    if len(greeting) < 9 or greeting[3] != _HTTP2_SETTINGS:
+        raise UserError(f"ray_address={address} answers, but not as a Ray head (its GCS speaks gRPC, port 6379 "
+                        "by default; 8265 is the dashboard)")
+
+
+# A local Ray keeps its sockets under its temp folder, at up to ~70 bytes past it
+# ("/ray/session_<date>_<time>_<micro>_<pid>/sockets/plasma_store"), and Unix socket paths stop at 107.
+_SOCKET_PATH_MAX, _SOCKET_TAIL = 107, 72
+
+
+def _local_temp_dir() -> str | None:
+    """None where Ray's own temp folder ($RAY_TMPDIR, else $TMPDIR, else /tmp) leaves room for its socket
+    paths; else a short per-user folder under /tmp. A $RAY_TMPDIR set that long is the user's to shorten."""
+    import os
+
+    root = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    if len(root.encode()) + _SOCKET_TAIL <= _SOCKET_PATH_MAX:
+        return None
+    if os.environ.get("RAY_TMPDIR"):
+        raise UserError(f"RAY_TMPDIR={shown(root)} is too long for Ray's socket paths (at most "
+                        f"{_SOCKET_PATH_MAX - _SOCKET_TAIL} characters): set a shorter one")
+    short = f"/tmp/peftbench-ray-{os.getuid()}"
+    try:
+        os.makedirs(short, mode=0o700, exist_ok=True)
+        owner = os.stat(short).st_uid
+    except OSError as exc:
+        raise UserError(f"$TMPDIR is too long for Ray's socket paths and {short} cannot be made: "
+                        f"{exc.strerror or exc}") from None
+    if owner != os.getuid():  # another user's folder: their sockets, not ours to share
+        raise UserError(f"$TMPDIR is too long for Ray's socket paths and {short} belongs to another user: "
+                        "set a shorter TMPDIR or RAY_TMPDIR")
+    return short
 
 
 class _Driver:
