@@ -140,17 +140,20 @@ def test_checkpointing_and_accumulation_lower_a_real_smollm2_runs_peak(tmp_path)
 
 
 def test_a_recommended_setting_is_reproducible_with_run_overrides():
-    """The `run:` line `recommend` prints builds a plan with exactly the suggested settings."""
+    """The `run:` line `recommend` prints, as printed, builds a plan with exactly the suggested settings."""
     from types import SimpleNamespace
 
     from peftbench.overrides import parse_overrides
-    from peftbench.recommend.render import override_line
+    from peftbench.recommend.render import RunTarget, override_line
     from peftbench.runs.plan import build_plan
 
     hyperparameters = {"r": 16, "lora_alpha": 32, "learning_rate": 0.0003, "target_modules": ["query", "value"]}
     cost = SimpleNamespace(batch_size=2, accumulation=4, gradient_checkpointing=True)
-    tokens = override_line("lora", hyperparameters, cost, 100, None).split()
-    spec = build_plan(parse_overrides(["suite=smoke", "tasks=[rt_sentiment]", *tokens])).specs[0]
+    target = RunTarget("minilm", "cpu", True, "smoke/rt_sentiment")
+    line = override_line("lora", hyperparameters, cost, 100, None, target)
+    tokens = line.split(" ")[2:]  # after "peftbench run"
+    assert line.startswith("peftbench run suite=smoke tasks=[rt_sentiment] model=minilm methods=[lora]")
+    spec = build_plan(parse_overrides(tokens)).specs[0]
     assert spec.method == "lora" and spec.hyperparameters["r"] == 16 and spec.hyperparameters["lora_alpha"] == 32
     assert spec.hyperparameters["target_modules"] == ["query", "value"]
     assert spec.train["learning_rate"] == 0.0003 and spec.train["batch_size"] == 2
