@@ -157,3 +157,27 @@ def test_pilot_end_to_end_resumes_after_a_kill(tmp_path):
     assert len(after) == len(set(after)) and set(before) <= set(after)
     assert "pick:" in done.stdout and "paired bootstrap" in done.stdout
     assert (tmp_path / "res" / "pilot_reviews" / "decision.json").is_file()
+
+
+def test_the_pilots_decision_exports_at_the_rate_it_selected(tmp_path):
+    """`pilot --export peft`: the pick's adapter config as peft reads it, trained at the pilot's selected rate."""
+    from types import SimpleNamespace
+
+    from peft import PeftConfig
+
+    from peftbench.pilot.pilot import _export
+    from peftbench.pilot.planning import PilotPlan
+    from peftbench.pilot.verdict import Measured
+
+    full_run = {"batch_size": 8, "gradient_accumulation": 2, "gradient_checkpointing": False, "gpus": 1,
+                "override": "peftbench run suite=YOUR_SUITE model=minilm methods=[lora] train.dtype=fp32"}
+    lora = Candidate("lora", {"learning_rate": 5e-4, "r": 8, "lora_alpha": 16}, 1.0, full_run=full_run)
+    plan = PilotPlan(1, {}, [lora], 8, 4, 60.0, 900.0)
+    verdict = SimpleNamespace(decision=None, best_measured="lora",
+                              measured={"lora": Measured("lora", 80.0, [100.0], 1.5e-3, "r1")})
+    request = SimpleNamespace(model="minilm", results=tmp_path, name="pilot_x", kind="classification", export="peft")
+    lines = _export(request, plan, verdict)
+    folder = tmp_path / "pilot_x" / "export-peft"
+    config = PeftConfig.from_pretrained(folder)
+    assert config.r == 8 and "exported for peft" in lines[0]
+    assert json.loads((folder / "training_args.json").read_text())["learning_rate"] == pytest.approx(1.5e-3)

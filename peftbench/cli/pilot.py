@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                 "as many as the budget allows, up to 3)")
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="results root: the pilot writes <results>/pilot_<data name>/ (default: ./results)")
+    p.add_argument("--export", choices=("peft", "trl", "llamafactory", "axolotl"), default=None,
+                   help="also write the decision as that tool's config, into <results>/pilot_<name>/export-TOOL")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
 

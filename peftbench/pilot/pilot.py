@@ -83,8 +83,10 @@ def _candidates(request: PilotRequest, facts: PilotData, answer: dict[str, Any])
     for cand in ranked:
         q, band = cand.get("predicted_relative_quality"), cand.get("quality_interval")
         prior = (q, (band[1] - band[0]) / 2 / 1.2816) if q is not None and band else None
+        full_run = {k: cand[k] for k in ("batch_size", "gradient_accumulation", "gradient_checkpointing", "gpus",
+                                         "override") if k in cand}
         out.append(Candidate(cand["method"], cand["hyperparameters"], _pilot_step_seconds(request, facts, cand),
-                             full_run_gpu_hours=cand.get("gpu_hours"), prior=prior))
+                             full_run_gpu_hours=cand.get("gpu_hours"), prior=prior, full_run=full_run))
     return out
 
 
@@ -165,10 +167,31 @@ def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> Pilot
                                                      f"records in {store.path})"]
     if verdict is not None:
         lines.append(_full_run_line(verdict, plan, suite_path, request, _train_rows(request)))
+        if request.export:
+            lines += _export(request, plan, verdict)
         (request.results / request.name / "decision.json").write_text(json.dumps(
             {"plan": asdict(plan), "lines": lines, "pick": verdict.decision.pick.method if verdict.decision else None,
              "differences": verdict.differences, "posterior": verdict.posterior}, indent=1, default=str))
     return PilotOutcome(plan, suite_path, verdict, lines)
+
+
+def _export(request: PilotRequest, plan: PilotPlan, verdict: PilotVerdict) -> list[str]:
+    """The decision as the named tool reads it (`peftbench.export`), at the learning rate the pilot selected."""
+    from peftbench.export import export, precision_from_override, setting_from_candidate
+
+    pick = verdict.decision.pick.method if verdict.decision else verdict.best_measured
+    chosen = next(c for c in plan.candidates if c.method == pick)
+    measured = verdict.measured.get(pick)
+    hyperparameters = dict(chosen.hyperparameters)
+    if measured is not None and measured.learning_rate:
+        hyperparameters["learning_rate"] = measured.learning_rate
+    candidate = {"method": pick, "hyperparameters": hyperparameters, **chosen.full_run}
+    setting = setting_from_candidate(candidate, request.model, precision_from_override(chosen.full_run["override"]),
+                                     3.0, request.results / request.name / "data" / "train.jsonl",
+                                     task_kind=request.kind)
+    out_dir = request.results / request.name / f"export-{request.export}"
+    files = export(setting, request.export, out_dir)
+    return [f"exported for {request.export}: " + ", ".join(str(f) for f in files)]
 
 
 def _train_rows(request: PilotRequest) -> int:

@@ -40,6 +40,7 @@ class Candidate:
     run_seconds: float = 0.0  # one pilot run, as planned
     full_run_gpu_hours: float | None = None  # the full training on the target GPU (recommender)
     prior: tuple[float, float] | None = None  # predicted quality vs full FT and its standard error
+    full_run: dict[str, Any] = field(default_factory=dict)  # the recommender's settings for the full run (export)
 
 
 @dataclass

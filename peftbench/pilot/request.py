@@ -31,6 +31,7 @@ class PilotRequest:
     budget_seconds: float
     max_candidates: int | None
     results: Path
+    export: str | None = None  # a tool the decision is written out for (`peftbench.export.TOOLS`)
 
     @property
     def name(self) -> str:
@@ -67,7 +68,8 @@ def build_request(args: Any) -> PilotRequest:
         raise UserError(f"--candidates must be from 2 to 8, got {args.candidates}")
     _check_runnable_model(args.model)
     return PilotRequest(Path(args.data).expanduser(), args.task.lower(), kind, columns, args.model, device, args.gpu,
-                        parse_budget(args.budget), args.candidates, Path(args.results).expanduser())
+                        parse_budget(args.budget), args.candidates, Path(args.results).expanduser(),
+                        getattr(args, "export", None))
 
 
 def _columns(kind: str, args: Any) -> dict[str, str]:
