@@ -82,7 +82,7 @@ def cases() -> list[tuple[str, Any, Callable[[Any], str | None], int]]:
         ("`ray_address` values (nothing or no Ray head there)", fc.ray_addresses(), fc.check_ray_address, 150),
         ("damaged run records (table, evidence, resume)", fc.damaged_records(), fc.check_damaged_records, 300),
         ("unusable caches x cache operations", st.tuples(st.sampled_from(fc.CACHE_STATES),
-                                                          st.sampled_from(fc.CACHE_OPS)), fc.check_cache_state, 80),
+                                                          st.sampled_from(fc.CACHE_OPS)), fc.check_cache_state, 40),
         ("`recommend --data` files", fc.data_files(), fc.check_data_file, 100),
     ]
 
