@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
-from peftbench.pilot.planning import BATCH, CPU_MAX_LENGTH, Candidate, PilotPlan, fit_budget, order_candidates
+from peftbench.pilot.planning import (
+    BATCH,
+    CPU_MAX_LENGTH,
+    Candidate,
+    PilotPlan,
+    concurrent_runs,
+    fit_budget,
+    order_candidates,
+)
 from peftbench.pilot.request import PilotRequest, check_data
 from peftbench.pilot.suite_file import PilotData, measure_split, suite_document, write_split, write_suite
 from peftbench.pilot.verdict import PilotVerdict, describe, judge
@@ -34,9 +42,12 @@ def _say(text: str) -> None:
 
 def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, dict[str, Any]]:
     """Everything checked, nothing written: the split's facts, the recommender's answer, the plan."""
+    import time
+
     from peftbench.models.loading import tokenizer_for
     from peftbench.paths import check_results_dir
 
+    started = time.perf_counter()
     check_results_dir(request.results, "--results")
     data = check_data(request)
     facts, train, test = measure_split(data, request, tokenizer_for(request.model),
@@ -47,12 +58,16 @@ def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, di
         return saved, facts, train, test, {}
     answer = _recommendation(request, facts)
     candidates = _candidates(request, facts, answer)
+    calibration = _calibrate(request, facts, candidates)
     train_rows = facts.train_rows - max(16, round(0.2 * facts.train_rows))  # what a sweep run trains on
-    chosen, steps, seconds = fit_budget(candidates, request.budget_seconds, train_rows, facts.test_rows,
+    jobs = concurrent_runs(request.device)
+    spent = time.perf_counter() - started  # profiling, the recommender and the calibration came off the budget
+    chosen, steps, seconds = fit_budget(candidates, request.budget_seconds - spent, train_rows, facts.test_rows,
                                         request.device, request.kind == "generation", facts.max_target_length,
-                                        request.max_candidates or 3)
+                                        request.max_candidates or 3, jobs)
     plan = PilotPlan(1, identity, chosen, steps, BATCH[request.device], seconds, request.budget_seconds,
-                     answer.get("notes", []))
+                     [calibration, f"{spent:.0f} s of the budget went to profiling the data, the recommender and "
+                                   "the calibration run"], jobs)
     return plan, facts, train, test, answer
 
 
@@ -106,6 +121,38 @@ def _pilot_step_seconds(request: PilotRequest, facts: PilotData, cand: dict[str,
     return float(next(iter(est.profiles.values()))["step_seconds"])
 
 
+def _calibrate(request: PilotRequest, facts: PilotData, candidates: list[Candidate]) -> str:
+    """Scale every candidate's predicted step time by one real measurement: three steps of the first candidate
+    at the pilot's shape, in a fresh process as a run would (`estimate.measure`). The estimator's CPU step times
+    follow the machine's measured matmul rate, which a busy machine misreads (reference runs of SmolLM2 took
+    2.6-7.6 s a step where 10-23 s was predicted); their ratios between methods hold."""
+    import statistics
+    import time
+
+    from peftbench.estimate.measure import measure
+
+    first = candidates[0]
+    spec = {"model": request.model, "method": first.method, "task_kind": request.kind, "steps": 3,
+            "batch_size": BATCH[request.device], "seq_len": facts.max_length + facts.max_target_length,
+            "overrides": {k: v for k, v in first.hyperparameters.items() if k != "learning_rate"},
+            "num_labels": max(2, len(facts.labels)), "threads": 1}
+    if request.device != "cpu":
+        return "step times from the estimator (no calibration run on a GPU)"
+    _say(f"calibrating step times: 3 steps of {first.method} at the pilot's shape")
+    started = time.perf_counter()
+    try:
+        measured = measure(spec, timeout=600)
+    except (RuntimeError, OSError, ValueError) as exc:
+        return f"step times from the estimator alone (the calibration run failed: {str(exc)[:120]})"
+    step = statistics.median(measured["step_seconds"][1:])  # the first step pays one-off kernel set-ups
+    factor = step / first.step_seconds
+    for c in candidates:
+        c.step_seconds *= factor
+    took = time.perf_counter() - started
+    return (f"step times calibrated by a real run of {first.method}: {step:.2f} s a step measured, "
+            f"{step / factor:.2f} s predicted (x{factor:.2f} for every candidate; {took:.0f} s)")
+
+
 def answer_profile(request: PilotRequest) -> str:
     from peftbench.recommend.feasibility import resolve_gpu
 
@@ -122,6 +169,8 @@ def run(request: PilotRequest, show_progress: bool = True) -> PilotOutcome:
         "eval_batch_size": plan.batch_size}))
     plan.save(folder / "plan.json")
     _say(f"plan: {plan.describe()}")
+    for note in plan.notes:
+        _say(note)
     _say(f"suite: {suite_path} (rerun this command to resume; `peftbench run suite={suite_path}` works too)")
     _train(request, plan, suite_path, show_progress)
     return _conclude(request, plan, suite_path)
@@ -131,7 +180,7 @@ def _overrides(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> list
     from peftbench.recommend.render import METHOD_KEYS, _yaml
 
     items = [f"suite={suite_path}", f"methods=[{','.join(c.method for c in plan.candidates)}]", "seeds=[0]",
-             f"device={request.device}", "jobs=1", "tune=lr", "save_adapters=false"]
+             f"device={request.device}", f"jobs={plan.jobs}", "tune=lr", "save_adapters=false"]
     for c in plan.candidates:
         items.append(f"methods.{c.method}.learning_rate={c.hyperparameters['learning_rate']:g}")
         items += [f"methods.{c.method}.{k}={_yaml(c.hyperparameters[k])}" for k in METHOD_KEYS

@@ -53,6 +53,7 @@ class PilotPlan:
     seconds: float
     budget_seconds: float
     notes: list[str] = field(default_factory=list)
+    jobs: int = 1  # runs at a time
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1, default=str))
@@ -72,8 +73,8 @@ class PilotPlan:
         names = ", ".join(c.method for c in self.candidates)
         return (f"{len(self.candidates)} candidates ({names}) x learning rates x1/3, x1, x3 of the suggested one "
                 f"(one more where an edge wins), then the selected rate: {self.steps} steps of batch "
-                f"{self.batch_size} per run; predicted {self.seconds / 60:.1f} min of the "
-                f"{self.budget_seconds / 60:.0f} min budget")
+                f"{self.batch_size} per run, {self.jobs} run(s) at a time; predicted {self.seconds / 60:.1f} min of "
+                f"the {self.budget_seconds / 60:.0f} min budget")
 
 
 def run_seconds(step_seconds: float, steps: int, test_rows: int, device: str, generation: bool,
@@ -86,9 +87,19 @@ def run_seconds(step_seconds: float, steps: int, test_rows: int, device: str, ge
     return STARTUP_SECONDS[device] + steps * step_seconds + evaluation
 
 
+def concurrent_runs(device: str) -> int:
+    """Runs at a time: one per CPU core (each run trains on one thread, the harness's default), one on a GPU."""
+    import os
+
+    if device != "cpu":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def fit_budget(candidates: list[Candidate], budget: float, train_rows: int, test_rows: int, device: str,
-               generation: bool, target_tokens: int, most: int) -> tuple[list[Candidate], int, float]:
-    """(the candidates kept, steps per run, predicted seconds), most candidates first, at least two."""
+               generation: bool, target_tokens: int, most: int, jobs: int = 1) -> tuple[list[Candidate], int, float]:
+    """(the candidates kept, steps per run, predicted wall seconds with `jobs` runs at a time), most candidates
+    first, at least two."""
     batch = BATCH[device]
     want = max(MIN_STEPS, math.ceil(EPOCHS * train_rows / batch))
     for k in range(min(most, len(candidates)), 1, -1):
@@ -96,17 +107,23 @@ def fit_budget(candidates: list[Candidate], budget: float, train_rows: int, test
 
         def total(steps: int, chosen: list[Candidate] = chosen) -> float:
             return RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, steps, test_rows, device, generation,
-                                                        target_tokens) for c in chosen)
+                                                        target_tokens) for c in chosen) / _parallel(jobs, len(chosen))
         fixed, per_step = total(0), (total(want) - total(0)) / want
         steps = min(want, int((BUDGET_SHARE * budget - fixed) / per_step)) if per_step > 0 else want
         if steps >= MIN_STEPS and (steps >= want or k == 2):
             return chosen, steps, total(steps)
     two = candidates[:2]
     need = RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, MIN_STEPS, test_rows, device, generation,
-                                                target_tokens) for c in two) / BUDGET_SHARE
+                                                target_tokens) for c in two) / _parallel(jobs, 2) / BUDGET_SHARE
     raise UserError(f"--budget {budget / 60:.0f} min is too small for two candidates ({two[0].method}, "
                     f"{two[1].method if len(two) > 1 else '-'}) at {MIN_STEPS} steps: it needs about "
                     f"{math.ceil(need / 60)} min on this {device}")
+
+
+def _parallel(jobs: int, candidates: int) -> float:
+    """How many runs overlap on average: a sweep's three runs and the selected runs of every candidate can run
+    side by side, but a candidate's selected run waits for its sweep."""
+    return max(1.0, min(float(jobs), RUNS_PER_CANDIDATE * candidates / 2))
 
 
 def order_candidates(ranking: list[dict[str, Any]], everything: list[dict[str, Any]]) -> list[dict[str, Any]]:
