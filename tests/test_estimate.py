@@ -91,6 +91,7 @@ def test_depth_extrapolation_equals_an_exact_trace(model, method, shape):
     assert sum(extrapolated["flops"].values()) == pytest.approx(sum(exact["flops"].values()), rel=1e-6)
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])
 def test_cpu_peak_prediction_matches_a_real_minilm_step(method):
     """Predicted RSS increase vs VmHWM of real steps (fresh process, 1 thread): within 10%."""
     from peftbench.estimate.measure import measure

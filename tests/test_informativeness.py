@@ -60,7 +60,7 @@ def test_sweep_and_failed_runs_are_ignored_and_suites_kept_apart():
 
 
 def test_report_names_no_best_method_on_a_task_that_cannot_separate():
-    from peftbench.report import build, tables
+    from peftbench.report import tables, verdict
 
     def entry(task: str, means: dict[str, float]) -> dict:
         summary = {m: {"quality": q, "peak_memory_bytes": 1e8} for m, q in means.items()}
@@ -69,8 +69,8 @@ def test_report_names_no_best_method_on_a_task_that_cannot_separate():
     law = _records("law", {"full": [26, 26, 26], "lora": [22, 22, 22]}, 32, eval_baselines={"chance": 25.0})
     topic = _records("topic", {"full": [94, 93, 95], "lora": [92, 93, 92], "ia3": [40, 45, 42]}, 400)
     informs = task_informativeness(law + topic)
-    rows = {r["task"]: r for r in build._summary([entry("law", {"full": 26, "lora": 22}),
-                                                  entry("topic", {"full": 94, "lora": 92.3, "ia3": 42.3})], informs)}
+    entries = [entry("law", {"full": 26, "lora": 22}), entry("topic", {"full": 94, "lora": 92.3, "ia3": 42.3})]
+    rows = {e["table"].task: verdict.measured_summary(e, informs.get(e["table"].task)) for e in entries}
     assert rows["law"]["best"] == "no method separates" and not rows["law"]["separates"]
     assert rows["topic"]["best"] == "full" and "lora" in rows["topic"]["note"]  # a lead inside the noise is a tie
 
@@ -94,7 +94,7 @@ def test_report_ranks_a_tuned_method_by_its_tuned_runs_and_labels_both_readably(
     and the table shows both configurations with labels a reader understands ("tuned" / "untuned")."""
     import json
 
-    from peftbench.report import build, tables
+    from peftbench.report import tables, verdict
     from peftbench.results import load_table
 
     def runs(scores: dict[str, list[float]], lr: dict[str, float], role: str | None) -> list[dict]:
@@ -112,7 +112,7 @@ def test_report_ranks_a_tuned_method_by_its_tuned_runs_and_labels_both_readably(
     assert set(table.summary) == {"full", "ia3", "lora (lr=0.006, tuned)", "lora (lr=0.002, untuned)"}
     assert table.untuned_beside_tuned == {"lora (lr=0.002, untuned)"}
     assert table.best_by_method()["lora"]["quality"] == pytest.approx(80.5)
-    row = build._summary([{"table": table, "anchor": "t"}], task_informativeness(tuned + plain))[0]
+    row = verdict.measured_summary({"table": table, "anchor": "t"}, task_informativeness(tuned + plain)["topic"])
     assert row["best"] == "full" and row["separates"]
     assert row["relative"] == "100.0%"  # "vs full FT" still has full's tuned runs to divide by
     assert "untuned" not in row["note"]

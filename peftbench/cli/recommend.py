@@ -179,7 +179,7 @@ def render(rec: dict[str, Any]) -> str:
         out += ["", f"{i}. {c['method']}" + (f" ({head})" if head else "")]
         out += [f"   - {r}" for r in (c["reasons"] if i == 1 else c["reasons"][:1])]
         out += [f"   ! {w}" for w in c["warnings"]]
-        out.append(f"   run: peftbench run suite=YOUR_SUITE {c['override']}")
+        out.append(f"   run: {c['override']}")
         out += [f"   evidence: {e}" for e in c["evidence"][: 3 if i == 1 else 1]]
     by_status: dict[str, list[dict[str, Any]]] = {}
     for c in rec["not_ranked"]:
