@@ -46,4 +46,7 @@ def main(args: argparse.Namespace) -> int:
     for line in outcome.lines:
         print(f"  {line}")
     print(f"Suite: {outcome.suite_path}   Records: {request.results / request.name / 'runs.jsonl'}")
+    from peftbench.report.pilot_page import write_pilot_report
+
+    print(f"Report: {write_pilot_report(request.results / request.name)}")
     return 0

@@ -94,8 +94,14 @@ def main(args: argparse.Namespace) -> int:
     results = result_set.root
     print(f"Reading {result_set.describe()}.")
     if suite != "all":
+        from peftbench.report.pilot_page import is_pilot, write_pilot_report
+
+        runs_file = suite_file(suite, results)
+        if is_pilot(runs_file.parent):  # a pilot's folder: its decision page, not the per-task suite page
+            print(f"{suite}: {write_pilot_report(runs_file.parent, output)} (the pilot's page)")
+            return 0
         options = _options(args, output.parent)
-        _say(write_suite_report(suite, suite_file(suite, results), output, options))
+        _say(write_suite_report(suite, runs_file, output, options))
         if options.estimates:
             options.cache.save(prune=False)  # other suites' answers in the same folder stay
         return 0
