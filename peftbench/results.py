@@ -92,14 +92,10 @@ def config_id(record: dict[str, Any]) -> str:
     """One configuration's id: model, method configuration, data (sizes included, via the fingerprint of the
     rows used), steps, batch size, learning rate and every other training setting — all but the seed and
     the thread count. Derived from the record, so records written before the field existed group too."""
-    from peftbench.cache import key_of
-    from peftbench.runs.spec import train_identity
+    from peftbench import identity
 
-    train = train_identity(record.get("train_config") or {})
-    fields = [record.get(k) for k in _CONFIG_FIELDS]
-    if record.get("role"):  # a sweep run (scored on a validation split) never groups with an eval-split run
-        fields.append(record["role"])
-    return key_of(fields, train, length=12)
+    return identity.config_id(**{k: record.get(k) for k in _CONFIG_FIELDS}, train_config=record.get("train_config"),
+                              role=record.get("role"))
 
 
 # What every reader relies on (`r["method"]`, `r["task"]`, grouping by run id): a line without these is not a

@@ -101,14 +101,14 @@ def check_plan(tokens: list[str]) -> str:
 
 def _assert_valid_plan(plan: Any) -> None:
     from peftbench.methods import get_method
-    from peftbench.suites import SEED_MAX, TrainConfig
+    from peftbench.suites import SEED_MAX
 
     assert plan.specs and plan.jobs >= 1
     assert plan.timeout is None or (math.isfinite(plan.timeout) and plan.timeout > 0)
     for spec in plan.specs:
         assert isinstance(spec.seed, int) and 0 <= spec.seed <= SEED_MAX
         assert re.fullmatch(r"cpu|cuda(:\d+)?", spec.device) and isinstance(spec.trust_remote_code, bool)
-        TrainConfig(**spec.train).validate()  # raises if any training value is out of range
+        spec.train.validate()  # raises if any training value is out of range
         get_method(spec.method).validate_hyperparameters(spec.hyperparameters)
 
 
@@ -337,12 +337,12 @@ def refused_at_once(argv: list[str]) -> str:
 # ---- estimate override values (methods.NAME.KEY=VALUE), read as run reads them -----------------------------------
 def check_estimate_override(text: str) -> str:
     """`estimate`'s `methods.lora.r=VALUE` is refused in one line, or read as `run` reads the same value."""
-    from peftbench.cli.estimate import parse_overrides
     from peftbench.errors import UserError, one_line
     from peftbench.overrides import parse_overrides as run_overrides
+    from peftbench.validation import parse_method_overrides
 
     try:
-        value = parse_overrides([f"methods.lora.r={text}"])["lora"]["r"]
+        value = parse_method_overrides([f"methods.lora.r={text}"])["lora"]["r"]
     except UserError as exc:
         message = one_line(str(exc))
         assert message.strip() and "\n" not in message and len(message) < 1000, message[:300]

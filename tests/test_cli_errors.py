@@ -269,13 +269,13 @@ def test_numbers_in_scientific_notation_reach_every_numeric_key():
         "sizes.train=16e0", "sizes.eval=8e0", "jobs=1e0", "methods.lora.r=4e0", "methods.lora.lora_alpha=16e0",
         "methods.lora.lora_dropout=5e-2"]))
     spec = plan.specs[0]
-    assert {k: spec.train[k] for k in ("learning_rate", "lr_multiplier", "weight_decay", "warmup_ratio",
+    assert {k: getattr(spec.train, k) for k in ("learning_rate", "lr_multiplier", "weight_decay", "warmup_ratio",
                                        "max_grad_norm", "max_steps", "batch_size", "eval_batch_size",
                                        "gradient_accumulation_steps", "threads")} == {
         "learning_rate": 1e-4, "lr_multiplier": 2, "weight_decay": 0.01, "warmup_ratio": 0.05, "max_grad_norm": 0.5,
         "max_steps": 20, "batch_size": 4, "eval_batch_size": 8, "gradient_accumulation_steps": 2, "threads": 1}
     assert plan.timeout == 60 and plan.jobs == 1 and [s.seed for s in plan.specs] == [1, 2]
-    assert spec.task["sizes"] == {"train": 16, "eval": 8}
+    assert spec.task.sizes == {"train": 16, "eval": 8}
     assert (spec.hyperparameters["r"], spec.hyperparameters["lora_alpha"], spec.hyperparameters["lora_dropout"]) \
         == (4, 16, 0.05)
     method_rate = build_plan(parse_overrides(base + ["methods.lora.learning_rate=5E-4"]))

@@ -42,7 +42,7 @@ def test_every_family_runs_and_records_every_field(family_run):
     _, records = family_run
     plan = build_plan(parse_overrides(FAMILY_OVERRIDES))
     expected_concurrency = min(plan.jobs, len(plan.specs))
-    assert plan.jobs == len(os.sched_getaffinity(0)) // plan.specs[0].train["threads"]
+    assert plan.jobs == len(os.sched_getaffinity(0)) // plan.specs[0].train.threads
     by_method = {r["method"]: r for r in records}
     assert set(by_method) == set(FAMILY_METHODS)
     for name in ["full", "lora", "adapter", "bitfit", "prompt_tuning"]:

@@ -105,7 +105,7 @@ def test_gpus_per_run_1_is_the_plain_run_with_world_size_1():
     assert one == plain and base_record(one)["world_size"] == 1
     (ddp,) = build_plan(parse_overrides([*PLAN, "methods=[lora]", "gpus_per_run=2"])).specs
     (fsdp,) = build_plan(parse_overrides([*PLAN, "methods=[lora]", "gpus_per_run=2", "strategy=fsdp"])).specs
-    assert ddp.train["strategy"] == "ddp" and len({plain.run_id, ddp.run_id, fsdp.run_id}) == 3
+    assert ddp.processes.strategy == "ddp" and len({plain.run_id, ddp.run_id, fsdp.run_id}) == 3
 
 
 BAD = [

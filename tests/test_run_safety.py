@@ -211,6 +211,8 @@ def test_tests_and_their_subprocesses_use_the_sessions_own_cache():
                            capture_output=True, text=True, check=True)
     assert child.stdout.strip() == str(cache_root())
     from peftbench.runs.spec import RunSpec
+    from peftbench.suites import TaskSpec, TrainConfig
 
-    spec = RunSpec("s", {}, "m", "lora", {}, {"threads": 1}, 0, "default", "f")
+    task = TaskSpec("t", "classification", {}, {}, "m", {})
+    spec = RunSpec("s", task, "m", "lora", {}, TrainConfig(threads=1), 0, "default", "f")
     assert _worker_env(spec)["PEFTBENCH_CACHE"] == str(cache_root())

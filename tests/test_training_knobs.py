@@ -106,7 +106,7 @@ def test_accumulation_is_validated_and_adding_it_changes_no_existing_run_id():
     one = build_plan(parse_overrides([*base, "train.gradient_accumulation_steps=1"])).specs[0]
     four = build_plan(parse_overrides([*base, "train.gradient_accumulation_steps=4"])).specs[0]
     ckpt = build_plan(parse_overrides([*base, "train.gradient_checkpointing=true"])).specs[0]
-    assert plain.train["gradient_accumulation_steps"] == 1
+    assert plain.train.gradient_accumulation_steps == 1
     assert plain.run_id == one.run_id != four.run_id and ckpt.run_id != plain.run_id
     # The committed reference runs keep their configuration ids: the formula before the key existed.
     import json
@@ -156,6 +156,6 @@ def test_a_recommended_setting_is_reproducible_with_run_overrides():
     spec = build_plan(parse_overrides(tokens)).specs[0]
     assert spec.method == "lora" and spec.hyperparameters["r"] == 16 and spec.hyperparameters["lora_alpha"] == 32
     assert spec.hyperparameters["target_modules"] == ["query", "value"]
-    assert spec.train["learning_rate"] == 0.0003 and spec.train["batch_size"] == 2
-    assert spec.train["gradient_accumulation_steps"] == 4 and spec.train["gradient_checkpointing"] is True
-    assert spec.train["max_steps"] == 100
+    assert spec.train.learning_rate == 0.0003 and spec.train.batch_size == 2
+    assert spec.train.gradient_accumulation_steps == 4 and spec.train.gradient_checkpointing is True
+    assert spec.train.max_steps == 100

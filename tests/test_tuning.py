@@ -23,11 +23,11 @@ def test_sweep_covers_the_grid_around_each_methods_rate_on_the_first_seed():
     plan, config = _plan("tune=lr", "tune.grid=[0.5,1,2]")
     sweeps = tuning.sweep_specs(plan.specs, config)
     assert set(sweeps) == {("rt_sentiment", "lora"), ("rt_sentiment", "ia3")}
-    base = {s.method: s.train["learning_rate"] for s in plan.specs}
+    base = {s.method: s.train.learning_rate for s in plan.specs}
     for (_, method), group in sweeps.items():
         assert [s.tune["factor"] for s in group] == [0.5, 1.0, 2.0]
-        assert [s.train["learning_rate"] for s in group] == pytest.approx([base[method] * f for f in (0.5, 1, 2)])
-        assert all(s.hyperparameters["learning_rate"] == s.train["learning_rate"] for s in group)
+        assert [s.train.learning_rate for s in group] == pytest.approx([base[method] * f for f in (0.5, 1, 2)])
+        assert all(s.hyperparameters["learning_rate"] == s.train.learning_rate for s in group)
         assert {s.seed for s in group} == {0} and {s.tune["role"] for s in group} == {"sweep"}
     ids = [s.run_id for g in sweeps.values() for s in g] + [s.run_id for s in plan.specs]
     assert len(set(ids)) == len(ids)  # a sweep run is never mistaken for a plain run at the same rate
@@ -133,7 +133,7 @@ def test_a_sweep_whose_edge_wins_continues_past_it_and_the_new_selection_superse
     records = {s.run_id: {"status": "ok", "metrics": {"accuracy": scores[s.tune["factor"]]}} for s in sweep}
     [nine] = tuning.extension_specs(sweep, records)
     assert nine.tune["factor"] == 9.0 and nine.tune["extension"] and nine.tune["role"] == "sweep"
-    assert nine.train["learning_rate"] == pytest.approx(9 * sweep[1].train["learning_rate"], rel=1e-5)
+    assert nine.train.learning_rate == pytest.approx(9 * sweep[1].train.learning_rate, rel=1e-5)
     assert nine.seed == sweep[0].seed and nine.run_id not in {s.run_id for s in sweep}
     records[nine.run_id] = {"status": "ok", "metrics": {"accuracy": 45.0}}
     [twenty_seven] = tuning.extension_specs([*sweep, nine], records)

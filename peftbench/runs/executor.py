@@ -232,7 +232,7 @@ def _worker_env(spec: RunSpec, concurrent_runs: int = 1, tmp: Path | None = None
     if tmp is not None:  # whatever the worker and its libraries put in a temporary folder goes with the run's
         env.update(TMPDIR=str(tmp), TEMP=str(tmp), TMP=str(tmp))
     env["PEFTBENCH_CONCURRENT_RUNS"] = str(concurrent_runs)  # recorded: timings measured beside other runs
-    threads = str(spec.train.get("threads", 1))
+    threads = str(spec.train.threads)
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="false",
                HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error", PYTHONUNBUFFERED="1")
     return env

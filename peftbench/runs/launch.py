@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError, shown
+from peftbench.vocabulary import OFFLOADS, STRATEGIES, VALID_OFFLOADS
 
-STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
-OFFLOADS = ("none", "optimizer", "params")
-VALID_OFFLOADS = {"ddp": ("none",), "fsdp": ("none", "params"), "zero2": ("none", "optimizer"), "zero3": OFFLOADS}
 MAX_PROCESSES = 1024
 FAILURE_FILE = "failure.json"
 RANK_ERROR = "rank{}.error.json"  # what a rank that raised writes before it exits (see rank.main)
@@ -92,7 +90,7 @@ def _check_devices(world: int, device: str, offload: str, with_ray: bool) -> Non
 
 
 def world_size(spec: Any) -> int:
-    return int(spec.train.get("world_size", 1))
+    return int(spec.world_size)
 
 
 # ---- the launcher: `python -m peftbench.runs.launch SPEC RESULT ARTIFACTS` ---------------------------------

@@ -13,7 +13,7 @@ from peftbench.errors import UserError, shown
 from peftbench.overrides import Overrides, as_list
 from peftbench.runs.launch import multi_process_options
 from peftbench.runs.ray_executor import RayOptions, ray_options
-from peftbench.runs.spec import RunSpec
+from peftbench.runs.spec import Processes, RunSpec
 from peftbench.suites import Suite, TrainConfig, boolean, load_suite, number, seed
 
 
@@ -66,7 +66,8 @@ def build_plan(overrides: Overrides) -> Plan:
     specs = []
     configs: dict[str, Any] = {}  # each model's config, read once per plan
     common = dict(suite=suite.name, scale=scale, device=device, trust_remote_code=trust_remote_code,
-                  save_adapters=save_adapters, save_full_weights=save_full_weights)
+                  save_adapters=save_adapters, save_full_weights=save_full_weights,
+                  processes=Processes(**processes) if processes else None)
     for task in tasks:
         train = TrainConfig.build(suite.train, task.train, overrides.train)
         chosen = [(method, _hyperparameters(method, overrides.method_params.get(method.name), train))
@@ -74,9 +75,9 @@ def build_plan(overrides: Overrides) -> Plan:
         model, data = _model_and_data(task, model_override or task.model, trust_remote_code, scale, chosen,
                                       set(overrides.method_params), configs)
         for method, hyperparameters in chosen:
-            train_dict = dataclasses.asdict(train) | {"learning_rate": hyperparameters["learning_rate"]} | processes
-            specs += [RunSpec(task=_task_dict(task), model=model, method=method.name, hyperparameters=hyperparameters,
-                              train=train_dict, seed=s, data_fingerprint=data.fingerprint, **common) for s in seeds]
+            resolved = dataclasses.replace(train, learning_rate=hyperparameters["learning_rate"])
+            specs += [RunSpec(task=task, model=model, method=method.name, hyperparameters=hyperparameters,
+                              train=resolved, seed=s, data_fingerprint=data.fingerprint, **common) for s in seeds]
     return Plan(suite, specs, timeout, jobs, ray)
 
 
@@ -105,13 +106,6 @@ def _model_and_data(task: Any, model: str, trust_remote_code: bool, scale: str,
     data = load_task_data(task, scale)
     preflight.check_task_fits(task, model, configs[model], chosen, overridden, trust_remote_code)
     return model, data
-
-
-def _task_dict(task: Any) -> dict[str, Any]:
-    out = task.to_dict()
-    out["labels"] = list(out["labels"]) if out["labels"] else None
-    out["metrics"] = list(out["metrics"])
-    return out
 
 
 def _boolean(values: dict[str, Any], key: str, default: bool) -> bool:

@@ -12,12 +12,12 @@ import os
 import traceback
 from typing import Any
 
-ENV_VAR = "PEFTBENCH_POST_TRAINING"
+POST_TRAINING_ENV_VAR = "PEFTBENCH_POST_TRAINING"
 
 
 def after_training(spec: Any, setup: Any, record: dict[str, Any]) -> dict[str, Any]:
     """`{"inference": ..., "forgetting": ...}` for the run record."""
-    if os.environ.get(ENV_VAR, "1") == "0":
+    if os.environ.get(POST_TRAINING_ENV_VAR, "1") == "0":
         return {}
     from peftbench import telemetry
 
@@ -48,7 +48,7 @@ class _BaseLoader:
             from peftbench.models import load_for_task
 
             spec, setup = self.spec, self.setup
-            loaded = load_for_task(spec.model, setup.task.kind, setup.prepared.num_labels, spec.train["dtype"],
+            loaded = load_for_task(spec.model, setup.task.kind, setup.prepared.num_labels, spec.train.dtype,
                                    setup.method.quantize_4bit, spec.trust_remote_code, tokenizer=setup.tokenizer)
             self.model = loaded.model.to(spec.device).eval()
         return self.model
@@ -64,7 +64,7 @@ def _forgetting(spec: Any, setup: Any, base: _BaseLoader) -> dict[str, Any]:
     reason = applicable(setup.ctx.architecture, setup.task.kind)
     if reason:
         return {"measured": False, "reason": reason}
-    key = {"model": spec.model, "dtype": spec.train["dtype"], "device": spec.device.split(":")[0]}
+    key = {"model": spec.model, "dtype": spec.train.dtype, "device": spec.device.split(":")[0]}
     result = measure_forgetting(setup.model, setup.tokenizer, load_base=base, cache_key=key, device=spec.device)
     return {"measured": True, **result.to_dict()}
 

@@ -72,11 +72,13 @@ def _train_rank(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[
 
     rank, world, train = dist.get_rank(), dist.get_world_size(), spec.train
     local = dataclasses.replace(spec, device=f"cuda:{_local_rank()}") if spec.device.startswith("cuda") else spec
-    torch.set_num_threads(train["threads"])
+    torch.set_num_threads(train.threads)
     training.seed_everything(spec.seed)  # the same initial weights on every rank, as FSDP's sharding assumes
     # FSDP moves each rank's shard to the GPU itself: the whole model never has to fit on one.
-    setup, out = worker.set_up(local, record, predict=rank == 0, place=train["strategy"] != "fsdp")
-    model = wrap(setup.model, train["strategy"], train["offload"], local.device, world)
+    layout = spec.processes
+    assert layout is not None, "a rank belongs to a run over several processes"
+    setup, out = worker.set_up(local, record, predict=rank == 0, place=layout.strategy != "fsdp")
+    model = wrap(setup.model, layout.strategy, layout.offload, local.device, world)
     memory = record["memory"]
     # Every rank held the whole model before sharding it; the training peak is measured from here (the load's
     # peak is kept beside it).
@@ -84,7 +86,7 @@ def _train_rank(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[
     memory["rss_peak_reset_after_wrap"] = telemetry.reset_peak_rss()
     memory["rss_before_train_bytes"] = telemetry.current_rss()
     cuda = telemetry.CudaMemory(torch.cuda.current_device()) if local.device.startswith("cuda") else None
-    batches = training.rank_batches(training.shuffled_batches(setup.prepared.train_features, train["batch_size"],
+    batches = training.rank_batches(training.shuffled_batches(setup.prepared.train_features, train.batch_size,
                                                               setup.prepared.collate, spec.seed), rank, world)
     result = worker.run_training(local, setup, model, batches, on_step=cuda.sample if cuda is not None else None,
                                  mean_over_ranks=_mean_over_ranks(local.device, world), report=rank == 0)
@@ -180,7 +182,7 @@ def _trained_model(setup: Any, spec: RunSpec, rank: int) -> Any:
     from peftbench import training
     from peftbench.models import load_for_task
 
-    loaded = load_for_task(spec.model, setup.task.kind, setup.prepared.num_labels, spec.train["dtype"],
+    loaded = load_for_task(spec.model, setup.task.kind, setup.prepared.num_labels, spec.train.dtype,
                            setup.method.quantize_4bit, spec.trust_remote_code, tokenizer=setup.tokenizer)
     with training.rng_preserved(cuda=spec.device.startswith("cuda")):  # a method's initialisation, overwritten
         model = setup.method.apply(loaded.model, spec.hyperparameters, setup.ctx)

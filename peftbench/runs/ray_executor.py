@@ -232,7 +232,7 @@ class _Driver:
             raise
 
     def _submit(self, spec: RunSpec, number: int) -> None:
-        threads = int(spec.train.get("threads", 1))
+        threads = spec.train.threads
         cuda = spec.device.startswith("cuda")
         options = {"num_cpus": threads, "num_gpus": 1 if cuda else 0, "max_retries": 0,
                    "num_returns": "streaming", "name": f"peftbench {spec.label()}"}

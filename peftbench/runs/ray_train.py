@@ -89,7 +89,7 @@ def _trainer(spec: RunSpec, channel: Any, shared_dir: str, concurrent_runs: int)
     from peftbench.cache import cache_root
 
     cuda = spec.device.startswith("cuda")
-    resources = {"CPU": int(spec.train.get("threads", 1)), **({"GPU": 1} if cuda else {})}
+    resources = {"CPU": spec.train.threads, **({"GPU": 1} if cuda else {})}
     storage = shared_dir or str(cache_root() / "ray-train")
     return TorchTrainer(
         _train_loop, train_loop_config={"spec": spec.to_json(), "channel": channel, "shared_dir": shared_dir,

@@ -127,11 +127,9 @@ def sweep_data(data: Any, tune: dict[str, Any]) -> Any:
 # --- the two phases ----------------------------------------------------------------------------------
 
 def _with_rate(spec: RunSpec, factor: float, tune: dict[str, Any], seed: int) -> RunSpec:
-    base = spec.train["learning_rate"]
+    base = spec.train.learning_rate
     lr = float(f"{base * factor:.6g}")  # 3 x 4e-4 is 0.0012, not 0.0012000000000000001
-    return dataclasses.replace(spec, hyperparameters={**spec.hyperparameters, "learning_rate": lr},
-                               train={**spec.train, "learning_rate": lr}, seed=seed,
-                               tune={**tune, "factor": factor, "base_learning_rate": base})
+    return spec.with_learning_rate(lr, seed=seed, tune={**tune, "factor": factor, "base_learning_rate": base})
 
 
 def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str], list[RunSpec]]:
@@ -139,7 +137,7 @@ def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str
     first_seed = specs[0].seed if specs else 0
     out: dict[tuple[str, str], list[RunSpec]] = {}
     for spec in specs:
-        key = (spec.task["name"], spec.method)
+        key = (spec.task.name, spec.method)
         if key in out:
             continue
         tune = {"role": "sweep", **config.describe()}
@@ -163,7 +161,8 @@ def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) ->
     past = next(s for s in sweep if s.tune["factor"] == edge)
     factor = float(f"{edge * edge / neighbour:.6g}")  # the grid's ratio at that end, continued
     tune = {k: v for k, v in past.tune.items() if k not in ("factor", "base_learning_rate")}
-    base = dataclasses.replace(past, train={**past.train, "learning_rate": past.tune["base_learning_rate"]})
+    base_train = dataclasses.replace(past.train, learning_rate=past.tune["base_learning_rate"])
+    base = dataclasses.replace(past, train=base_train)
     return [_with_rate(base, factor, {**tune, "extension": True}, past.seed)]
 
 
@@ -191,7 +190,7 @@ def _best(merits: dict[float, tuple[float, float] | None]) -> float | None:
 def _merit(spec: RunSpec, records: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
     """(validation score, -final training loss) of an ok sweep run; None otherwise. A NaN loss ranks last."""
     record = records.get(spec.run_id) or {}
-    metric = spec.task["metrics"][0] if spec.task.get("metrics") else None
+    metric = spec.task.metrics[0] if spec.task.metrics else None
     value = (record.get("metrics") or {}).get(metric) if record.get("status") == "ok" else None
     if value is None:
         return None
@@ -206,7 +205,7 @@ def selected_specs(specs: list[RunSpec], sweeps: dict[tuple[str, str], list[RunS
     selected run then says so with `factor_reason`)."""
     out = []
     for spec in specs:
-        sweep = sweeps[(spec.task["name"], spec.method)]
+        sweep = sweeps[(spec.task.name, spec.method)]
         factor, scores = select_factor(sweep, records)
         tune = {"role": "selected", **config.describe(), "selected_from": [s.run_id for s in sweep],
                 "scores": scores}
@@ -219,15 +218,13 @@ def selected_specs(specs: list[RunSpec], sweeps: dict[tuple[str, str], list[RunS
 def check_split_sizes(plan: Any, config: TuneConfig) -> None:
     """Refuse, before anything runs, a task whose training rows are too few to carve the validation split."""
     from peftbench.data import load_task_data
-    from peftbench.suites import TaskSpec
 
     seen = set()
     for spec in plan.specs:
-        if spec.task["name"] in seen:
+        if spec.task.name in seen:
             continue
-        seen.add(spec.task["name"])
-        task = TaskSpec(**{**spec.task, "labels": tuple(spec.task["labels"]) if spec.task["labels"] else None,
-                           "metrics": tuple(spec.task["metrics"])})
+        seen.add(spec.task.name)
+        task = spec.task
         data = load_task_data(task, spec.scale)
         try:
             validation_indices(data.train, data.eval, config.fraction, config.min_rows)

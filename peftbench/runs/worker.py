@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # torch and transformers load inside the run, after the worke
     from transformers import PreTrainedTokenizerBase
 
     from peftbench.methods import Method, MethodContext
-    from peftbench.suites import TaskSpec
+    from peftbench.suites import TaskSpec, TrainConfig
     from peftbench.tasks import PreparedTask, TaskKind
 
 
@@ -55,7 +55,7 @@ def execute(spec: RunSpec, artifacts: Path, body: Callable[..., dict[str, Any]] 
                       traceback=traceback.format_exc(limit=8))
     record["memory"]["peak_rss_bytes"] = telemetry.peak_rss()
     record["wall_seconds"] = round(time.time() - started, 3)
-    record["device"] = telemetry.device_info(spec.device, spec.train["threads"])
+    record["device"] = telemetry.device_info(spec.device, spec.train.threads)
     record["versions"] = telemetry.library_versions()
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return record
@@ -86,11 +86,9 @@ def _applicable(spec: RunSpec, record: dict[str, Any]) -> tuple[Any, Any, Any, A
     from peftbench.methods import MethodContext, get_method
     from peftbench.models.catalogue import architecture_family
     from peftbench.models.loading import allow_remote_model, load_config
-    from peftbench.suites import TaskSpec
     from peftbench.tasks import TASK_KINDS
 
-    task = TaskSpec(**{**spec.task, "labels": tuple(spec.task["labels"]) if spec.task["labels"] else None,
-                       "metrics": tuple(spec.task["metrics"])})
+    task = spec.task
     method = get_method(spec.method)
     config, _, _ = load_config(spec.model, spec.trust_remote_code)
     allow_remote_model(config, task.kind, spec.trust_remote_code)  # the estimator builds it without the flag
@@ -137,12 +135,12 @@ def set_up(spec: RunSpec, record: dict[str, Any], predict: bool = True, place: b
     # The estimator predicts RSS growth from here: libraries imported, data tokenised, no weights yet.
     record["memory"]["rss_before_load_bytes"] = telemetry.current_rss()
     record["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()  # peak_rss_train covers load + training
-    loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train["dtype"],
+    loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train.dtype,
                            method.quantize_4bit, spec.trust_remote_code, tokenizer=tokenizer)
     model = method.apply(loaded.model, spec.hyperparameters, ctx)
     if place:
         model = model.to(spec.device)
-    if spec.train.get("gradient_checkpointing"):
+    if spec.train.gradient_checkpointing:
         from peftbench.training import enable_gradient_checkpointing
 
         enable_gradient_checkpointing(model, method.name)
@@ -165,13 +163,13 @@ def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) 
 
     from peftbench import telemetry, training
 
-    torch.set_num_threads(spec.train["threads"])
+    torch.set_num_threads(spec.train.threads)
     training.seed_everything(spec.seed)
     setup, out = set_up(spec, record)
 
     record["memory"]["rss_before_train_bytes"] = telemetry.current_rss()
     cuda = telemetry.CudaMemory() if spec.device.startswith("cuda") else None
-    batches = training.shuffled_batches(setup.prepared.train_features, spec.train["batch_size"],
+    batches = training.shuffled_batches(setup.prepared.train_features, spec.train.batch_size,
                                         setup.prepared.collate, spec.seed)
     result = run_training(spec, setup, setup.model, batches, on_step=cuda.sample if cuda is not None else None)
     record["memory"]["peak_rss_train_bytes"] = telemetry.peak_rss()
@@ -190,36 +188,36 @@ def run_training(spec: RunSpec, setup: _Setup, model: nn.Module, batches: Any,
     from peftbench import training
 
     train = spec.train
-    optimizer, scheduler = training.make_optimizer(model, train["learning_rate"], train["weight_decay"],
-                                                   train["max_steps"], train["warmup_ratio"])
+    optimizer, scheduler = training.make_optimizer(model, train.learning_rate, train.weight_decay,
+                                                   train.max_steps, train.warmup_ratio)
     hook = setup.method.step_hook
     if hook is not None and model is not setup.model:
         def hook(_wrapper: Any, step: int) -> None:  # AdaLoRA's allocation reads the PEFT model, not DDP's
             setup.method.step_hook(setup.model, step)
     if report:
-        emit("phase", name="train", total=train["max_steps"])
+        emit("phase", name="train", total=train.max_steps)
 
     def step_done(step: int, loss: float) -> None:
         if on_step is not None:
             on_step()
         if report:
-            emit("step", step=step + 1, total=train["max_steps"], loss=round(loss, 4))
+            emit("step", step=step + 1, total=train.max_steps, loss=round(loss, 4))
 
-    return training.train(model, batches, optimizer, scheduler, train["max_steps"], train["max_grad_norm"],
-                          spec.device, hook, step_done, train.get("gradient_accumulation_steps", 1),
+    return training.train(model, batches, optimizer, scheduler, train.max_steps, train.max_grad_norm,
+                          spec.device, hook, step_done, train.gradient_accumulation_steps,
                           mean_over_ranks)
 
 
-def train_facts(train: dict[str, Any], result: Any, world_size: int = 1) -> dict[str, Any]:
+def train_facts(train: TrainConfig, result: Any, world_size: int = 1) -> dict[str, Any]:
     """The record's training fields from `training.train`'s result."""
-    accumulation = train.get("gradient_accumulation_steps", 1)
+    accumulation = train.gradient_accumulation_steps
     return dict(train_seconds=round(result.seconds, 3), steps=result.steps, train_tokens=result.tokens,
                 tokens_per_second=round(result.tokens_per_second, 2),
                 seconds_per_step=round(result.seconds / result.steps, 4), train_loss_curve=result.loss_curve,
-                final_train_loss=result.loss_curve[-1][1], micro_batch_size=train["batch_size"],
+                final_train_loss=result.loss_curve[-1][1], micro_batch_size=train.batch_size,
                 gradient_accumulation_steps=accumulation,
-                effective_batch_size=train["batch_size"] * accumulation * world_size,
-                gradient_checkpointing=bool(train.get("gradient_checkpointing")))
+                effective_batch_size=train.batch_size * accumulation * world_size,
+                gradient_checkpointing=train.gradient_checkpointing)
 
 
 def finish(spec: RunSpec, setup: _Setup, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +225,7 @@ def finish(spec: RunSpec, setup: _Setup, artifacts: Path, record: dict[str, Any]
     emit("phase", name="eval")
     eval_start = time.perf_counter()
     evaluation = setup.kind.evaluate(setup.model, setup.tokenizer, setup.task, setup.prepared,
-                                     spec.train["eval_batch_size"])
+                                     spec.train.eval_batch_size)
     out: dict[str, Any] = {"metrics": evaluation.metrics}
     out["eval_rows"] = {"metric": evaluation.row_metric, "scores": [round(x, 3) for x in evaluation.row_scores]}
     out["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
@@ -258,21 +256,20 @@ def _predict(config: Any, spec: RunSpec, task: Any, prepared: Any) -> dict[str, 
         return None
     from peftbench.training import longest_padded_batch
 
-    train = spec.train
-    world = train.get("world_size", 1)
+    train, processes = spec.train, spec.processes
     # Every rank's micro-batches together are those of one process accumulating `world` times as many.
-    micro_batches = train["max_steps"] * train.get("gradient_accumulation_steps", 1) * world
-    seq_len = longest_padded_batch(prepared.train_features, train["batch_size"], spec.seed, micro_batches)
+    micro_batches = train.max_steps * train.gradient_accumulation_steps * spec.world_size
+    seq_len = longest_padded_batch(prepared.train_features, train.batch_size, spec.seed, micro_batches)
     try:
         plan = None
-        if world > 1:
-            from peftbench.estimate.distributed import Plan
+        if processes is not None:
+            from peftbench.estimate.distributed import DistributedPlan
 
-            plan = Plan(world, train["strategy"], train["offload"])
-        return predict_run_peak(config, spec.method, spec.hyperparameters, task.kind, train["batch_size"],
-                                seq_len, dtype=train["dtype"], device=spec.device,
+            plan = DistributedPlan(processes.world_size, processes.strategy, processes.offload)
+        return predict_run_peak(config, spec.method, spec.hyperparameters, task.kind, train.batch_size,
+                                seq_len, dtype=train.dtype, device=spec.device,
                                 num_labels=prepared.num_labels or 2,
-                                gradient_checkpointing=bool(train.get("gradient_checkpointing")), plan=plan)
+                                gradient_checkpointing=train.gradient_checkpointing, plan=plan)
     except Exception as exc:  # a prediction failure must not fail the measured run
         return {"error": f"{type(exc).__name__}: {exc}"}
 
