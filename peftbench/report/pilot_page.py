@@ -151,12 +151,12 @@ def _gap(pick: dict[str, Any], runner: dict[str, Any] | None, best: str, decisio
     if not diff:
         return {"label": "not compared", "css": "noise", "probability": "",
                 "text": "the two were not scored on the same test rows: no paired comparison"}
-    gap, low, high = diff
-    real = high < 0
+    lead, low, high = -diff[0] + 0.0, -diff[2] + 0.0, -diff[1] + 0.0  # the best's lead (+ 0.0: no "-0.0")
+    real = low > 0
     posterior = (decision.get("posterior") or {}).get(other["method"])
     probability = _probability_better(tuple(posterior) if posterior else None)
-    text = (f"{display(best)} scores {-gap:.1f} {metric} points above {display(other['method'])} "
-            f"(80% paired bootstrap over the same test rows: {-high:+.1f} to {-low:+.1f})")
+    text = (f"{display(best)} leads {display(other['method'])} by {lead:.1f} {metric} points "
+            f"(80% paired bootstrap over the same test rows: {low:+.1f} to {high:+.1f})")
     if pick["method"] != best:
         text += f"; {pick['name']} is within that noise and cheaper"
     return {"label": "a real gap" if real else "within noise", "css": "sure" if real else "noise", "text": text,
@@ -188,7 +188,9 @@ def _verdict(candidates: list[dict[str, Any]], decision: dict[str, Any], metric:
     pick = by_method.get(decision["pick"])
     if pick is None:
         return None
-    best = max((c for c in candidates if c["score"] is not None), key=lambda c: c["score"])["method"]
+    top = max(c["score"] for c in candidates if c["score"] is not None)
+    # on a tie for the best score the pick is the measured best, as the verdict took it
+    best = pick["method"] if pick["score"] == top else next(c["method"] for c in candidates if c["score"] == top)
     runner = _runner_up(candidates, pick["method"], best)
     lines = [str(line) for line in decision.get("lines") or []]
     command, note = _full_run(lines)

@@ -58,13 +58,17 @@ def loss_svg(candidates: list[dict[str, Any]], prefix: str = "pilot-loss") -> st
         fig, ax = plt.subplots(figsize=FIGURE_INCHES)
         for index, cand in enumerate(drawn):
             colour = f"C{index}"
+            # one legend entry per candidate: its selected run, or its first sweep run while none is selected yet
+            named = any(curve["selected"] for curve in cand["curves"])
             for curve in cand["curves"]:
                 steps, losses = [p[0] + 1 for p in curve["points"]], [p[1] for p in curve["points"]]
                 if curve["selected"]:
                     ax.plot(steps, losses, "-", lw=1.6, color=colour,
                             label=plain(f"{display(cand['method'])} (lr {curve['rate']:.2g}, selected)"))
                 else:
-                    ax.plot(steps, losses, "--", lw=0.8, alpha=0.45, color=colour)
+                    ax.plot(steps, losses, "--", lw=0.8, alpha=0.45, color=colour,
+                            label=None if named else plain(f"{display(cand['method'])} (sweep)"))
+                    named = True
         ax.set_xlabel("optimizer step (dashed: the sweep's other rates, on the training rows outside validation)")
         ax.set_ylabel("training loss")
         ax.grid(alpha=0.3)
