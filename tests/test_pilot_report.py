@@ -134,6 +134,37 @@ def test_an_unfinished_pilot_gets_a_page_without_a_decision(tmp_path):
     assert 'id="no-decision"' in write_pilot_report(folder).read_text()
 
 
+def test_a_cheaper_pick_within_noise_names_the_measured_best_as_runner_up(tmp_path):
+    """The decision may pick a cheaper candidate within noise of the measured best: the page says so, and the
+    runner-up is the measured best with what it would have given."""
+    folder = make_pilot(tmp_path / "pilot_reviews")
+    decision = json.loads((folder / "decision.json").read_text())
+    decision.update(pick="ia3", differences={"lora": [0, 0, 0], "ia3": [-1.0, -3.0, 1.0]},
+                    posterior={"lora": [0, 0], "ia3": [-0.01, 0.02]})
+    (folder / "decision.json").write_text(json.dumps(decision))
+    verdict = _text(_section(write_pilot_report(folder).read_text(), "verdict"))
+    assert "Use (IA)³" in verdict and "within noise" in verdict and "within that noise and cheaper" in verdict
+    assert "LoRA leads (IA)³ by 1.0 accuracy points" in verdict and "69% probability that LoRA" in verdict
+    assert "Runner-up LoRA would have given 85.0 accuracy" in verdict
+
+
+def test_the_pilot_command_prints_where_its_report_is(tmp_path, monkeypatch, capsys):
+    """`peftbench pilot` ends by writing the page into the pilot's folder and printing its path."""
+    import peftbench.pilot.pilot as pilot_module
+    import peftbench.pilot.request as request_module
+    from peftbench.cli.pilot import main
+
+    folder = make_pilot(tmp_path / "pilot_reviews")
+    request = SimpleNamespace(results=tmp_path, name="pilot_reviews")
+    outcome = SimpleNamespace(plan=SimpleNamespace(describe=lambda: "a plan"), lines=["pick: lora"],
+                              suite_path=folder / "suite.yaml")
+    monkeypatch.setattr(request_module, "build_request", lambda args: request)
+    monkeypatch.setattr(pilot_module, "run", lambda request, show_progress: outcome)
+    assert main(SimpleNamespace(no_progress=True)) == 0
+    assert f"Report: {folder / 'report.html'}" in capsys.readouterr().out
+    assert 'id="full-run-command"' in (folder / "report.html").read_text()
+
+
 def test_report_on_a_pilot_folder_writes_the_pilot_page(tmp_path, capsys):
     from peftbench.cli import main
 
