@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="self-contained HTML comparison report per suite")
     parser.add_argument("selectors", nargs="+", metavar="SELECTOR",
                         help="suite=NAME for one suite, or all for every suite with results (plus an index); "
-                             "optionally results=PATH (a results root, suite folder or runs.jsonl)")
+                             "optionally results=PATH (a results root, suite folder or runs.jsonl). A pilot's "
+                             "folder (peftbench pilot) gets the pilot's page: its decision, candidates and curves")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="output file for one suite (default ./reports/NAME.html), or folder for all (./reports/)")
     parser.add_argument("--results", type=Path, default=None,
