@@ -186,9 +186,10 @@ def _verdict(candidates: list[dict[str, Any]], decision: dict[str, Any], metric:
         return None
     by_method = {c["method"]: c for c in candidates}
     pick = by_method.get(decision["pick"])
-    if pick is None:
+    scores = [c["score"] for c in candidates if c["score"] is not None]
+    if pick is None or not scores:  # a decision whose records are gone: nothing to show it with
         return None
-    top = max(c["score"] for c in candidates if c["score"] is not None)
+    top = max(scores)
     # on a tie for the best score the pick is the measured best, as the verdict took it
     best = pick["method"] if pick["score"] == top else next(c["method"] for c in candidates if c["score"] == top)
     runner = _runner_up(candidates, pick["method"], best)
