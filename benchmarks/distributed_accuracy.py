@@ -133,7 +133,7 @@ def measure(case: tuple, port: int) -> list[dict]:
 
 def predict(case: tuple) -> dict:
     from peftbench.estimate.core import device_memory, traced
-    from peftbench.estimate.distributed import Plan, distribute, unit_sizes
+    from peftbench.estimate.distributed import DistributedPlan, distribute, unit_sizes
     from peftbench.estimate.trace import Shape
     from peftbench.methods import get_method
 
@@ -147,7 +147,7 @@ def predict(case: tuple) -> dict:
               "settings": {"dtype": "fp32", "mixed_precision": None, "optimizer": "adamw", "batch_size": batch,
                            "seq_len": seq_len}}
     units = unit_sizes(config.to_dict(), trace["total_params"], trace["trainable_params"])
-    return {"one": one["peak_bytes"], **distribute(single, trace, units, Plan(n, strategy), {}, kind="cpu")}
+    return {"one": one["peak_bytes"], **distribute(single, trace, units, DistributedPlan(n, strategy), {}, kind="cpu")}
 
 
 def deepspeed_rows(ds_path: str) -> list[str]:
@@ -157,7 +157,7 @@ def deepspeed_rows(ds_path: str) -> list[str]:
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
     from peftbench.estimate.api import single_gpu_trace
-    from peftbench.estimate.distributed import Plan, config_dict, model_states_per_gpu, sizes_of, unit_sizes
+    from peftbench.estimate.distributed import DistributedPlan, config_dict, model_states_per_gpu, sizes_of, unit_sizes
 
     settings = {"dtype": "bf16", "mixed_precision": None, "optimizer": "adamw"}
     kwargs = dict(overrides=None, task_kind="generation", batch_size=1, seq_len=512, dtype="bf16",
@@ -171,7 +171,7 @@ def deepspeed_rows(ds_path: str) -> list[str]:
         p = trace["total_params"]
         for n in (4, 8):
             for stage in ("zero2", "zero3"):
-                ours = model_states_per_gpu(s, Plan(n, stage), "adamw", u)
+                ours = model_states_per_gpu(s, DistributedPlan(n, stage), "adamw", u)
                 if stage == "zero2":
                     ds = estimate_zero2_model_states_mem_needs(p, n, 1, cpu_offload=False)[1]
                     extra = ours

@@ -24,12 +24,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ENV_VAR = "PEFTBENCH_CACHE"
+CACHE_ENV_VAR = "PEFTBENCH_CACHE"
 
 
 def cache_root() -> Path:
     """`$PEFTBENCH_CACHE`, else `~/.cache/peftbench`: per user, outside any project folder."""
-    return Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "peftbench")
+    return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "peftbench")
 
 
 def key_of(*parts: Any, length: int = 32) -> str:
@@ -81,7 +81,8 @@ def warn_cache(problem: str, consequence: str = "") -> None:
     if os.environ.get(_WARNED_ENV) == root:
         return
     os.environ[_WARNED_ENV] = root
-    consequence = consequence or f"going on without it (same answers, only slower; ${ENV_VAR} names another folder)"
+    consequence = consequence or (f"going on without it (same answers, only slower; ${CACHE_ENV_VAR} names another "
+                                  "folder)")
     sys.stderr.write(f"peftbench: warning: cache {root} {problem}: {consequence}\n")
 
 
@@ -154,12 +155,14 @@ def computed_with() -> dict[str, str]:
 
 
 MEANINGS = ("estimates", "methods", "recommender", "report")
+# `peftbench.hardware.DATA`, named by path: the hardware package caches this CPU's profile through this module.
+_HARDWARE_DATA = Path(__file__).parent / "hardware" / "profiles.json"
 
 
 @cache
 def meaning_key(*what: str) -> str:
     """What cached answers of these kinds depend on, as one short key: `estimates` (the estimator's version and
-    the hardware catalogue's data), `methods` (the registry's declarations), `recommender` (the quality model),
+    the hardware catalogue's data), `methods` (the method declarations), `recommender` (the quality model),
     `report` (what a report page derives). Library versions are deliberately not part of it (module doc)."""
     from peftbench import versions
 
@@ -168,9 +171,7 @@ def meaning_key(*what: str) -> str:
         raise ValueError(f"unknown cache meaning(s) {sorted(unknown)}; known: {MEANINGS}")
     parts: list[Any] = []
     if "estimates" in what:
-        from peftbench.hardware import DATA
-
-        parts += [versions.ESTIMATOR_VERSION, hashlib.sha256(DATA.read_bytes()).hexdigest()[:16]]
+        parts += [versions.ESTIMATOR_VERSION, hashlib.sha256(_HARDWARE_DATA.read_bytes()).hexdigest()[:16]]
     if "methods" in what:
         parts.append(versions.METHODS_VERSION)
     if "recommender" in what:

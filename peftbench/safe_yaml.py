@@ -52,7 +52,7 @@ class _Loader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             raise Refused(f"YAML aliases (*{event.anchor}) are not allowed; write the value out",
-                          event.start_mark.line + 1)
+                          event.start_mark.line + 1)  # type: ignore[union-attr]  # a parsed event has its mark
         if getattr(event, "anchor", None) is not None:
             raise Refused(f"YAML anchors (&{event.anchor}) are not allowed; write the value out",
                           event.start_mark.line + 1)

@@ -16,7 +16,8 @@ import yaml
 
 from peftbench.errors import UserError, shown
 from peftbench.paths import check_name, exists, is_file
-from peftbench.vocabulary import TASK_KINDS
+from peftbench.validation import INT_MAX
+from peftbench.vocabulary import TASK_KIND_NAMES
 
 
 def suites_dir() -> Path:
@@ -38,7 +39,6 @@ DEFAULT_METRICS = {
 }
 
 
-INT_MAX = 2**31 - 1  # beyond any batch size, thread count or accumulation a run could allocate
 # Fine-tuning schedules run hundreds to hundreds of thousands of optimizer steps. Ten million micro-batches
 # is beyond any of them (about six days even at 50 ms a micro-batch), so a larger count is a typo like
 # `max_steps=1e23` — which would otherwise spin until the run's timeout, as the worker walks every planned
@@ -303,8 +303,8 @@ def _parse_task(raw: Any, default_model: str, path: Path) -> TaskSpec:
         raise UserError(f"{path}: task name {shown(name)} must be a non-empty single-line string")
     where = f"{path}: task {shown(str(name))}"
     kind = raw.get("kind")
-    if kind not in TASK_KINDS:
-        raise UserError(f"{where}: kind must be one of {', '.join(TASK_KINDS)}, got {shown(kind)}")
+    if kind not in TASK_KIND_NAMES:
+        raise UserError(f"{where}: kind must be one of {', '.join(TASK_KIND_NAMES)}, got {shown(kind)}")
     allowed = {f.name for f in dataclasses.fields(TaskSpec)}
     unknown = set(raw) - allowed
     if unknown:

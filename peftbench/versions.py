@@ -11,8 +11,8 @@ the registry.
 # Traced memory, FLOPs or bytes of a step: the traced ops, the accounting, the CUDA-kernel emulation, the
 # depth extrapolation, model building. Bump, then `python -m peftbench.estimate.ship_fits` (rebuilds all).
 ESTIMATOR_VERSION = 10
-# The method registry's declarations (names, families, defaults, architectures, descriptions) that
-# torch-free callers read from a cache. A method's own `Method.version` covers what it trains.
+# The method declarations (`peftbench.method_declarations`: names, families, defaults, architectures) that
+# cached feasibility answers depend on. A method's own `MethodDeclaration.version` covers what it trains.
 METHODS_VERSION = 1
 # What the recommender's fitted model, evidence reading and ranking compute (its JSON caches).
 RECOMMENDER_VERSION = 8  # 2: regime-aware evidence points, scale-aware settings, precision in the keys;

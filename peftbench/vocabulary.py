@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class TaskKind(str, Enum):
+class TaskKindName(str, Enum):
     """What a task asks of the model; a suite's `kind:` and every record's `task_kind`."""
 
     CLASSIFICATION = "classification"
@@ -42,16 +42,12 @@ class Family(str, Enum):
         return self.value
 
 
-TASK_KINDS: tuple[str, ...] = tuple(k.value for k in TaskKind)
+TASK_KIND_NAMES: tuple[str, ...] = tuple(k.value for k in TaskKindName)
 ARCHITECTURES: tuple[str, ...] = tuple(a.value for a in Architecture)
 FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
-
-
-def check_task_kind(value: str) -> str:
-    """`value` when it names a task kind, else a UserError naming the valid ones."""
-    from peftbench.errors import UserError, did_you_mean
-
-    if value not in TASK_KINDS:
-        raise UserError(f"unknown task kind '{value}'{did_you_mean(value, TASK_KINDS)} "
-                        f"(valid: {', '.join(TASK_KINDS)})")
-    return value
+# How a run spreads over several GPUs, and what each strategy can move to CPU memory (FSDP's CPU offload moves
+# parameters, gradients and optimizer states together; ZeRO-2 shards no parameters to offload).
+STRATEGIES: tuple[str, ...] = ("ddp", "fsdp", "zero2", "zero3")
+OFFLOADS: tuple[str, ...] = ("none", "optimizer", "params")
+VALID_OFFLOADS: dict[str, tuple[str, ...]] = {"ddp": ("none",), "fsdp": ("none", "params"),
+                                              "zero2": ("none", "optimizer"), "zero3": OFFLOADS}

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from peftbench.recommend.decision import TIE_MARGIN, VALUE_MARGIN, Option, decide, options_for
-from peftbench.recommend.regime import Estimate
+from peftbench.recommend.regime import QualityEstimate
 from peftbench.recommend.sensitivity import (
     Sensitivity,
     Sweep,
@@ -64,8 +64,9 @@ def test_only_methods_that_may_lead_are_picked():
     assert decide([thin]) is None
 
 
-def _estimate(method: str, effect: float, se: float, lead: bool = True) -> Estimate:
-    return Estimate(method, effect, se, 20.0 if lead else 2.0, 10 if lead else 1, 20, near_sources=3 if lead else 1)
+def _estimate(method: str, effect: float, se: float, lead: bool = True) -> QualityEstimate:
+    return QualityEstimate(method, effect, se, 20.0 if lead else 2.0, 10 if lead else 1, 20,
+                           near_sources=3 if lead else 1)
 
 
 def test_the_tuning_budget_moves_the_pick_away_from_a_method_that_needs_a_sweep():

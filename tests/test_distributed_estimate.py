@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from peftbench.estimate.distributed import Plan, check_plan, smallest_fit
+from peftbench.estimate.distributed import DistributedPlan, check_plan
+from peftbench.estimate.multi_gpu import smallest_fit
 
 P = 8_030_261_248  # Llama-3.1-8B parameters
 GPUS = 4
@@ -115,7 +116,7 @@ def test_bad_plan_is_one_line_exit_2(cli, argv, expected):
 
 
 def test_check_plan_defaults_and_smallest_fit():
-    assert check_plan(4, None, None) == Plan(4, "ddp", "none")
+    assert check_plan(4, None, None) == DistributedPlan(4, "ddp", "none")
     fit = smallest_fit("llama-3.1-8b", "full", "a100-40gb", batch_size=1, seq_len=512)
     assert fit is not None and fit.gpus > 1 and fit.strategy in ("zero2", "fsdp", "zero3")
     assert smallest_fit("llama-3.1-8b", "lora", "h100-80gb", batch_size=1, seq_len=512).gpus == 1

@@ -93,20 +93,31 @@ def test_preset_sizes_match_the_model_built_on_the_meta_device(preset):
     import torch
     import transformers
 
-    from peftbench.models.configs import PRESETS, approx_parameters
+    from peftbench.models.configs import PRESETS_DIR, approx_parameters
 
-    config = transformers.AutoConfig.from_pretrained(str(PRESETS / preset))
+    config = transformers.AutoConfig.from_pretrained(str(PRESETS_DIR / preset))
     auto = (transformers.AutoModelForSeq2SeqLM if config.is_encoder_decoder else transformers.AutoModel
             if preset == "bert-base" else transformers.AutoModelForCausalLM)
     with torch.device("meta"):
         exact = sum(p.numel() for p in auto.from_config(config).parameters())
-    approx = approx_parameters(json.loads((PRESETS / preset / "config.json").read_text()))
+    approx = approx_parameters(json.loads((PRESETS_DIR / preset / "config.json").read_text()))
     assert abs(approx / exact - 1) < 0.01, (approx, exact)
 
 
-def test_the_torch_free_method_names_are_the_registrys():
-    # A name missing from the torch-free list would be refused although the registry runs it.
-    from peftbench.method_names import method_names
+def test_the_torch_free_method_declarations_are_the_registrys():
+    # A name missing from the torch-free list would be refused although the registry runs it; the registry
+    # builds each method from its declaration, so families, defaults and revisions agree too.
+    from peftbench.method_declarations import DECLARATIONS, METHOD_NAMES
     from peftbench.methods import registry
 
-    assert method_names() == sorted(registry())
+    assert list(METHOD_NAMES) == sorted(registry())
+    for name, method in registry().items():
+        declared = DECLARATIONS[name]
+        assert (method.family, dict(method.defaults), method.peft_config, method.version, method.applicability) == (
+            declared.family, dict(declared.defaults), declared.peft_config, declared.version, declared.applicability)
+
+
+def test_method_declarations_import_no_torch():
+    code = ("import sys, peftbench.method_declarations, peftbench.validation, peftbench.recommend.corpus; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -378,9 +378,9 @@ def test_recommend_data_csv_cells_like_na_are_labels(tmp_path):
 
 @pytest.mark.parametrize("raw, value", [("5e-4", 5e-4), ("1e1", 10), ("[q, v]", ["q", "v"]), ("", None)])
 def test_estimate_overrides_read_numbers_as_run_does(raw, value):
-    from peftbench.cli.estimate import parse_overrides
+    from peftbench.validation import parse_method_overrides
 
-    assert parse_overrides([f"methods.lora.lora_dropout={raw}"]) == {"lora": {"lora_dropout": value}}
+    assert parse_method_overrides([f"methods.lora.lora_dropout={raw}"]) == {"lora": {"lora_dropout": value}}
 
 
 @pytest.mark.parametrize("raw, reason", [

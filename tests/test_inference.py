@@ -182,13 +182,13 @@ def test_results_table_shows_inference_overhead_and_forgetting(smollm_runs):
 
 
 def test_inference_pareto_plot():
-    from peftbench.report.plots import inference_pareto_svg
+    from peftbench.report.pareto import inference_panel
 
     summary = {"lora": {"quality": 30.0, "inference_overhead": 1.0, "inference_overhead_unmerged": 1.1},
                "prompt_tuning": {"quality": 25.0, "inference_overhead": 1.2}, "full": {"quality": 31.0}}
-    svg = inference_pareto_svg(summary, "rougeL", "inf")
+    svg = inference_panel(summary, "rougeL", "inf")
     assert svg.startswith("<svg") and "prompt_tuning" in svg and "full" not in svg
-    assert inference_pareto_svg({"full": {"quality": 1.0}}, "rougeL", "x") is None
+    assert inference_panel({"full": {"quality": 1.0}}, "rougeL", "x") is None
 
 
 # --- predicted inference cost ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from peftbench.errors import UserError
-from peftbench.pilot.planning import MIN_STEPS, Candidate, fit_budget, order_candidates
+from peftbench.pilot.planning import MIN_STEPS, PilotCandidate, fit_budget, order_candidates
 from peftbench.pilot.request import parse_budget
 from peftbench.pilot.verdict import judge, paired_interval
 
@@ -92,8 +92,8 @@ def test_the_split_is_by_content_stable_and_disjoint(tmp_path):
     assert set(train[0]) == {"text", "label"}
 
 
-def _candidate(method: str, step: float) -> Candidate:
-    return Candidate(method, {"learning_rate": 1e-3}, step)
+def _candidate(method: str, step: float) -> PilotCandidate:
+    return PilotCandidate(method, {"learning_rate": 1e-3}, step)
 
 
 def test_the_plan_fits_the_budget_with_the_most_candidates_it_can():
@@ -171,7 +171,7 @@ def test_the_pilots_decision_exports_at_the_rate_it_selected(tmp_path):
 
     full_run = {"batch_size": 8, "gradient_accumulation": 2, "gradient_checkpointing": False, "gpus": 1,
                 "override": "peftbench run suite=YOUR_SUITE model=minilm methods=[lora] train.dtype=fp32"}
-    lora = Candidate("lora", {"learning_rate": 5e-4, "r": 8, "lora_alpha": 16}, 1.0, full_run=full_run)
+    lora = PilotCandidate("lora", {"learning_rate": 5e-4, "r": 8, "lora_alpha": 16}, 1.0, full_run=full_run)
     plan = PilotPlan(1, {}, [lora], 8, 4, 60.0, 900.0)
     verdict = SimpleNamespace(decision=None, best_measured="lora",
                               measured={"lora": Measured("lora", 80.0, [100.0], 1.5e-3, "r1")})

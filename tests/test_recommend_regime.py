@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from peftbench.recommend.evaluate import BASELINES, STRATEGIES, evaluate, recommender_order
+from peftbench.recommend.evaluate import BASELINES, PICKERS, evaluate, recommender_order
 from peftbench.recommend.evidence import Run
 from peftbench.recommend.hparams import learning_rate, lora_rank, suggest
 from peftbench.recommend.points import Point, corpus_points, own_points
@@ -240,7 +240,7 @@ def test_leave_one_source_out_reports_every_baseline():
     loso = report["leave_one_source_out"]
     assert loso["sources"] >= 10
     names = {s["strategy"]: s for s in loso["summary"]}
-    assert set(names) == set(STRATEGIES)
+    assert set(names) == set(PICKERS)
     assert {"always LoRA r=16", "rank by data size (LoRA)", "full FT whenever it fits",
             "cheapest method within noise"} <= set(BASELINES)
     # The regression guard: over sources it never saw the recommender beats every baseline on regret (this
@@ -252,7 +252,7 @@ def test_leave_one_source_out_reports_every_baseline():
     assert report["leave_one_task_out"]["summary"]
     # The single-run protocol: scored at un-tuned rates where sweeps exist (own tasks and published sweeps).
     single = {s["strategy"]: s for s in report["single_run"]["summary"]}
-    assert set(single) == set(STRATEGIES) and report["single_run"]["comparisons"] >= 10
+    assert set(single) == set(PICKERS) and report["single_run"]["comparisons"] >= 10
 
 
 def test_shipped_task_baselines_are_the_informativeness_computation():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from peftbench.errors import UserError, did_you_mean, one_line
 
@@ -18,7 +19,7 @@ COMMANDS = ("run", "pilot", "info", "results", "estimate", "recommend", "report"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+    def error(self, message: str) -> NoReturn:  # argparse's own errors: one line, exit 2
         sys.stderr.write(f"peftbench: error: {one_line(message)}\n")
         raise SystemExit(2)
 
@@ -28,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
         try:
             super()._check_value(action, value)
         except argparse.ArgumentError as exc:
-            hint = did_you_mean(value, [str(c) for c in action.choices]) if isinstance(value, str) else ""
+            hint = did_you_mean(value, [str(c) for c in action.choices or ()]) if isinstance(value, str) else ""
             if not hint:
                 raise
             raise argparse.ArgumentError(action, exc.message + hint) from None

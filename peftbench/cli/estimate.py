@@ -6,8 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from peftbench.errors import UserError, did_you_mean, shown
-from peftbench.vocabulary import TASK_KINDS
+from peftbench.errors import UserError
+from peftbench.validation import hardware_names, overridden_methods, parse_method_overrides
+from peftbench.vocabulary import TASK_KIND_NAMES
 
 GiB = 2**30
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
                    help="autocast with fp32 master weights")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw8bit", "sgd"))
-    p.add_argument("--task-kind", default="generation", choices=TASK_KINDS)
+    p.add_argument("--task-kind", default="generation", choices=TASK_KIND_NAMES)
     p.add_argument("--num-labels", type=int, default=2)
     hw = p.add_mutually_exclusive_group()
     hw.add_argument("--gpu", action="append", help="memory class, e.g. 16GB (picks the conservative card)")
@@ -48,40 +49,6 @@ def register(subparsers) -> None:
     h.set_defaults(func=run_hardware)
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """`methods.lora.r=16` → {"lora": {"r": 16}}; values read as `run` reads them (`peftbench.safe_yaml`: lists,
-    numbers such as 5e-4, booleans; aliases, repeated keys, deep nesting and oversized values refused)."""
-    import yaml
-
-    from peftbench import safe_yaml
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        parts = key.split(".")
-        if not sep or len(parts) != 3 or parts[0] != "methods" or not all(parts):
-            raise UserError(f"override {shown(item)} must look like methods.NAME.KEY=VALUE")
-        try:
-            value = safe_yaml.load(raw, safe_yaml.MAX_VALUE_BYTES) if raw else None
-        except safe_yaml.Refused as exc:
-            raise UserError(f"override {shown(item)}: {exc.reason}") from None
-        except yaml.YAMLError:
-            raise UserError(f"cannot parse the value of {shown(item)}") from None
-        out.setdefault(parts[1], {})[parts[2]] = value
-    return out
-
-
-def _hardware(args) -> list[str] | None:
-    names = args.gpu if args.gpu is not None else args.hardware
-    if names is None:
-        return None
-    parsed = [n.strip() for item in names for n in item.split(",") if n.strip()]
-    if not parsed:
-        raise UserError("--gpu / --hardware need a value: a memory class such as 16GB, or profile names "
-                        "(peftbench hardware lists them)")
-    return parsed
-
-
 def _plan(args):
     """The multi-GPU plan, or None for the plain single-GPU answer (no --gpus > 1, --strategy or --offload)."""
     if (args.gpus is None or args.gpus == 1) and args.strategy is None and args.offload is None:
@@ -96,13 +63,13 @@ def _check_names(args: argparse.Namespace) -> None:
     or transformers (seconds), so a typo is refused at once with the closest valid names. A preset's hub id
     becomes the preset's name: `--model meta-llama/Llama-3.1-8B` is answered as `--model llama-3.1-8b`."""
     from peftbench.hardware import profile_name
-    from peftbench.method_names import check_method
     from peftbench.models.configs import canonical_model
+    from peftbench.validation import check_method
 
     args.model = canonical_model(args.model)
     if args.method != "all":
         check_method(args.method)
-    for name in _hardware(args) or []:
+    for name in hardware_names(args.gpu, args.hardware) or []:
         profile_name(name)
 
 
@@ -112,21 +79,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         from peftbench.cli.estimate_inference import run
 
         return run(args)
-    overrides = parse_overrides(args.overrides)
+    overrides = parse_method_overrides(args.overrides)
     args.plan = _plan(args)
-    if args.method == "all":
-        from peftbench.estimate.front_cache import shipped_methods
-
-        methods = shipped_methods() or _registered_methods()  # the registry imports torch (~2 s)
-        unknown = set(overrides) - set(methods)
-        if unknown:
-            name = sorted(unknown)[0]
-            raise UserError(f"override for unknown method {shown(name)}{did_you_mean(name, methods)} "
-                            f"(valid: {', '.join(methods)})")
-    else:
-        methods = [args.method]
-    if args.method != "all" and set(overrides) - {args.method}:
-        raise UserError(f"overrides name methods other than '{args.method}': {', '.join(sorted(overrides))}")
+    methods = overridden_methods(args.method, overrides)
     results = []
     for name in methods:
         results.append(_one(name, args, overrides.get(name)))
@@ -137,23 +92,17 @@ def run_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registered_methods() -> list[str]:
-    from peftbench.methods import registry
-
-    return sorted(registry())
-
-
 def _one(method: str, args, overrides: dict | None) -> dict[str, Any]:
     from peftbench.errors import MethodNotApplicable
     from peftbench.estimate import estimate
 
     kwargs = dict(overrides=overrides, task_kind=args.task_kind, batch_size=args.batch_size, seq_len=args.seq_len,
                   dtype=args.dtype, mixed_precision=args.mixed_precision, optimizer=args.optimizer,
-                  gradient_checkpointing=args.gradient_checkpointing, hardware=_hardware(args),
-                  num_labels=args.num_labels)
+                  gradient_checkpointing=args.gradient_checkpointing,
+                  hardware=hardware_names(args.gpu, args.hardware), num_labels=args.num_labels)
     try:
         if getattr(args, "plan", None) is not None:
-            from peftbench.estimate.distributed import estimate_distributed
+            from peftbench.estimate.multi_gpu import estimate_distributed
 
             return estimate_distributed(args.model, method, args.plan, **kwargs)
         return estimate(args.model, method, **kwargs).to_dict()

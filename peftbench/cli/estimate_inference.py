@@ -21,18 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from peftbench.cli.estimate import _hardware, parse_overrides
     from peftbench.errors import MethodNotApplicable, UserError
     from peftbench.estimate.inference import estimate_inference
+    from peftbench.validation import hardware_names, parse_method_overrides
 
-    overrides = parse_overrides(args.overrides)
+    overrides = parse_method_overrides(args.overrides)
     methods = _all_methods() if args.method == "all" else [args.method]
     dtype = args.mixed_precision or args.dtype
+    hardware = hardware_names(args.gpu, args.hardware)
     results = []
     for method in methods:
         try:
             results.append(estimate_inference(args.model, method, overrides=overrides.get(method), context=args.context,
-                                              batch=args.batch, dtype=dtype, hardware=_hardware(args)).to_dict())
+                                              batch=args.batch, dtype=dtype, hardware=hardware).to_dict())
         except MethodNotApplicable as exc:
             if args.method != "all":
                 raise UserError(f"{method} cannot be applied: {exc}") from None
@@ -45,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _all_methods() -> list[str]:
-    from peftbench.methods import registry
+    from peftbench.method_declarations import METHOD_NAMES
 
-    return sorted(name for name in registry() if name != "qlora")  # QLoRA serves as a 4-bit base: not modelled
+    return [name for name in METHOD_NAMES if name != "qlora"]  # QLoRA serves as a 4-bit base: not modelled
 
 
 def _print(results: list[dict[str, Any]]) -> None:

@@ -48,13 +48,13 @@ def _preset_rows(packaged: set[str]) -> list[list[str]]:
     from types import SimpleNamespace
 
     from peftbench.models.catalogue import architecture_family
-    from peftbench.models.configs import PRESETS, approx_parameters, preset_index
+    from peftbench.models.configs import PRESETS_DIR, approx_parameters, preset_index
 
     rows = [["preset", "architecture", "parameters (approx.)", "hub id"]]
     for name, entry in preset_index().items():
         if name in packaged:  # listed above, with its weights
             continue
-        cfg = json.loads((PRESETS / name / "config.json").read_text())
+        cfg = json.loads((PRESETS_DIR / name / "config.json").read_text())
         rows.append([name, architecture_family(SimpleNamespace(**cfg)), _size(approx_parameters(cfg)), entry["hub_id"]])
     return rows
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from peftbench.errors import UserError, shown
-from peftbench.vocabulary import check_task_kind
+from peftbench.validation import check_task_kind
 
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
@@ -73,7 +73,7 @@ def _validate_overrides(method: str, overrides: dict | None) -> None:
     """The method's name, against a torch-free list (a typo is refused in well under a second); then its
     hyper-parameter types and ranges (`methods.lora.r=-1` or `=abc`), before any cached answer is looked up.
     Without overrides the method's defaults hold, and the registry (which imports torch) is not needed."""
-    from peftbench.method_names import check_method
+    from peftbench.validation import check_method
 
     check_method(method)
     if overrides:
@@ -250,7 +250,7 @@ def predict_run_peak(config, method, hyperparameters: dict[str, Any], task_kind:
     CPU: increase of process RSS over the RSS before the model was loaded (the worker should call
     `peftbench.estimate.measure.pin_malloc_threshold()` at start, or glibc's free-list growth adds up to
     +50%). CUDA: max_memory_reserved-like. Cached by shape on disk; < 5 s for the packaged models.
-    With `plan` (`estimate.distributed.Plan`, a run over several processes): one rank's peak, as
+    With `plan` (`estimate.distributed.DistributedPlan`, a run over several processes): one rank's peak, as
     `estimate --gpus N --strategy S` divides it, `batch_size` being the per-rank micro-batch.
     """
     from peftbench.estimate.core import device_memory, traced

@@ -17,7 +17,7 @@ from torch import nn
 
 from peftbench.errors import MethodNotApplicable
 from peftbench.models.catalogue import architecture_family
-from peftbench.vocabulary import check_task_kind
+from peftbench.validation import check_task_kind
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Config keys that hold a layer count, across the architectures of the presets.

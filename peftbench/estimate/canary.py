@@ -11,13 +11,15 @@ no anchor and compared with a fresh trace by the installed libraries. `peftbench
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from peftbench.estimate.shape_fit import FLOPS_TOLERANCE
 
 # Within these of a fresh trace a fit is still valid: the fits' own check tolerance for memory (a fit misses
 # a trace by < 0.01% where nothing drifted), and the FLOP tolerance of `shape_fit` (a matmul's compute- or
 # memory-bound call flips with the shape).
 PEAK_TOLERANCE = 0.005
-FLOPS_TOLERANCE = 0.03
-SHAPE = {"batch_size": 3, "seq_len": 700}  # no anchor, no check shape of `shape_fit`
+CANARY_SHAPE: dict[str, Any] = {"batch_size": 3, "seq_len": 700}  # no anchor, no check shape of `shape_fit`
 FAMILY_CANARIES = ("full", "lora", "adalora", "adapter", "ia3", "bitfit", "prompt_tuning")
 CANARIES: tuple[tuple[str, str], ...] = (
     *(("qwen2.5-0.5b", m) for m in FAMILY_CANARIES),
@@ -42,7 +44,7 @@ class CanaryResult:
 
 
 def check(model: str, method: str) -> CanaryResult:
-    """The shipped fit of (model, method) at its default setting against a fresh trace at `SHAPE`.
+    """The shipped fit of (model, method) at its default setting against a fresh trace at `CANARY_SHAPE`.
     Raises LookupError when no fit of this estimator version ships for it."""
     import warnings
 
@@ -59,7 +61,7 @@ def check(model: str, method: str) -> CanaryResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            fresh = estimate_config(load_any_config(model), model, method, **SHAPE, hardware=["a100-80gb"])
+            fresh = estimate_config(load_any_config(model), model, method, **CANARY_SHAPE, hardware=["a100-80gb"])
         except MethodNotApplicable:
             fresh = None
     versions = entry.get("computed_with", {})
@@ -69,7 +71,7 @@ def check(model: str, method: str) -> CanaryResult:
                             0.0 if agree else 1.0, 0.0 if agree else 1.0, versions)
     from peftbench.estimate.core import device_memory
 
-    fitted = evaluate(entry["fit"], SHAPE["batch_size"], SHAPE["seq_len"])
+    fitted = evaluate(entry["fit"], CANARY_SHAPE["batch_size"], CANARY_SHAPE["seq_len"])
     fit_peak = device_memory(fitted, "cuda")["peak_bytes"]
     fit_flops = float(sum(fitted["flops"].values()))
     return CanaryResult(model, method, fit_peak, fresh.peak_bytes, abs(fit_peak - fresh.peak_bytes) / fresh.peak_bytes,

@@ -33,12 +33,8 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.estimate.tracer_math import CATEGORIES
+from peftbench.vocabulary import OFFLOADS, STRATEGIES, VALID_OFFLOADS
 
-STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
-OFFLOADS = ("none", "optimizer", "params")
-# Cheapest first: least communication and fewest moving parts (used by `smallest_fit`).
-PLAN_ORDER = (("ddp", "none"), ("zero2", "none"), ("fsdp", "none"), ("zero3", "none"),
-              ("zero2", "optimizer"), ("zero3", "optimizer"), ("zero3", "params"), ("fsdp", "params"))
 DDP_BUCKET_BYTES = 25 * 2**20  # torch DDP bucket_cap_mb default
 ZERO_REDUCE_BUCKET = 500_000_000  # elements: DeepSpeed ZeroConfig reduce_bucket_size default (5e8)
 ZERO_ALLGATHER_BUCKET = 500_000_000  # elements: allgather_bucket_size default (5e8), stage-2 step chunks
@@ -51,7 +47,7 @@ EXTRA = ("gathered", "buckets")  # per-GPU categories besides CATEGORIES
 
 
 @dataclass(frozen=True)
-class Plan:
+class DistributedPlan:
     gpus: int
     strategy: str
     offload: str = "none"
@@ -70,7 +66,7 @@ class Units:
     layer_trainable: int
 
 
-def check_plan(gpus: int | None, strategy: str | None, offload: str | None) -> Plan:
+def check_plan(gpus: int | None, strategy: str | None, offload: str | None) -> DistributedPlan:
     """Validate `--gpus/--strategy/--offload` (a UserError names what is valid)."""
     gpus = 1 if gpus is None else gpus
     strategy = strategy or "ddp"
@@ -81,12 +77,11 @@ def check_plan(gpus: int | None, strategy: str | None, offload: str | None) -> P
         raise UserError(f"unknown strategy '{strategy}' (valid: {', '.join(STRATEGIES)})")
     if offload not in OFFLOADS:
         raise UserError(f"unknown offload '{offload}' (valid: {', '.join(OFFLOADS)})")
-    valid = {"ddp": ("none",), "fsdp": ("none", "params"), "zero2": ("none", "optimizer"),
-             "zero3": OFFLOADS}[strategy]
+    valid = VALID_OFFLOADS[strategy]
     if offload not in valid:
         raise UserError(f"{strategy} cannot offload '{offload}' (valid with {strategy}: {', '.join(valid)}; "
                         "FSDP's CPUOffload moves parameters, gradients and optimizer together)")
-    return Plan(gpus, strategy, offload)
+    return DistributedPlan(gpus, strategy, offload)
 
 
 # ---- what the model is made of -------------------------------------------------------------------------
@@ -154,7 +149,7 @@ def _zero_states(s: Sizes, optimizer: str) -> int:
 
 
 # ---- per-GPU memory ------------------------------------------------------------------------------------
-def _event(phase: str, e: dict[str, int], s: Sizes, u: Units, plan: Plan, optimizer: str) -> dict[str, int]:
+def _event(phase: str, e: dict[str, int], s: Sizes, u: Units, plan: DistributedPlan, optimizer: str) -> dict[str, int]:
     """One traced event's bytes (one replica, one GPU) as one GPU of `plan` holds them."""
     n, strategy, offload = plan.gpus, plan.strategy, plan.offload
     w, g, st, a, t = (int(e[c]) for c in CATEGORIES)
@@ -198,7 +193,7 @@ def _event(phase: str, e: dict[str, int], s: Sizes, u: Units, plan: Plan, optimi
     return out
 
 
-def per_gpu_phases(trace: dict[str, Any], s: Sizes, u: Units, plan: Plan, optimizer: str) -> dict[str, dict]:
+def per_gpu_phases(trace: dict[str, Any], s: Sizes, u: Units, plan: DistributedPlan, optimizer: str) -> dict[str, dict]:
     """Per phase, the largest per-GPU event among the phase's peak and its would-be peaks."""
     out = {}
     for phase, numbers in trace["phases"].items():
@@ -209,7 +204,7 @@ def per_gpu_phases(trace: dict[str, Any], s: Sizes, u: Units, plan: Plan, optimi
     return out
 
 
-def offloaded_bytes(s: Sizes, plan: Plan, optimizer: str) -> int:
+def offloaded_bytes(s: Sizes, plan: DistributedPlan, optimizer: str) -> int:
     """Host memory one GPU's share of offloaded states takes (pinned buffers not counted)."""
     if plan.offload == "none":
         return 0
@@ -219,7 +214,7 @@ def offloaded_bytes(s: Sizes, plan: Plan, optimizer: str) -> int:
     return host // plan.gpus
 
 
-def model_states_per_gpu(s: Sizes, plan: Plan, optimizer: str, u: Units | None = None) -> int:
+def model_states_per_gpu(s: Sizes, plan: DistributedPlan, optimizer: str, u: Units | None = None) -> int:
     """Resident weights + gradients + optimizer states per GPU at the optimizer step (no gathered units,
     buckets or activations): the quantity DeepSpeed's `estimate_zero*_model_states_mem_needs` counts."""
     e = dict(weights=s.weights, gradients=s.gradients, optimizer_states=s.states, activations=0, temporaries=0)
@@ -229,7 +224,7 @@ def model_states_per_gpu(s: Sizes, plan: Plan, optimizer: str, u: Units | None =
 
 
 # ---- communication and step time -----------------------------------------------------------------------
-def communication(s: Sizes, plan: Plan) -> dict[str, int]:
+def communication(s: Sizes, plan: DistributedPlan) -> dict[str, int]:
     """Bytes each GPU sends per step, by collective (ring algorithms: all-reduce 2(N-1)/N x bytes,
     reduce-scatter and all-gather (N-1)/N x bytes); `host` is offload traffic over the host link."""
     n = plan.gpus
@@ -261,7 +256,8 @@ def communication(s: Sizes, plan: Plan) -> dict[str, int]:
     return {k: v for k, v in out.items() if v}
 
 
-def step_time(compute_seconds: float, comm: dict[str, int], s: Sizes, plan: Plan, profile) -> dict[str, float]:
+def step_time(compute_seconds: float, comm: dict[str, int], s: Sizes, plan: DistributedPlan,
+              profile) -> dict[str, float]:
     """Compute (the one-GPU roofline at the per-GPU micro-batch) plus exposed communication.
 
     Gradient reduction and parameter gathers overlap with forward/backward compute (buckets, prefetch):
@@ -291,8 +287,8 @@ def step_time(compute_seconds: float, comm: dict[str, int], s: Sizes, plan: Plan
 
 
 # ---- the answer ----------------------------------------------------------------------------------------
-def distribute(single: dict[str, Any], trace: dict[str, Any], units: Units, plan: Plan, profiles: dict[str, Any],
-               kind: str = "cuda") -> dict[str, Any]:
+def distribute(single: dict[str, Any], trace: dict[str, Any], units: Units, plan: DistributedPlan,
+               profiles: dict[str, Any], kind: str = "cuda") -> dict[str, Any]:
     """The single-GPU answer (`Estimate.to_dict()`) and its trace -> the per-GPU answer under `plan`."""
     from peftbench.estimate.core import CPU_OVERHEAD_BYTES, _reserved_beyond, max_scale
 
@@ -333,7 +329,7 @@ def distribute(single: dict[str, Any], trace: dict[str, Any], units: Units, plan
     return out
 
 
-def _notes(plan: Plan) -> list[str]:
+def _notes(plan: DistributedPlan) -> list[str]:
     notes = [f"{plan.gpus} GPUs, {plan.strategy}" + (f", offload {plan.offload}" if plan.offload != "none" else "")
              + ": --batch-size is the per-GPU micro-batch; communication overlap with compute is modelled, "
              "not measured, and collectives are taken at 70% of the link's per-direction rate (assumed)"]
@@ -344,55 +340,3 @@ def _notes(plan: Plan) -> list[str]:
         notes.append(f"host optimizer step assumed at {CPU_ADAM_PARAMS_PER_SECOND:.0e} parameters/s per GPU "
                      "(not measured)")
     return notes
-
-
-def estimate_distributed(model: str, method: str, plan: Plan, **kwargs: Any) -> dict[str, Any]:
-    """`estimate` (same keyword arguments) on `plan.gpus` GPUs under `plan.strategy`, as a JSON-able dict:
-    the single-GPU answer's fields re-stated per GPU, plus gpus, strategy, offload, per_gpu_peak_bytes,
-    communication_bytes_per_step, model_states_bytes_per_gpu and per-profile fits / step_seconds."""
-    from peftbench.estimate.api import estimate, single_gpu_trace
-
-    if "cpu" in [h.lower() for h in kwargs.get("hardware") or []]:
-        raise UserError("--gpus/--strategy estimate GPUs: leave 'cpu' out of --hardware")
-    from peftbench.hardware import resolve
-
-    single = estimate(model, method, **kwargs).to_dict()
-    defaults = {"overrides": None, "task_kind": "generation", "batch_size": 8, "seq_len": 512, "dtype": "bf16",
-                "mixed_precision": None, "optimizer": "adamw", "gradient_checkpointing": False, "hardware": None,
-                "num_labels": 2}
-    trace = single_gpu_trace(model, method, **{**defaults, **kwargs})
-    units = unit_sizes(config_dict(model), single["total_params"], single["trainable_params"])
-    return distribute(single, trace, units, plan, resolve(kwargs.get("hardware")))
-
-
-@dataclass
-class Fit:
-    """The cheapest way `method` fits `card` (fewest GPUs, then PLAN_ORDER), for the recommender."""
-
-    gpus: int
-    strategy: str
-    offload: str
-    per_gpu_peak_bytes: int
-    step_seconds: float
-
-
-def smallest_fit(model: str, method: str, card: str, max_gpus: int = 64, **kwargs: Any) -> Fit | None:
-    """Fewest GPUs (1, 2, 4, … up to `max_gpus`) of profile `card` on which `method` fits, with the cheapest
-    strategy (PLAN_ORDER) at that count; None when nothing up to `max_gpus` fits. One GPU without a
-    strategy is the plain single-GPU answer. Same keyword arguments as `estimate` (hardware is `card`)."""
-    from peftbench.estimate.api import estimate
-
-    kwargs = {**kwargs, "hardware": [card]}
-    single = estimate(model, method, **kwargs).to_dict()
-    one = next(iter(single["profiles"].values()))
-    if one["fits"]:
-        return Fit(1, "none", "none", single["peak_bytes"], one["step_seconds"])
-    gpus = 2
-    while gpus <= max_gpus:
-        for strategy, offload in PLAN_ORDER:
-            answer = estimate_distributed(model, method, Plan(gpus, strategy, offload), **kwargs)
-            prof = next(iter(answer["profiles"].values()))
-            if prof["fits"]:
-                return Fit(gpus, strategy, offload, answer["per_gpu_peak_bytes"], prof["step_seconds"])
-        gpus *= 2
-    return None

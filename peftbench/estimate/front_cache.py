@@ -106,7 +106,7 @@ def fit_key(model: str, method: str, kwargs: dict[str, Any], device_kind: str,
     """What a fit means: the estimator's version, the model's config, the method and the setting
     (`fit_settings`) — every input of a trace except the batch size and sequence length. Not the library
     versions: a fit records those it was traced with, and the canaries check them. The method's own version
-    and defaults are kept beside the fits (`shipped_methods`) and checked against the registry by the tests
+    and defaults are kept beside the fits (the store's `methods`) and checked against the registry by the tests
     and `ship_fits`."""
     return key_of(ESTIMATOR_VERSION, _config_content(model), method, fit_settings(method, kwargs, defaults),
                   device_kind)
@@ -126,9 +126,3 @@ def load_fit(model: str, method: str, kwargs: dict[str, Any], device_kind: str) 
     """The shipped fit for this setting, or None (not shipped, or made by another estimator or libraries)."""
     return shipped_fits().get("fits", {}).get(fit_key(model, method, kwargs, device_kind))
 
-
-def shipped_methods() -> list[str] | None:
-    """The method registry's names as the fits were shipped (so `--method all` need not import the
-    registry, which imports torch); None when no fits of this estimator version ship."""
-    methods = shipped_fits().get("methods")
-    return sorted(methods) if methods else None

@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from peftbench.estimate.front_cache import SHIPPED_FITS, fit_key, fit_settings
+from peftbench.method_declarations import RANKED
 from peftbench.versions import ESTIMATOR_VERSION
 
 # The decoder LLMs people ask "will it fit?" about, largest first. Encoder-decoders and small models are
@@ -34,7 +35,6 @@ SETTING = {"overrides": None, "task_kind": "generation", "dtype": "bf16", "mixed
            "optimizer": "adamw", "num_labels": 2, "gradient_checkpointing": False}
 # The LoRA family's settings as `peftbench recommend` suggests them (rank by data size, all linear layers;
 # alpha is memory-neutral); tests/test_shape_fit.py checks the recommender's suggestions hit these fits.
-RANKED = ("lora", "qlora", "dora", "rslora", "loha", "lokr")
 SUGGESTED_RANKS = (8, 16, 32, 64)
 
 

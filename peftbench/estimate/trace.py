@@ -181,7 +181,7 @@ def _shift(phases: dict[str, dict[str, Any]], events: dict[str, Any], category: 
         events[p][:, CATEGORIES.index(category)] += delta
 
 
-PAGE = 4096
+PAGE_BYTES = 4096
 
 
 def checkpoint_dtype(config) -> torch.dtype:
@@ -206,7 +206,7 @@ def unread_mapped_bytes(tracker: Tracker, stored: torch.dtype) -> int:
         if dtype != stored:
             continue
         size = tracker.size[uid]
-        unread += max(0, size - rows * (row_bytes + PAGE))  # a row touches ~1 + row_bytes/PAGE pages
+        unread += max(0, size - rows * (row_bytes + PAGE_BYTES))  # a row touches ~1 + row_bytes/PAGE_BYTES pages
     return unread
 
 

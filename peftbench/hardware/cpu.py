@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from peftbench.hardware import Profile
+from peftbench.hardware.profile import Profile
 from peftbench.telemetry import cpu_name
 
 # Share of the measured matmul / copy rate a training step reaches on this CPU. Calibrated by

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from peftbench.errors import MethodNotApplicable
-from peftbench.methods.base import Method, MethodContext, register
+from peftbench.methods.base import MethodContext, declared, register
 from peftbench.methods.bottleneck.layer import TARGETS, add_bottleneck_adapters
 from peftbench.methods.full import is_head_parameter
 
@@ -24,8 +24,4 @@ def _adapter(model: nn.Module, kwargs: dict[str, Any], ctx: MethodContext) -> nn
     return model
 
 
-register(Method(
-    "adapter", "adapter",
-    "Houlsby bottleneck adapters after each attention and feed-forward block (Houlsby et al. 2019)",
-    {"reduction_factor": 16, "target_modules": None, "learning_rate": 1e-3}, _adapter, uses_peft=False,
-))
+register(declared("adapter", _adapter))

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from peftbench.errors import MethodNotApplicable, UserError, did_you_mean
+from peftbench.method_declarations import DECLARATIONS
 from peftbench.vocabulary import ARCHITECTURES, FAMILIES  # noqa: F401  (re-exported)
 
 # Keys that configure training rather than the peft config; every method accepts them.
@@ -61,11 +62,7 @@ class Method:
     peft_config: str | None = None  # name of the peft config class whose fields are valid overrides
     quantize_4bit: bool = False  # the base model is loaded in 4-bit (QLoRA)
     step_hook: Callable[[nn.Module, int], None] | None = None  # called after each optimizer step (AdaLoRA)
-    # Bump when a change alters what the method trains or how (its applier, its layer code): shipped shape
-    # fits of this method are then rebuilt (`python -m peftbench.estimate.ship_fits --methods NAME`).
-    version: int = 1
-    # Bump when the method comes to apply where an earlier revision declined (a run recorded `skipped`):
-    # resuming a suite reruns the skips recorded under an older revision, and keeps the rest.
+    version: int = 1  # revisions: see `peftbench.method_declarations.MethodDeclaration`
     applicability: int = 1
 
     def hyperparameters(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -81,7 +78,7 @@ class Method:
     def validate_hyperparameters(self, hyperparameters: Mapping[str, Any]) -> None:
         """Types and ranges of merged hyper-parameters (peft's config field types, positive ranks, dropouts
         in [0, 1), real booleans): a UserError naming the key, before any run starts."""
-        from peftbench.methods.validation import validate_hyperparameters
+        from peftbench.validation import validate_hyperparameters
 
         validate_hyperparameters(self, hyperparameters)
 
@@ -135,9 +132,20 @@ def variant_label(method: str, hyperparameters: Mapping[str, Any] | None) -> str
         return method
 
 
+def declared(name: str, applier: Applier, **torch_side: Any) -> Method:
+    """The method `peftbench.method_declarations` declares as `name`, applied by `applier`; `torch_side`: the
+    hooks that need torch or a device (`check`, `step_hook`)."""
+    d = DECLARATIONS[name]
+    return Method(d.name, d.family, d.description, d.defaults, applier, architectures=d.architectures,
+                  uses_peft=d.uses_peft, extra_keys=d.extra_keys, peft_config=d.peft_config,
+                  quantize_4bit=d.quantize_4bit, version=d.version, applicability=d.applicability, **torch_side)
+
+
 def register(method: Method) -> Method:
     if method.family not in FAMILIES:
         raise ValueError(f"unknown family {method.family!r}")
+    if method.name not in DECLARATIONS:
+        raise ValueError(f"method {method.name!r} is not declared in peftbench.method_declarations")
     if method.name in _REGISTRY:
         raise ValueError(f"method {method.name!r} registered twice")
     _REGISTRY[method.name] = method

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from peftbench.errors import MethodNotApplicable
-from peftbench.methods.base import Method, MethodContext, register
+from peftbench.methods.base import MethodContext, declared, register
 
 # Heads that a task adds on top of the backbone; they start untrained, so every method must train them.
 HEAD_NAMES = ("classifier", "score", "qa_outputs")
@@ -37,6 +37,5 @@ def is_head_parameter(name: str) -> bool:
     return any(part in HEAD_NAMES for part in name.split(".")[:2])
 
 
-register(Method("full", "full", "Update every parameter", {"learning_rate": 5e-5}, _full, uses_peft=False))
-register(Method("bitfit", "selective", "Train only the bias terms (Ben Zaken et al. 2022)",
-                {"learning_rate": 1e-3}, _bitfit, uses_peft=False))
+register(declared("full", _full))
+register(declared("bitfit", _bitfit))

@@ -1,10 +1,5 @@
-"""Every method that peft implements, registered with peftbench's defaults.
-
-Learning rates: PEFT methods train few parameters from a small or zero init and need step sizes one to
-three orders of magnitude above full fine-tuning (LoRA paper App. D; "LoRA Without Regret", 2025: ~10x;
-prompt tuning 0.3 with Adafactor in Lester et al. 2021). The defaults below suit the short budgets of
-peftbench's CPU suites; override any of them with `methods.NAME.KEY=VALUE`.
-"""
+"""Every method that peft implements, registered from its declaration (`peftbench.method_declarations`, where
+the defaults and their reasons are) with the applier that wraps a model through peft."""
 
 from __future__ import annotations
 
@@ -12,8 +7,9 @@ from typing import Any
 
 from torch import nn
 
+from peftbench.method_declarations import DECLARATIONS
 from peftbench.methods import decoding
-from peftbench.methods.base import Method, MethodContext, register
+from peftbench.methods.base import MethodContext, declared, register
 
 
 def _peft_applier(config_name: str, **fixed: Any):
@@ -101,49 +97,11 @@ def _needs_cuda_bnb(ctx: MethodContext) -> str | None:
     return None
 
 
-_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": None, "learning_rate": 5e-4}
-
-
-def _register_peft(name: str, family: str, description: str, defaults: dict[str, Any], config_name: str,
-                   **options: Any) -> None:
-    """A method peft implements: applied through `config_name`, whose fields are its valid overrides."""
-    register(Method(name, family, description, defaults, _peft_applier(config_name), peft_config=config_name,
-                    **options))
-
-
-for name, extra, description in [
-    ("lora", {}, "Low-rank update B·A on attention projections (Hu et al. 2021)"),
-    ("dora", {"use_dora": True}, "LoRA with a learned magnitude vector (Liu et al. 2024)"),
-    ("rslora", {"use_rslora": True}, "LoRA scaled by alpha/sqrt(r), stable at high rank (Kalajdzievski 2023)"),
-]:
-    _register_peft(name, "reparameterization", description, {**_LORA, **extra}, "LoraConfig")
-
-_register_peft("qlora", "reparameterization", "LoRA on a 4-bit NF4-quantised frozen base (Dettmers et al. 2023)",
-               {**_LORA, "learning_rate": 2e-4}, "LoraConfig", quantize_4bit=True, check=_needs_cuda_bnb)
-_register_peft("adalora", "reparameterization", "LoRA with SVD-based adaptive rank allocation (Zhang et al. 2023)",
-               {"init_r": 12, "target_r": 8, "lora_alpha": 16, "target_modules": None, "total_step": None,
-                "learning_rate": 5e-4}, "AdaLoraConfig", step_hook=_adalora_step)
-_register_peft("loha", "reparameterization", "Low-rank Hadamard product update (Hyeon-Woo et al. 2022)",
-               {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4}, "LoHaConfig")
-_register_peft("lokr", "reparameterization", "Low-rank Kronecker product update (LyCORIS)",
-               {"r": 8, "alpha": 16, "target_modules": None, "learning_rate": 5e-4}, "LoKrConfig")
-_register_peft("vera", "reparameterization", "Shared frozen random low-rank pair, trained scaling vectors "
-               "(Kopiczko et al. 2024)", {"r": 256, "target_modules": None, "learning_rate": 5e-3}, "VeraConfig")
-_register_peft("oft", "reparameterization", "Orthogonal fine-tuning: block-diagonal rotation of weights "
-               "(Qiu et al. 2023)", {"r": 0, "oft_block_size": 32, "target_modules": None, "learning_rate": 5e-4},
-               "OFTConfig")
-_register_peft("boft", "reparameterization", "Butterfly-factorised orthogonal fine-tuning (Liu et al. 2024)",
-               {"boft_block_size": 4, "boft_n_butterfly_factor": 1, "target_modules": None, "learning_rate": 5e-4},
-               "BOFTConfig")
-_register_peft("ia3", "adapter", "Learned rescaling of keys, values and FFN activations (Liu et al. 2022)",
-               {"target_modules": None, "feedforward_modules": None, "learning_rate": 3e-3}, "IA3Config")
-_register_peft("ln_tuning", "selective", "Tune only the LayerNorm/RMSNorm parameters (Zhao et al. 2023)",
-               {"target_modules": None, "learning_rate": 1e-3}, "LNTuningConfig")
-_register_peft("prompt_tuning", "soft_prompt", "Learned virtual tokens prepended to the input embeddings "
-               "(Lester et al. 2021)", {"num_virtual_tokens": 20, "learning_rate": 3e-2}, "PromptTuningConfig")
-_register_peft("prefix_tuning", "soft_prompt", "Learned key/value prefixes at every layer (Li & Liang 2021)",
-               {"num_virtual_tokens": 20, "learning_rate": 5e-3}, "PrefixTuningConfig", check=_needs_kv_cache,
-               architectures=("decoder", "encoder-decoder"), applicability=2)  # 2: decodes on causal LMs
-_register_peft("p_tuning", "soft_prompt", "Virtual tokens produced by a small MLP prompt encoder "
-               "(Liu et al. 2021)", {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 5e-3},
-               "PromptEncoderConfig")
+# Every peft method, applied through its declared peft config (`peftbench.method_declarations`), whose fields are
+# its valid overrides; some need a check of the device or a hook after each optimizer step.
+_TORCH_SIDE: dict[str, dict[str, Any]] = {"qlora": {"check": _needs_cuda_bnb}, "adalora": {"step_hook": _adalora_step},
+                                          "prefix_tuning": {"check": _needs_kv_cache}}
+for _declaration in DECLARATIONS.values():
+    if _declaration.peft_config is not None:
+        register(declared(_declaration.name, _peft_applier(_declaration.peft_config),
+                          **_TORCH_SIDE.get(_declaration.name, {})))

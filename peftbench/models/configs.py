@@ -12,23 +12,23 @@ from pathlib import Path
 from peftbench.errors import UserError
 from peftbench.paths import is_file
 
-PRESETS = Path(__file__).parent / "presets"
+PRESETS_DIR = Path(__file__).parent / "presets"
 
 
 @cache
 def preset_index() -> dict[str, dict[str, str]]:
-    return json.loads((PRESETS / "index.json").read_text())
+    return json.loads((PRESETS_DIR / "index.json").read_text())
 
 
 def preset_for(name: str) -> Path | None:
     """A preset directory by peftbench name or by the hub id it was transcribed from, in any case."""
     index = preset_index()
     if name in index:
-        return PRESETS / name
+        return PRESETS_DIR / name
     lowered = name.lower()
     for key, entry in index.items():
         if lowered in (key.lower(), entry["hub_id"].lower()):
-            return PRESETS / key
+            return PRESETS_DIR / key
     return None
 
 

@@ -17,7 +17,7 @@ from peftbench.errors import UserError
 from peftbench.pilot.planning import (
     BATCH,
     CPU_MAX_LENGTH,
-    Candidate,
+    PilotCandidate,
     PilotPlan,
     concurrent_runs,
     fit_budget,
@@ -89,7 +89,7 @@ def _recommendation(request: PilotRequest, facts: PilotData) -> dict[str, Any]:
                      tuning_runs=3, top=30, progress=True).to_dict()
 
 
-def _candidates(request: PilotRequest, facts: PilotData, answer: dict[str, Any]) -> list[Candidate]:
+def _candidates(request: PilotRequest, facts: PilotData, answer: dict[str, Any]) -> list[PilotCandidate]:
     ranked = order_candidates(answer["ranking"], answer["ranking"] + answer["not_ranked"])
     if len(ranked) < 2:
         raise UserError(f"{request.model} fits fewer than two candidate methods on "
@@ -100,7 +100,7 @@ def _candidates(request: PilotRequest, facts: PilotData, answer: dict[str, Any])
         prior = (q, (band[1] - band[0]) / 2 / 1.2816) if q is not None and band else None
         full_run = {k: cand[k] for k in ("batch_size", "gradient_accumulation", "gradient_checkpointing", "gpus",
                                          "override") if k in cand}
-        out.append(Candidate(cand["method"], cand["hyperparameters"], _pilot_step_seconds(request, facts, cand),
+        out.append(PilotCandidate(cand["method"], cand["hyperparameters"], _pilot_step_seconds(request, facts, cand),
                              full_run_gpu_hours=cand.get("gpu_hours"), prior=prior, full_run=full_run))
     return out
 
@@ -121,7 +121,7 @@ def _pilot_step_seconds(request: PilotRequest, facts: PilotData, cand: dict[str,
     return float(next(iter(est.profiles.values()))["step_seconds"])
 
 
-def _calibrate(request: PilotRequest, facts: PilotData, candidates: list[Candidate]) -> str:
+def _calibrate(request: PilotRequest, facts: PilotData, candidates: list[PilotCandidate]) -> str:
     """Scale every candidate's predicted step time by one real measurement: three steps of the first candidate
     at the pilot's shape, in a fresh process as a run would (`estimate.measure`). The estimator's CPU step times
     follow the machine's measured matmul rate, which a busy machine misreads (reference runs of SmolLM2 took

@@ -33,7 +33,7 @@ PLAN_VERSION = 1
 
 
 @dataclass
-class Candidate:
+class PilotCandidate:
     method: str
     hyperparameters: dict[str, Any]  # the recommender's suggestion (learning_rate: the sweep's x1)
     step_seconds: float  # one optimizer step of BATCH on the pilot's device (estimator)
@@ -47,7 +47,7 @@ class Candidate:
 class PilotPlan:
     version: int
     request: dict[str, Any]  # what the plan was made for: a rerun with other inputs is another plan
-    candidates: list[Candidate]
+    candidates: list[PilotCandidate]
     steps: int
     batch_size: int
     seconds: float
@@ -62,7 +62,7 @@ class PilotPlan:
     def load(cls, path: Path) -> PilotPlan | None:
         try:
             raw = json.loads(path.read_text())
-            raw["candidates"] = [Candidate(**{**c, "prior": tuple(c["prior"]) if c.get("prior") else None})
+            raw["candidates"] = [PilotCandidate(**{**c, "prior": tuple(c["prior"]) if c.get("prior") else None})
                                  for c in raw["candidates"]]
             plan = cls(**raw)
         except (OSError, ValueError, TypeError, KeyError):
@@ -96,8 +96,9 @@ def concurrent_runs(device: str) -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def fit_budget(candidates: list[Candidate], budget: float, train_rows: int, test_rows: int, device: str,
-               generation: bool, target_tokens: int, most: int, jobs: int = 1) -> tuple[list[Candidate], int, float]:
+def fit_budget(candidates: list[PilotCandidate], budget: float, train_rows: int, test_rows: int, device: str,
+               generation: bool, target_tokens: int, most: int,
+               jobs: int = 1) -> tuple[list[PilotCandidate], int, float]:
     """(the candidates kept, steps per run, predicted wall seconds with `jobs` runs at a time), most candidates
     first, at least two."""
     batch = BATCH[device]
@@ -105,7 +106,7 @@ def fit_budget(candidates: list[Candidate], budget: float, train_rows: int, test
     for k in range(min(most, len(candidates)), 1, -1):
         chosen = candidates[:k]
 
-        def total(steps: int, chosen: list[Candidate] = chosen) -> float:
+        def total(steps: int, chosen: list[PilotCandidate] = chosen) -> float:
             return RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, steps, test_rows, device, generation,
                                                         target_tokens) for c in chosen) / _parallel(jobs, len(chosen))
         fixed, per_step = total(0), (total(want) - total(0)) / want
@@ -134,5 +135,7 @@ def order_candidates(ranking: list[dict[str, Any]], everything: list[dict[str, A
     if full is not None and full not in ranked[:3]:
         ranked = [c for c in ranked if c["method"] != "full"]
         ranked.insert(min(2, len(ranked)), full)
-    seen: set[str] = set()
-    return [c for c in ranked if not (c["method"] in seen or seen.add(c["method"]))]
+    once: dict[str, dict[str, Any]] = {}
+    for c in ranked:
+        once.setdefault(c["method"], c)
+    return list(once.values())

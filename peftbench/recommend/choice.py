@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from peftbench.method_declarations import PROXIES
 from peftbench.recommend.decision import Decision, Option, decide, difference_interval, options_for
-from peftbench.recommend.regime import Estimate, Regime
+from peftbench.recommend.regime import QualityEstimate, Regime
 from peftbench.recommend.sensitivity import Sensitivity, Sweep, at_scale, expected_loss, suggested_rates
 
 if TYPE_CHECKING:
     from peftbench.recommend.engine import Candidate
 
-PROXIES = {"qlora": "lora"}  # QLoRA's quality and learning-rate behaviour are LoRA's; its cost is its own
 STEPS_WHEN_UNKNOWN = 1000  # optimizer steps costed where the data size is not given
 NEAR_SWEEPS = 1.0  # effective sweeps at the query's size below which no method is called fragile or robust
 
@@ -27,8 +27,9 @@ def gpu_hours(cand: Candidate, epochs: float) -> float | None:
     return None
 
 
-def decide_candidates(ranked: list[Candidate], estimates: dict[str, Estimate], sweeps: list[Sweep], regime: Regime,
-                      points: list[Any], tuning_runs: int, margin: float, epochs: float) -> dict[str, Any] | None:
+def decide_candidates(ranked: list[Candidate], estimates: dict[str, QualityEstimate], sweeps: list[Sweep],
+                      regime: Regime, points: list[Any], tuning_runs: int, margin: float,
+                      epochs: float) -> dict[str, Any] | None:
     """Decide among the ranked candidates and put the pick first (in place); return the decision as the answer
     reports it, its `reasons` in the user's terms first; None when no candidate may lead."""
     sensitivity = at_scale(sweeps, regime.log_params, suggested_rates(points))

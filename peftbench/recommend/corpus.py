@@ -20,20 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peftbench.method_declarations import METHOD_NAMES
+from peftbench.vocabulary import ARCHITECTURES
+
 COLUMNS: tuple[str, ...] = (
     "source_id", "citation", "locator", "model", "total_params", "architecture", "task", "task_kind", "domain",
     "train_examples", "training_length", "method_published", "method", "hyperparameters", "trainable_params",
     "metric", "score", "std", "seeds", "full_ft_score", "reference_method", "note",
 )
 
-# peftbench's method names (peftbench.methods.registry); kept literal so that loading needs no torch.
-# tests/test_published_corpus.py checks the two stay equal.
-METHODS: frozenset[str] = frozenset({
-    "full", "lora", "dora", "rslora", "adalora", "loha", "lokr", "vera", "oft", "boft", "qlora", "adapter", "ia3",
-    "bitfit", "ln_tuning", "prompt_tuning", "prefix_tuning", "p_tuning",
-})
-ARCHITECTURES: frozenset[str] = frozenset({"encoder", "decoder", "encoder-decoder"})
-TASK_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "summarization", "translation", "generation")
+METHODS: frozenset[str] = frozenset(METHOD_NAMES)
+# Wider than the task kinds a suite can run: papers also report summarization and translation.
+PUBLISHED_TASK_KINDS: tuple[str, ...] = ("classification", "multiple_choice", "summarization", "translation",
+                                         "generation")
 REFERENCE_METHODS: frozenset[str] = frozenset({"full", "lora"})
 
 # The data-size boundary the summary reports: at or below it counts as small-data evidence.
@@ -142,7 +141,7 @@ def validate_row(raw: Mapping[str, str | None], path: Path | str, line: int) -> 
         total_params=_int(v["total_params"], path, line, "total_params", required=False, minimum=1),
         architecture=_enum(v["architecture"], ARCHITECTURES, path, line, "architecture", required=True),
         task=v["task"],
-        task_kind=_enum(v["task_kind"], TASK_KINDS, path, line, "task_kind", required=True),
+        task_kind=_enum(v["task_kind"], PUBLISHED_TASK_KINDS, path, line, "task_kind", required=True),
         domain=v["domain"],
         train_examples=_int(v["train_examples"], path, line, "train_examples", required=False),
         training_length=v["training_length"] or None,
@@ -253,7 +252,7 @@ def summary(rows: Iterable[PublishedRow]) -> dict[str, Any]:
         "rows_without_method": sum(1 for r in rows if not r.method),
         "min_total_params": min(sizes) if sizes else None,
         "max_total_params": max(sizes) if sizes else None,
-        "task_kinds": sorted({r.task_kind for r in rows}, key=TASK_KINDS.index),
+        "task_kinds": sorted({r.task_kind for r in rows}, key=PUBLISHED_TASK_KINDS.index),
         "rows_small_data": sum(1 for r in rows if r.train_examples is not None and r.train_examples <= SMALL_DATA_MAX),
         "rows_large_data": sum(1 for r in rows if r.train_examples is not None and r.train_examples > SMALL_DATA_MAX),
         "rows_unknown_data": sum(1 for r in rows if r.train_examples is None),

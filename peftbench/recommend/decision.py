@@ -21,10 +21,10 @@ Stated rule (the tests read it back):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from peftbench.recommend.regime import Estimate, Z
+from peftbench.recommend.regime import QualityEstimate, Z
 from peftbench.recommend.sensitivity import Sensitivity, expected_loss
 
 VALUE_MARGIN = 0.02  # fraction of the reference score (2 points on a 0-100 metric)
@@ -107,9 +107,9 @@ def decide(options: list[Option], margin: float = VALUE_MARGIN) -> Decision | No
     return Decision(pick, best, None if value.method == pick.method else value, ties, margin)
 
 
-def options_for(methods: list[str], estimates: dict[str, Estimate], sensitivity: dict[str, Sensitivity],
+def options_for(methods: list[str], estimates: dict[str, QualityEstimate], sensitivity: dict[str, Sensitivity],
                 costs: dict[str, float | None], tuning_runs: int,
-                proxies: dict[str, str] | None = None) -> list[Option]:
+                proxies: Mapping[str, str] | None = None) -> list[Option]:
     """Options for the methods that have an estimate, with who may lead by the recommender's lead rule (outright
     where any method may; else provisionally). `proxies`: methods whose quality and learning-rate behaviour are
     another's (QLoRA's are LoRA's), their cost their own."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
+from peftbench.method_declarations import PROXIES
 from peftbench.models.configs import canonical_model
 from peftbench.paths import check_input_dir
 from peftbench.recommend.choice import decide_candidates
@@ -30,15 +31,14 @@ from peftbench.recommend.fitting import default_evidence, method_catalogue
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
 from peftbench.recommend.multi_gpu import consider_multi_gpu
-from peftbench.recommend.points import Evidence, cached_corpus_points, merge, own_points
+from peftbench.recommend.points import PointSet, cached_corpus_points, merge, own_points
 from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, check_task, resolve_task
-from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, Estimate, Regime, fit, nearness, separated
+from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, QualityEstimate, Regime, fit, nearness, separated
 from peftbench.recommend.render import RunTarget, override_line, quality_reasons, run_warnings, separation_note
 from peftbench.recommend.sensitivity import cached_sweeps
 
 SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
 FULL_SAVE_BYTES, ADAPTER_SAVE_BYTES = 2, 4  # full model saved in bf16; peft keeps adapter weights in fp32
-PROXIES = {"qlora": "lora"}  # QLoRA's quality is LoRA's (same adapters; Dettmers et al. 2023: 16-bit parity)
 STATUSES = ("ranked", "not applicable", "does not fit", "over a limit", "no evidence at this scale",
             "too little evidence near this query to rank first")
 
@@ -71,8 +71,8 @@ class Candidate:
     would_fit_with: list[str] = field(default_factory=list)
     excluded_because: str | None = None
     near_sources: int = 0  # independent sources among the comparisons in the query's regime
-    may_lead: bool = False  # enough of them, from enough sources, to be ranked first (`Estimate.may_lead`)
-    may_lead_provisionally: bool = False  # enough of them, from one source (`Estimate.may_lead_provisionally`)
+    may_lead: bool = False  # enough of them, from enough sources, to be ranked first (`QualityEstimate.may_lead`)
+    may_lead_provisionally: bool = False  # enough of them, from one source (`QualityEstimate.may_lead_provisionally`)
     total_params: int = 0
     gpus: int = 1  # cards the step is costed on (several where it does not fit one, `multi_gpu`)
     gpu_hours: float | None = None  # of the whole training (`choice.gpu_hours`)
@@ -215,7 +215,7 @@ def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str
     return None if model is None else canonical_model(model)
 
 
-def _explain_first(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, target: Gpu,
+def _explain_first(ranked: list[Candidate], estimates: dict[str, QualityEstimate], regime: Regime, target: Gpu,
                    decision: dict[str, Any] | None) -> bool:
     """The first place's reasons (the decision's first, where it stands: a serving re-order may have moved
     another method first); whether it separates from the runner-up with evidence of its own (QLoRA's
@@ -289,7 +289,7 @@ def _epoch_seconds(query: TaskQuery, cost: Cost) -> float | None:
 
 
 def _candidates(costs: CostModel, query: TaskQuery, model: ModelInfo, catalogue: dict[str, dict[str, Any]],
-                evidence: Evidence, batch: int, epochs: float, progress: bool) -> list[Candidate]:
+                evidence: PointSet, batch: int, epochs: float, progress: bool) -> list[Candidate]:
     size = model.approx_params or _probe_params(costs, model, batch)
     plans = []
     for name in ["full", *sorted(n for n in catalogue if n != "full")]:
@@ -356,7 +356,7 @@ def _candidate(costs: CostModel, query: TaskQuery, model: ModelInfo, name: str, 
     return cand
 
 
-def _judge(cand: Candidate, estimates: dict[str, Estimate], regime: Regime, max_hours: float | None,
+def _judge(cand: Candidate, estimates: dict[str, QualityEstimate], regime: Regime, max_hours: float | None,
            max_adapter_mb: float | None, epochs: float) -> None:
     est = estimates.get(PROXIES.get(cand.method, cand.method))
     full = estimates.get("full")
@@ -387,7 +387,7 @@ def _judge(cand: Candidate, estimates: dict[str, Estimate], regime: Regime, max_
                                                               "; no published or reference comparison at all"))
 
 
-def _rank(cands: list[Candidate], estimates: dict[str, Estimate]) -> list[Candidate]:
+def _rank(cands: list[Candidate], estimates: dict[str, QualityEstimate]) -> list[Candidate]:
     ok = {c.method: c for c in cands if c.status == "ranked"}
     proxied = {m: estimates[PROXIES.get(m, m)] for m in ok if PROXIES.get(m, m) in estimates}
     order = recommender_order(list(ok), proxied)

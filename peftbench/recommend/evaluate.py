@@ -30,19 +30,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peftbench.method_declarations import PROXIES, RANKED
 from peftbench.recommend.decision import decide, options_for
-from peftbench.recommend.hparams import RANKED, lora_rank
+from peftbench.recommend.hparams import lora_rank
 from peftbench.recommend.points import Point
-from peftbench.recommend.regime import Estimate, Regime, fit, lead_rule, promote_leader, separated
+from peftbench.recommend.regime import QualityEstimate, Regime, fit, lead_rule, promote_leader, separated
 from peftbench.recommend.sensitivity import Sensitivity, Sweep, at_scale, suggested_rates
 
 DEFAULT_TUNING_RUNS = 1  # what `recommend --tuning-runs` defaults to: the suggested setting, run once
 # The sources' figures (and the reference runs' selected ones) are tuned: a sweep of at least three rates. A pick
 # scored against them is asked the question they answer, with that budget.
 TUNED = 3
-PROXIES = {"qlora": "lora"}  # QLoRA's quality is LoRA's (the engine's rule)
 
-LORA_FAMILY = ("lora", "qlora", "dora", "rslora")
 WIDE = 8  # methods in a comparison for the "rho over wide comparisons" column
 
 
@@ -83,7 +82,7 @@ class Context:
     """What a strategy knows about one held-out comparison: the quality model fitted without it, the
     learning-rate sweeps without it at the comparison's model size, and each method's relative cost there."""
 
-    def __init__(self, est: dict[str, Estimate], sensitivity: dict[str, Sensitivity], costs: dict[str, float],
+    def __init__(self, est: dict[str, QualityEstimate], sensitivity: dict[str, Sensitivity], costs: dict[str, float],
                  tuning_runs: int = DEFAULT_TUNING_RUNS) -> None:
         self.est, self.sensitivity, self.costs, self.tuning_runs = est, sensitivity, costs, tuning_runs
 
@@ -139,9 +138,9 @@ def _cheapest_within_noise(cmp: _Comparison, ctx: Context) -> tuple[float, dict[
     return _scored(cmp, order)
 
 
-def recommender_order(methods: list[str], est: dict[str, Estimate]) -> list[str]:
+def recommender_order(methods: list[str], est: dict[str, QualityEstimate]) -> list[str]:
     """The engine's rule: methods by lower confidence bound; but first place only for a method that
-    `Estimate.may_lead` (at least MIN_NEAR_FOR_FIRST comparisons in the query's regime, from at least
+    `QualityEstimate.may_lead` (at least MIN_NEAR_FOR_FIRST comparisons in the query's regime, from at least
     MIN_SOURCES_FOR_FIRST sources), so two glowing comparisons, or one paper's praise of its own method,
     never put a method ahead of one measured fifty times.
 
@@ -183,7 +182,7 @@ def _full_when_fits(cmp: _Comparison, ctx: Context) -> tuple[float, dict[str, fl
     return _lora_rule(lambda c: 16)(cmp, ctx)
 
 
-STRATEGIES: dict[str, Strategy] = {
+PICKERS: dict[str, Strategy] = {
     "recommender": _recommender,
     "always LoRA r=16": _lora_rule(lambda c: 16),
     "rank by data size (LoRA)": _lora_rule(lambda c: size_rule_rank(c.examples or 5_000)),
@@ -192,7 +191,7 @@ STRATEGIES: dict[str, Strategy] = {
     "highest predicted quality (previous rule)": _highest_predicted,  # PREVIOUS_RULE
 }
 PREVIOUS_RULE = "highest predicted quality (previous rule)"
-BASELINES = tuple(name for name in STRATEGIES if name not in ("recommender", PREVIOUS_RULE))
+BASELINES = tuple(name for name in PICKERS if name not in ("recommender", PREVIOUS_RULE))
 
 
 def _spearman(pred: dict[str, float], truth: dict[str, float]) -> float | None:
@@ -259,7 +258,7 @@ def _score_folds(folds: list[Fold], strategies: dict[str, Strategy] | None = Non
                           relative_costs(list(cmp.score), cmp.regime.log_params), tuning_runs)
             best = max(cmp.score.values())
             top3 = sorted(cmp.score.values(), reverse=True)[:3]
-            for strategy, picker in (strategies or STRATEGIES).items():
+            for strategy, picker in (strategies or PICKERS).items():
                 score, order = picker(cmp, ctx)
                 rows.append({"fold": name, "comparison": comp, "strategy": strategy, "methods": len(cmp.score),
                              "regret": best - score, "top1": score >= best - 1e-9,
@@ -269,7 +268,7 @@ def _score_folds(folds: list[Fold], strategies: dict[str, Strategy] | None = Non
 
 def summarize(rows: list[dict[str, Any]], strategies: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     out = []
-    for name in strategies or tuple(STRATEGIES):
+    for name in strategies or tuple(PICKERS):
         mine = [r for r in rows if r["strategy"] == name]
         if not mine:
             continue
@@ -289,7 +288,7 @@ def per_fold(rows: list[dict[str, Any]], strategy: str = "recommender") -> list[
     folds = sorted({r["fold"] for r in rows})
     return [{"fold": f, **{k: v for k, v in summarize([r for r in rows if r["fold"] == f])[i].items()
                             if k != "strategy"}, "strategy": s}
-            for f in folds for i, s in enumerate(STRATEGIES) if s == strategy]
+            for f in folds for i, s in enumerate(PICKERS) if s == strategy]
 
 
 def per_task(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from peftbench.recommend.store import key_of, meaning_key, read_json, write_json
 
-LORA_FAMILY = ("lora", "dora", "rslora")  # methods QLoRA's 4-bit base can stand in for
+QLORA_STANDS_IN_FOR = ("lora", "dora", "rslora")  # methods QLoRA's 4-bit base can stand in for
 
 
 @dataclass
@@ -225,7 +225,7 @@ class CostModel:
     def _remedies(self, method: str, tried: list[Cost]) -> list[str]:
         best = min(tried, key=lambda c: c.peak_bytes)
         remedies = []
-        if method in LORA_FAMILY:
+        if method in QLORA_STANDS_IN_FOR:
             remedies.append("QLoRA (the same adapters on a 4-bit base model; see the qlora row)")
         setting = f"micro-batch {best.batch_size}" + (", gradient checkpointing" if best.gradient_checkpointing else "")
         remedies.append(f"a GPU with more than {(best.peak_bytes + self.gpu.context_bytes) / 2**30:.1f} GiB "
@@ -299,7 +299,7 @@ def multi_gpu_fit(model: str, method: str, gpu: Gpu, task_kind: str, seq_len: in
     step_seconds}; None when nothing up to `max_gpus` fits. `batch` is the per-GPU micro-batch."""
     from dataclasses import asdict
 
-    from peftbench.estimate.distributed import smallest_fit
+    from peftbench.estimate.multi_gpu import smallest_fit
 
     if gpu.custom or gpu.profile == "cpu":
         return None  # a stated memory size borrows another card's profile: no interconnect to speak of

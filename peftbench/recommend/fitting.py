@@ -5,22 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from peftbench.method_declarations import catalogue
 from peftbench.recommend.evidence import Evidence, load_evidence
-from peftbench.recommend.store import meaning_key, read_json, write_json
 
 
 def method_catalogue() -> dict[str, dict[str, Any]]:
-    """name -> family, architectures, defaults. Cached because the registry imports torch (~5 s)."""
-    key = meaning_key("methods")
-    cached = read_json("methods.json").get(key)
-    if cached:
-        return cached
-    from peftbench.methods import registry
-
-    catalogue = {m.name: {"family": m.family, "architectures": list(m.architectures), "defaults": dict(m.defaults),
-                          "description": m.description} for m in registry().values()}
-    write_json("methods.json", {key: catalogue})
-    return catalogue
+    """name -> family, architectures, defaults, description, from the torch-free declarations."""
+    return catalogue()
 
 
 def default_evidence(results: Path | None = None) -> Evidence:

@@ -20,10 +20,11 @@ import math
 import statistics
 from typing import Any
 
+from peftbench.method_declarations import RANKED
 from peftbench.recommend.points import Point
 
-LORA_FAMILY = ("lora", "qlora", "dora", "rslora", "adalora", "loha", "lokr")
-RANKED = ("lora", "qlora", "dora", "rslora", "loha", "lokr")
+# Methods set at LoRA's learning rates by model size (low-rank or orthogonal updates of the same projections).
+LORA_RATES = ("lora", "qlora", "dora", "rslora", "adalora", "loha", "lokr", "oft", "boft")
 # (largest model size in parameters, learning rate); the first bracket the model fits in applies.
 LR_BY_SIZE: dict[str, tuple[tuple[float, float], ...]] = {
     "full": ((1.5e9, 2e-5), (2e10, 1e-5), (math.inf, 5e-6)),
@@ -53,7 +54,7 @@ def lora_rank(train_examples: float | None) -> int:
 
 
 def _rule_lr(method: str, total_params: float) -> tuple[float, str]:
-    key = "lora" if method in LORA_FAMILY or method in ("oft", "boft") else method
+    key = "lora" if method in LORA_RATES else method
     for limit, lr in LR_BY_SIZE.get(key, ()):
         if total_params <= limit:
             return lr, LR_SOURCE.get(key, f"{method} lr by model size")

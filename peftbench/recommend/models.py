@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftbench.models.catalogue import CATALOGUE, ENCODER_TYPES
-from peftbench.models.configs import PRESETS
+from peftbench.models.configs import PRESETS_DIR
 
 # 2022-23 models kept as presets only to check the estimator against the peft README's published memory
 # figures; nobody would be advised to start a project on them today.
@@ -38,7 +38,7 @@ def _architecture(cfg: dict) -> str:
 def candidate_models(kind: str) -> list[ModelInfo]:
     """Largest first. Generation and multiple choice need a decoder or encoder-decoder."""
     infos = {spec.name: ModelInfo(spec.name, spec.family, float(spec.parameters)) for spec in CATALOGUE.values()}
-    for folder in sorted(p for p in PRESETS.glob("*") if (p / "config.json").is_file()
+    for folder in sorted(p for p in PRESETS_DIR.glob("*") if (p / "config.json").is_file()
                          and p.name not in VALIDATION_ONLY):
         cfg = json.loads((folder / "config.json").read_text())
         infos.setdefault(folder.name, ModelInfo(folder.name, _architecture(cfg), _approx_params(cfg)))
@@ -49,7 +49,7 @@ def candidate_models(kind: str) -> list[ModelInfo]:
 def model_architecture(name: str) -> str | None:
     if name in CATALOGUE:
         return CATALOGUE[name].family
-    path = PRESETS / name / "config.json"
+    path = PRESETS_DIR / name / "config.json"
     if not path.is_file():
         path = Path(name).expanduser() / "config.json"
     if path.is_file():

@@ -89,7 +89,9 @@ class Point:
 
 
 @dataclass
-class Evidence:
+class PointSet:
+    """Points from one or more sources, and how many rows or runs were left out of them, by reason."""
+
     points: list[Point]
     excluded: dict[str, int]  # reason -> rows/runs left out
 
@@ -133,7 +135,7 @@ def _note_says(row: PublishedRow, markers: tuple[str, ...]) -> bool:
     return any(marker in note for marker in markers)
 
 
-def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
+def corpus_points(rows: list[PublishedRow] | None = None) -> PointSet:
     rows = load_corpus() if rows is None else rows
     excluded: dict[str, int] = defaultdict(int)
     kept: list[PublishedRow] = []
@@ -163,7 +165,7 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> Evidence:
                 log_steps=_log(_steps_of(row.training_length, row.train_examples)),
                 cite=_cite(row, chosen, metric),
                 hyperparameters=row.hyperparameters, anchor=id(row) in anchors))
-    return Evidence(points, dict(excluded))
+    return PointSet(points, dict(excluded))
 
 
 def _comparisons(rows: list[PublishedRow]) -> dict[tuple[str, str], list[PublishedRow]]:
@@ -241,7 +243,7 @@ def _cite(row: PublishedRow, table: list[PublishedRow], metric: str) -> str:
     return f"{where}: {row.score:g} {against} {metric} ({row.citation}, {row.locator})"
 
 
-def cached_corpus_points() -> Evidence:
+def cached_corpus_points() -> PointSet:
     """`corpus_points()` through the recommender's JSON cache, keyed by the corpus files' bytes: validating
     1,945 rows costs ~1-3 s on a busy CPU, reading the cached points ~0.1 s."""
     import dataclasses
@@ -256,7 +258,7 @@ def cached_corpus_points() -> Evidence:
     key = f"{meaning_key('recommender')}:{digest.hexdigest()[:16]}"
     cached = read_json("corpus_points.json").get(key)
     if cached:
-        return Evidence([Point(**p) for p in cached["points"]], cached["excluded"])
+        return PointSet([Point(**p) for p in cached["points"]], cached["excluded"])
     ev = corpus_points()
     write_json("corpus_points.json", {key: {"points": [dataclasses.asdict(p) for p in ev.points],
                                            "excluded": ev.excluded}})
@@ -295,7 +297,7 @@ def _fine_kind(run: Run) -> str:
     return run.suite if run.suite in GENERATION_KINDS else "generation"
 
 
-def own_points(runs: list[Run], baselines: dict[str, dict] | None = None) -> Evidence:
+def own_points(runs: list[Run], baselines: dict[str, dict] | None = None) -> PointSet:
     """Reference-suite runs as points: seeds averaged per configuration, over full FT's score; a task whose
     full FT is not clearly above chance / the majority class is left out."""
     baselines = task_baselines() if baselines is None else baselines
@@ -347,12 +349,12 @@ def own_points(runs: list[Run], baselines: dict[str, dict] | None = None) -> Evi
                             for c, g in list(configs.items())[:6] if g[0].method != "full"))
                      + f", baseline {floor:.1f} over {len(group)} seed(s)",
                 runs=len(group)))
-    return Evidence(points, dict(excluded))
+    return PointSet(points, dict(excluded))
 
 
-def merge(*parts: Evidence) -> Evidence:
+def merge(*parts: PointSet) -> PointSet:
     excluded: dict[str, int] = defaultdict(int)
     for part in parts:
         for k, v in part.excluded.items():
             excluded[k] += v
-    return Evidence([p for part in parts for p in part.points], dict(excluded))
+    return PointSet([p for part in parts for p in part.points], dict(excluded))

@@ -5,10 +5,10 @@ architecture, log data size, log training steps). Inside each comparison only di
 count: a method's effect is its kernel-weighted mean difference to LoRA, shrunk (pseudo-weight
 `PRIOR_WEIGHT`) toward the pooled effect of its kin near the query (`KIN`: partial pooling). A method with
 little evidence near the query therefore sits near its kin with a wide standard error, and the ranking uses
-a lower confidence bound (`Estimate.lcb`), so two runs never outrank fifty. Comparisons from one source
+a lower confidence bound (`QualityEstimate.lcb`), so two runs never outrank fifty. Comparisons from one source
 share its protocol and its tuning effort, so they are not independent: the standard error carries a
 between-source term (`BETWEEN_SOURCES`) that no number of comparisons from a single paper can shrink.
-`Estimate.weight` (the sum of kernel weights) is the effective number of comparisons at the query: below
+`QualityEstimate.weight` (the sum of kernel weights) is the effective number of comparisons at the query: below
 `MIN_WEIGHT` the method has "no evidence at this scale".
 
 No scikit-learn: the fit is a few numpy passes over ~1,500 points, milliseconds per query, so it is done
@@ -166,7 +166,7 @@ def nearness(point: Point, regime: Regime) -> str:
 
 
 @dataclass
-class Estimate:
+class QualityEstimate:
     method: str
     effect: float  # vs the comparisons' average method, in fractions of the reference score
     se: float
@@ -201,7 +201,7 @@ class Estimate:
                 and (self.near_sources >= MIN_SOURCES_FOR_FIRST or self.measured_here))
 
 
-def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
+def fit(points: list[Point], regime: Regime) -> dict[str, QualityEstimate]:
     """Method effects near `regime`, each against LoRA in the same comparison (the most compared method).
 
     Direct differences only: a method's effect is the kernel-weighted mean of (method - LoRA) over the
@@ -243,7 +243,7 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         # it introduced LoRA): the first-place bar's sources are counted without it.
         independent = {source_of[c] for c in near if not tables[c].vouches_for_own(method)
                        and not _far_own_run(c, tables[c], regime)}
-        estimates[method] = Estimate(method, effect, se, sum(w for w, _, _ in obs),
+        estimates[method] = QualityEstimate(method, effect, se, sum(w for w, _, _ in obs),
                                      len(near), len(obs), group[:3], len(independent),
                                      bool(regime.own_task) and any(c.startswith(f"own|{regime.own_task}|")
                                                                    for _, _, c in obs))
@@ -251,7 +251,7 @@ def fit(points: list[Point], regime: Regime) -> dict[str, Estimate]:
         if method not in estimates:
             near = sorted(((kernel(p, regime), p) for p in points if p.method == method and not p.anchor),
                           key=lambda wp: -wp[0])
-            estimates[method] = Estimate(method, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN), 1.0, 0.0, 0, 0,
+            estimates[method] = QualityEstimate(method, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN), 1.0, 0.0, 0, 0,
                                          near[:3])
     return estimates
 
@@ -343,6 +343,6 @@ def _shrunk(obs: list[tuple[float, float, str]], source_of: dict[str, str],
     return effect, math.sqrt(sigma2 / (total + PRIOR_WEIGHT) + BETWEEN_SOURCES ** 2 * shares)
 
 
-def separated(a: Estimate, b: Estimate) -> bool:
+def separated(a: QualityEstimate, b: QualityEstimate) -> bool:
     """Whether `a` beats `b` by more than the evidence's noise (one-sided 90%)."""
     return a.effect - b.effect > Z * math.sqrt(a.se ** 2 + b.se ** 2)

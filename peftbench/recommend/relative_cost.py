@@ -13,8 +13,8 @@ import math
 from functools import cache
 
 CARD = "a100-80gb"
-SHAPE = {"batch_size": 4, "seq_len": 512}
-PRESETS = ("qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "llama-3.2-3b", "phi-3-mini",
+REFERENCE_SHAPE = {"batch_size": 4, "seq_len": 512}
+REFERENCE_PRESETS = ("qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "llama-3.2-3b", "phi-3-mini",
            "qwen2.5-7b", "mistral-7b", "llama-3.1-8b")
 
 
@@ -25,7 +25,8 @@ def _preset_sizes() -> dict[str, float]:
     from peftbench.models.configs import preset_for
     from peftbench.recommend.models import _approx_params
 
-    return {p: math.log10(_approx_params(json.loads((preset_for(p) / "config.json").read_text()))) for p in PRESETS}
+    return {p: math.log10(_approx_params(json.loads((preset_for(p) / "config.json").read_text())))
+            for p in REFERENCE_PRESETS}
 
 
 @cache
@@ -39,7 +40,7 @@ def gpu_seconds(method: str, preset: str) -> float | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = estimate_setting(preset, method, hardware=[CARD], **SHAPE)
+            est = estimate_setting(preset, method, hardware=[CARD], **REFERENCE_SHAPE)
     except (MethodNotApplicable, RuntimeError, ValueError):
         return None
     profile = est.profiles[CARD]

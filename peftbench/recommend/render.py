@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from peftbench.recommend.regime import FIRST_PLACE_NEEDS, Estimate, Regime, lead_rule
+from peftbench.recommend.regime import FIRST_PLACE_NEEDS, QualityEstimate, Regime, lead_rule
 
 if TYPE_CHECKING:
     from peftbench.recommend.engine import Candidate
@@ -80,7 +80,8 @@ def run_warnings(target: RunTarget, mixed: str | None) -> list[str]:
     return out
 
 
-def quality_reasons(ranked: list[Candidate], estimates: dict[str, Estimate], regime: Regime, gpu: Gpu) -> list[str]:
+def quality_reasons(ranked: list[Candidate], estimates: dict[str, QualityEstimate], regime: Regime,
+                    gpu: Gpu) -> list[str]:
     top = ranked[0]
     # Methods predicted higher that may not lead (too few comparisons here, or one source's word).
     could_lead = lead_rule(ranked, lambda c: c.may_lead, lambda c: c.may_lead_provisionally)

@@ -237,14 +237,14 @@ def published_sweeps(rows: Iterable[Any]) -> list[Sweep]:
     return out
 
 
-PRIOR_WEIGHT = 1.0  # the pooled sensitivity of all methods counts as one sweep at the query
+SENSITIVITY_PRIOR_WEIGHT = 1.0  # the pooled sensitivity of all methods counts as one sweep at the query
 
 
 def at_scale(sweeps: Iterable[Sweep], log_params: float | None,
              suggested: Callable[[Sweep], float | None] | None = None) -> dict[str, Sensitivity]:
     """method -> its losses at this model size: each sweep weighted by the recommender's kernel on model size
-    (`regime.BANDWIDTH`), shrunk toward every method's pooled loss with weight `PRIOR_WEIGHT`. Sweeps on 135M
-    CPU models barely move an answer for a 7B model (weight ~0.003 each at 1.7 decades), so there the
+    (`regime.BANDWIDTH`), shrunk toward every method's pooled loss with weight `SENSITIVITY_PRIOR_WEIGHT`.
+    Sweeps on 135M CPU models barely move an answer for a 7B model (weight ~0.003 each at 1.7 decades), so there the
     published sweeps decide, and where none is near, every method carries the same pooled loss: no method is
     singled out as fragile on evidence from another scale. `suggested(sweep)`: the rate a user would run
     without tuning in that sweep's setting (own sweeps: their recorded default; published ones: the rate
@@ -271,7 +271,7 @@ def at_scale(sweeps: Iterable[Sweep], log_params: float | None,
         if prior is None or not pairs:
             return prior
         total = sum(w for w, _ in pairs)
-        return (sum(w * v for w, v in pairs) + PRIOR_WEIGHT * prior) / (total + PRIOR_WEIGHT)
+        return (sum(w * v for w, v in pairs) + SENSITIVITY_PRIOR_WEIGHT * prior) / (total + SENSITIVITY_PRIOR_WEIGHT)
 
     def pooled_at_scale(get: Callable[[Sweep], float | None]) -> float | None:
         """All methods' loss at this size (kernel-weighted), so that a method without sweeps of its own is held
@@ -281,7 +281,7 @@ def at_scale(sweeps: Iterable[Sweep], log_params: float | None,
             return None
         plain = statistics.mean(v for _, v in seen)
         total = sum(w for w, _ in seen)
-        return (sum(w * v for w, v in seen) + PRIOR_WEIGHT * plain) / (total + PRIOR_WEIGHT)
+        return (sum(w * v for w, v in seen) + SENSITIVITY_PRIOR_WEIGHT * plain) / (total + SENSITIVITY_PRIOR_WEIGHT)
 
     pooled = {what: pooled_at_scale(get) for what, get in values.items()}
     by_method: dict[str, list[Sweep]] = defaultdict(list)

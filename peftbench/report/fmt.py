@@ -12,7 +12,7 @@ def missing(value: Any) -> bool:
 
 
 def human_bytes(value: float | None) -> str:
-    if missing(value):
+    if value is None or missing(value):
         return "—"
     value = float(value)
     if abs(value) < 1024:
@@ -22,7 +22,7 @@ def human_bytes(value: float | None) -> str:
 
 
 def human_count(value: float | None) -> str:
-    if missing(value):
+    if value is None or missing(value):
         return "—"
     value = float(value)
     for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
@@ -32,7 +32,7 @@ def human_count(value: float | None) -> str:
 
 
 def human_seconds(value: float | None) -> str:
-    if missing(value):
+    if value is None or missing(value):
         return "—"
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 

@@ -35,7 +35,7 @@ NOT_COMPARED = "\n(plain runs at the default rate: this method's tuned runs are 
 
 
 @dataclass
-class Point:
+class PlotPoint:
     x: float
     y: float
     err: float
@@ -68,7 +68,7 @@ def pareto_panels(summary: dict[str, dict[str, float]], primary: str, prefix: st
             if fmt.missing(x) or fmt.missing(y) or (log and x <= 0):
                 continue
             x = x / 2**20 if field == "peak_memory_bytes" else x
-            points.append(Point(x, y, values.get("quality_std") or 0.0, name, hover_text(name, values, primary),
+            points.append(PlotPoint(x, y, values.get("quality_std") or 0.0, name, hover_text(name, values, primary),
                                 name not in shown_only))
         if points:
             panels.append(_panel(points, primary, label, f"{prefix}-{slug}", f"{task}: {primary} against {label}",
@@ -82,8 +82,8 @@ def inference_panel(summary: dict[str, dict[str, float]], primary: str, prefix: 
     """Quality against inference latency relative to the base model: one point per configuration at its served
     latency (merged where it merges), a ring at the unmerged latency where that differs, the front of the served
     points. None without data."""
-    points = [Point(v["inference_overhead"], v["quality"], v.get("quality_std") or 0.0, m, hover_text(m, v, primary),
-                    m not in shown_only) for m, v in sorted(summary.items())
+    points = [PlotPoint(v["inference_overhead"], v["quality"], v.get("quality_std") or 0.0, m,
+                        hover_text(m, v, primary), m not in shown_only) for m, v in sorted(summary.items())
               if not fmt.missing(v.get("inference_overhead")) and not fmt.missing(v.get("quality"))]
     if not points:
         return None
@@ -101,7 +101,7 @@ def inference_panel(summary: dict[str, dict[str, float]], primary: str, prefix: 
                   decorate=rings_and_base)
 
 
-def _panel(points: list[Point], primary: str, xlabel: str, prefix: str, aria: str, pick: str | None = None,
+def _panel(points: list[PlotPoint], primary: str, xlabel: str, prefix: str, aria: str, pick: str | None = None,
            log: bool = False, decorate: Callable[[Any], None] | None = None) -> str:
     """One panel: every point with its error bar and hover title, the front as a staircase, the pick starred,
     and labels on the front and the pick only."""
@@ -140,7 +140,7 @@ def _panel(points: list[Point], primary: str, xlabel: str, prefix: str, aria: st
         return figure_svg(fig, prefix, aria, titles, "plot pareto")
 
 
-def place_labels(ax, labelled: list[Point], points: list[Point], emphasised: set[str] = frozenset()) -> None:
+def place_labels(ax, labelled: list[PlotPoint], points: list[PlotPoint], emphasised: set[str] = frozenset()) -> None:
     """Label `labelled` in order, each at the nearest offset where it stays inside the axes, clear of every label
     placed before it and, where possible, of every point; a label with no clear place is left out (its point
     still names itself on hover). Measured in display space, so the layout must be final."""

@@ -113,12 +113,3 @@ def safe_id(text: str) -> str:
     """An id fragment from arbitrary text (task names come from results files)."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", text)[:40]
     return cleaned if cleaned and not cleaned[0].isdigit() else f"t{cleaned}"
-
-
-
-
-def inference_pareto_svg(summary: dict[str, dict[str, float]], primary: str, prefix: str) -> str | None:
-    """Quality against served inference latency (`pareto.inference_panel`); None without data."""
-    from peftbench.report.pareto import inference_panel
-
-    return inference_panel(summary, primary, prefix)

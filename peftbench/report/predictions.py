@@ -31,7 +31,7 @@ RECOMMEND_ANSWER_FORMAT = 4
 
 
 @dataclass
-class Shape:
+class RunShape:
     task: str
     kind: str
     model: str
@@ -56,13 +56,13 @@ class Derived:
     problems: dict[str, str] = field(default_factory=dict)  # task -> why it has no pick
 
 
-def suite_shapes(table: pd.DataFrame, suite_tasks: dict[str, Any]) -> list[Shape]:
+def suite_shapes(table: pd.DataFrame, suite_tasks: dict[str, Any]) -> list[RunShape]:
     """The (model, batch, length, dtype) each task trained at, with the methods that ran on it."""
     shapes = []
     for task, rows in table.groupby("task", sort=True):
         first = rows.iloc[0]
         batch = first.get("train_config.batch_size")
-        shapes.append(Shape(task=str(task), kind=str(first.get("task_kind")), model=str(first.get("model")),
+        shapes.append(RunShape(task=str(task), kind=str(first.get("task_kind")), model=str(first.get("model")),
                             batch_size=8 if fmt.missing(batch) else int(batch),
                             seq_len=int(getattr(suite_tasks.get(task), "max_length", 128)),
                             dtype=str(first.get("train_config.dtype") or "fp32"),
@@ -70,7 +70,7 @@ def suite_shapes(table: pd.DataFrame, suite_tasks: dict[str, Any]) -> list[Shape
     return shapes
 
 
-def derive(suite: str, shapes: list[Shape], root: Path, cache: DerivedCache, deadline: Deadline,
+def derive(suite: str, shapes: list[RunShape], root: Path, cache: DerivedCache, deadline: Deadline,
            progress: bool = False) -> Derived:
     """The hardware matrix and the recommender's picks, from stored answers and whatever the budget allows."""
     try:
@@ -168,7 +168,7 @@ def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Dea
     return ""
 
 
-def _matrix_row(shape: Shape, method: str, answer: dict[str, Any]) -> dict[str, Any]:
+def _matrix_row(shape: RunShape, method: str, answer: dict[str, Any]) -> dict[str, Any]:
     fits = answer.get("fits") or {}
     return {"task": shape.task, "method": method, "model": shape.model,
             "shape": f"batch {shape.batch_size} × {shape.seq_len} tokens, {shape.dtype}",

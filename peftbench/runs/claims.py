@@ -18,7 +18,7 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # not POSIX: every claim succeeds (concurrent drivers of one suite are then unsupported)
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # each use checks for None first
 
 CLAIMS_DIR = ".claims"
 

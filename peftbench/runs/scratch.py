@@ -19,7 +19,7 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # not POSIX: folders are still removed on a normal end; no stale sweep
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # each use checks for None first
 
 PREFIX = "peftbench-run-"
 OWNER_FILE = "owner.lock"
