@@ -22,13 +22,13 @@ def errors() -> dict[tuple[str, str], list[tuple[str, float]]]:
     out: dict[tuple[str, str], list[tuple[str, float]]] = {}
     # a run re-measured elsewhere counts once, as in tables
     for rec in latest_records(suite_result_files(reference_results_dir())):
-        memory, prediction = rec.get("memory") or {}, rec.get("prediction") or {}
+        memory, prediction = rec.memory, rec.prediction or {}
         predicted, peak = prediction.get("peak_bytes"), memory.get("peak_rss_train_bytes")
         base = memory.get("rss_before_load_bytes")
-        if rec.get("status") != "ok" or not (predicted and peak and base) or peak <= base:
+        if not rec.ok or not (predicted and peak and base) or peak <= base:
             continue
         error = 100 * (predicted / (peak - base) - 1)
-        out.setdefault((rec["suite"], rec["task"]), []).append((rec["method"], error))
+        out.setdefault((rec.suite, rec.task), []).append((rec.method, error))
     return out
 
 

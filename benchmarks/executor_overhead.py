@@ -22,7 +22,7 @@ def timed_plan(plan, executor, root: Path) -> tuple[float, list[str]]:
 
     start = time.perf_counter()
     summary = run_plan(plan, root, executor=executor, show_progress=False)
-    return time.perf_counter() - start, [r["status"] for r in summary.records]
+    return time.perf_counter() - start, [r.status for r in summary.records]
 
 
 def main() -> None:

@@ -15,12 +15,15 @@ import argparse
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.informativeness import task_informativeness
 from peftbench.methods.base import recorded_skip_stands
 from peftbench.results import ResultStore, latest_records, reference_results_dir
 from peftbench.suites import available_suites, load_suite
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 DEFAULT_SEEDS = (0, 1, 2)
 BEGIN, END = "<!-- coverage: python -m peftbench.coverage --update results/README.md -->", "<!-- /coverage -->"
@@ -61,31 +64,31 @@ def coverage(root: Path | None = None, methods: list[str] | None = None) -> list
             continue
         suite = load_suite(name)
         records = latest_records([ResultStore.for_suite(name, root).path], include_sweep=True)
-        tuned_records = [r for r in records if r.get("role") in ("sweep", "selected")]
+        tuned_records = [r for r in records if r.role in ("sweep", "selected")]
         verdicts = task_informativeness(records)
         for task in suite.tasks:
             out.append(_task(name, task.name, suite.methods, methods,
-                             [r for r in tuned_records if r.get("task") == task.name], verdicts.get(task.name)))
+                             [r for r in tuned_records if r.task == task.name], verdicts.get(task.name)))
     return out
 
 
 def _task(suite: str, task: str, default_set: tuple[str, ...], methods: list[str],
-          records: list[dict[str, Any]], verdict: Any) -> TaskCoverage:
-    selected = [r for r in records if r.get("role") == "selected" and r.get("status") == "ok"]
+          records: list[RunRecord], verdict: Any) -> TaskCoverage:
+    selected = [r for r in records if r.role == "selected" and r.ok]
     seeds: dict[str, set[int]] = defaultdict(set)
     for r in selected:
-        seeds[str(r["method"])].add(int(r["seed"]))
+        seeds[r.method].add(int(r.seed or 0))
     # A skip recorded before the method could apply there (an older `Method.applicability`) is work not yet
     # done, not a reason: resuming the suite reruns it. A method with ok selected runs is not "not run".
-    not_run = {str(r["method"]): str(r.get("error") or "skipped") for r in records
-               if r.get("status") == "skipped" and str(r["method"]) not in seeds and recorded_skip_stands(r)}
+    not_run = {r.method: r.error or "skipped" for r in records
+               if r.status == "skipped" and r.method not in seeds and recorded_skip_stands(r)}
     tuned = tuple(sorted(seeds))
     return TaskCoverage(
         suite=suite, task=task, tuned=tuned, not_run=not_run,
         missing=tuple(m for m in methods if m not in seeds and m not in not_run),
         default_seeds={m: tuple(sorted(seeds.get(m, ()))) for m in default_set if m not in not_run},
-        sweep_runs=sum(r.get("role") == "sweep" and r.get("status") == "ok" for r in records),
-        cpu_hours=sum(float(r.get("wall_seconds") or 0) for r in records) / 3600,
+        sweep_runs=sum(r.is_sweep and r.ok for r in records),
+        cpu_hours=sum(float(r.wall_seconds or 0) for r in records) / 3600,
         informative=None if verdict is None else bool(verdict.informative))
 
 

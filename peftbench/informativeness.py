@@ -28,7 +28,10 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 Z95 = 1.96
 ACCURACY = "accuracy"
@@ -83,23 +86,20 @@ def eval_baselines(prepared: Any) -> dict[str, float]:
     return {"chance": round(chance, 3), "majority": round(100.0 * max(counts.values()) / len(answers), 3)}
 
 
-def _label(record: dict[str, Any], records: list[dict[str, Any]]) -> str:
+def _label(record: RunRecord, records: list[RunRecord]) -> str:
     """The method's name; with the configuration id where one task holds several configurations of it
     (`lora` and `lora r=16`), so that two configurations are never pooled as seeds of one."""
-    from peftbench.results import config_id
-
-    cid = record.get("config_id") or config_id(record)
-    others = {r.get("config_id") or config_id(r) for r in records if r["method"] == record["method"]}
-    return record["method"] if len(others) == 1 else f"{record['method']} [{cid[:6]}]"
+    others = {r.config_id for r in records if r.method == record.method}
+    return record.method if len(others) == 1 else f"{record.method} [{record.config_id[:6]}]"
 
 
-def _primary(records: list[dict[str, Any]]) -> str | None:
+def _primary(records: list[RunRecord]) -> str | None:
     """Accuracy where there is one, else the kind's first default metric (records store metrics sorted by
     name, so their order says nothing); callers that know the suite pass its declared one instead."""
     from peftbench.suites import DEFAULT_METRICS
 
-    present = {m for r in records for m in (r.get("metrics") or {})}
-    kind = str(records[0].get("task_kind")) if records else ""
+    present = {m for r in records for m in r.metrics}
+    kind = str(records[0].task_kind) if records else ""
     for metric in (ACCURACY, *DEFAULT_METRICS.get(kind, ()), *sorted(present)):
         if metric in present:
             return metric
@@ -115,12 +115,12 @@ def _pooled_std(groups: Iterable[list[float]]) -> float | None:
     return math.sqrt(num / den) if den else None
 
 
-def assess(task: str, records: list[dict[str, Any]], baselines: dict[str, float] | None = None) -> Informativeness:
+def assess(task: str, records: list[RunRecord], baselines: dict[str, float] | None = None) -> Informativeness:
     """One task's informativeness from its ok records (one configuration per method label)."""
     metric = (baselines or {}).get("metric") or _primary(records)
     by_method: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        value = (r.get("metrics") or {}).get(metric)
+        value = r.metrics.get(metric)
         if value is not None:
             by_method[_label(r, records)].append(float(value))
     if not by_method:
@@ -128,7 +128,7 @@ def assess(task: str, records: list[dict[str, Any]], baselines: dict[str, float]
                                None, None, None, False, "no successful run")
     means = {m: statistics.fmean(v) for m, v in by_method.items()}
     seeds = int(statistics.median(len(v) for v in by_method.values()))
-    sizes = [r["eval_examples"] for r in records if r.get("eval_examples")]
+    sizes = [r.eval_examples for r in records if r.eval_examples]
     n = min(sizes) if sizes else None
     eval_noise = None
     if metric == ACCURACY and n:
@@ -169,8 +169,8 @@ def _verdict(separates: bool | None, above_chance: bool | None, above_majority: 
     return True, f"methods span {spread:.1f} points > smallest detectable difference {sdd:.1f}"
 
 
-def _recorded(records: list[dict[str, Any]], key: str) -> float | None:
-    values = [(r.get("eval_baselines") or {}).get(key) for r in records]
+def _recorded(records: list[RunRecord], key: str) -> float | None:
+    values = [(r.eval_baselines or {}).get(key) for r in records]
     values = [v for v in values if v is not None]
     return values[0] if values else None
 
@@ -179,7 +179,7 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def task_informativeness(records: Iterable[dict[str, Any]],
+def task_informativeness(records: Iterable[RunRecord],
                          baselines: dict[str, dict[str, float]] | None = None) -> dict[str, Informativeness]:
     """Per task: can it tell methods apart? `records` are run records (any status; sweep runs ignored);
     `baselines` optionally gives {task: {"chance": pts, "majority": pts, "metric": primary}} where records do
@@ -191,10 +191,10 @@ def task_informativeness(records: Iterable[dict[str, Any]],
     where two suites hold a task of one name, `suite/task`."""
     from peftbench.results import tuned_over_untuned
 
-    by_task: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in tuned_over_untuned([r for r in records if r.get("role") != "sweep"]):
-        if r.get("status") == "ok":
-            by_task[(str(r.get("suite")), r["task"])].append(r)
+    by_task: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in tuned_over_untuned([r for r in records if not r.is_sweep]):
+        if r.ok:
+            by_task[(r.suite, r.task)].append(r)
     names = [task for _, task in by_task]
     out = {}
     for (suite, task), rows in sorted(by_task.items()):

@@ -187,7 +187,7 @@ def reference_records(count: int) -> list[dict]:
     from peftbench.results import ResultStore
 
     records = ResultStore(REPO / "results" / "reference" / "classification" / "runs.jsonl").records()
-    return [r for r in records if r["status"] == "ok" and r.get("role") != "sweep"][:count]
+    return [r.to_dict() for r in records if r.ok and not r.is_sweep][:count]
 
 
 def damaged_root(root: Path, damage: str, every: int = 7) -> tuple[Path, int]:
@@ -218,7 +218,8 @@ def test_reader_skips_records_with_wrong_field_types_in_one_line_per_file(tmp_pa
 
 
 def test_shipped_and_published_records_all_pass_the_type_check():
-    from peftbench.results import ResultStore, not_a_record, suite_result_files, wrong_field_types
+    from peftbench.record import not_a_record, wrong_field_types
+    from peftbench.results import ResultStore, suite_result_files
 
     for path in suite_result_files(REPO / "results" / "reference"):
         for _, raw, _ in ResultStore(path)._lines():

@@ -18,6 +18,7 @@ from peftbench.recommend.sensitivity import (
     published_sweeps,
     sweep_of,
 )
+from peftbench.record import RunRecord
 
 
 def test_a_tie_goes_to_the_cheaper_method_and_says_what_the_other_gives():
@@ -107,6 +108,11 @@ def test_a_sweep_gives_the_losses_a_third_below_and_three_times_above_its_best_r
     assert sweep_of({1e-4: 50.0}, 80.0, source="s", comparison="c", method="m", log_params=None, cite="") is None
 
 
+def _typed(dicts: list[dict]) -> list:
+    """Records as the store reads them, from test dicts (a run id, suite and status where a test leaves them out)."""
+    return [RunRecord.from_dict({"run_id": f"run{i}", "suite": "s", "status": "ok", **d}) for i, d in enumerate(dicts)]
+
+
 def _sweep_record(method: str, factor: float, score: float, task: str = "t") -> dict:
     return {"role": "sweep", "status": "ok", "suite": "s", "task": task, "model": "m", "method": method,
             "task_kind": "classification", "metrics": {"accuracy": score}, "total_params": 22_000_000,
@@ -116,6 +122,7 @@ def _sweep_record(method: str, factor: float, score: float, task: str = "t") -> 
 def test_own_sweeps_are_relative_to_full_fts_best_and_know_the_default_rate():
     records = [_sweep_record("full", f, s) for f, s in ((0.33, 70), (1, 80), (3, 60))]
     records += [_sweep_record("lora", f, s) for f, s in ((0.33, 40), (1, 60), (3, 76))]
+    records = _typed(records)
     sweeps = {s.method: s for s in own_sweeps(records)}
     lora = sweeps["lora"]
     assert lora.best_rate == pytest.approx(3e-3) and lora.untuned_rate == pytest.approx(1e-3)

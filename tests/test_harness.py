@@ -152,7 +152,7 @@ def test_results_command_exports_tidy_table(family_run, cli, tmp_path):
 
 def _parsed_records(path) -> list[dict]:
     """Every line of a runs file, which must all be whole run records."""
-    from peftbench.results import not_a_record
+    from peftbench.record import not_a_record
 
     lines = path.read_text().splitlines() if path.exists() else []
     records = [json.loads(line) for line in lines]

@@ -6,7 +6,17 @@ import math
 
 import pytest
 
-from peftbench.informativeness import task_informativeness
+from peftbench.informativeness import task_informativeness as _informativeness
+from peftbench.record import RunRecord
+
+
+def task_informativeness(dicts: list[dict], *args):
+    return _informativeness(_typed(dicts), *args)
+
+
+def _typed(dicts: list[dict]) -> list[RunRecord]:
+    """Records as the store reads them, from test dicts (a run id, suite and status where a test leaves them out)."""
+    return [RunRecord.from_dict({"run_id": f"run{i}", "suite": "s", "status": "ok", **d}) for i, d in enumerate(dicts)]
 
 
 def _records(task: str, scores: dict[str, list[float]], n: int, metric: str = "accuracy", **extra) -> list[dict]:

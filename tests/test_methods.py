@@ -190,7 +190,11 @@ def test_peft_prefix_tuning_for_sequence_classification_fails_where_peftbench_sk
 def test_an_old_skip_stands_only_where_the_method_still_does_not_apply():
     """Prefix tuning's applicability revision 2 (it decodes on causal LMs): its older skips on a decoder's
     generation task are rerun on resume (and coverage counts them as not yet run); on an encoder they stand."""
-    from peftbench.methods.base import recorded_skip_stands
+    from peftbench.methods.base import recorded_skip_stands as stands
+    from peftbench.record import RunRecord
+
+    def recorded_skip_stands(fields: dict) -> bool:
+        return stands(RunRecord.from_dict({"run_id": "r", "suite": "s", "task": "t", **fields}))
 
     old = {"method": "prefix_tuning", "status": "skipped", "device": {"type": "cpu"}}
     assert not recorded_skip_stands({**old, "architecture": "decoder", "model_type": "llama",

@@ -18,6 +18,7 @@ from peftbench.errors import UserError
 from peftbench.pilot.planning import MIN_STEPS, PilotCandidate, fit_budget, order_candidates
 from peftbench.pilot.request import parse_budget
 from peftbench.pilot.verdict import judge, paired_interval
+from peftbench.record import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,9 +114,10 @@ def test_full_fine_tuning_joins_the_candidates_when_it_fits():
     assert "full" not in [c["method"] for c in order_candidates(ranking, ranking + [{**full, "fits": False}])]
 
 
-def _record(method: str, rows: list[float]) -> dict:
-    return {"status": "ok", "method": method, "role": "selected", "run_id": method,
-            "hyperparameters": {"learning_rate": 1e-3}, "eval_rows": {"metric": "accuracy", "scores": rows}}
+def _record(method: str, rows: list[float]) -> RunRecord:
+    return RunRecord.from_dict({"status": "ok", "method": method, "role": "selected", "run_id": method, "suite": "s",
+                                "task": "t", "hyperparameters": {"learning_rate": 1e-3},
+                                "eval_rows": {"metric": "accuracy", "scores": rows}})
 
 
 def test_the_verdict_bootstraps_paired_rows_and_says_whether_the_gap_is_real():

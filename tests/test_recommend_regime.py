@@ -295,15 +295,16 @@ def test_a_thin_method_is_pulled_toward_its_kin_not_toward_lora():
 
 
 def test_a_tuned_method_is_evidence_only_through_its_selected_runs():
+    from peftbench.record import RunRecord
     from peftbench.results import tuned_over_untuned
 
-    plain = [{"suite": "s", "task": "t", "model": "m", "method": m, "seed": i, "run_id": f"{m}{i}"}
+    plain = [RunRecord(suite="s", task="t", model="m", method=m, seed=i, run_id=f"{m}{i}", status="ok")
              for m in ("lora", "full") for i in range(3)]
-    tuned = [{"suite": "s", "task": "t", "model": "m", "method": "lora", "seed": i, "run_id": f"sel{i}",
-              "role": "selected"} for i in range(3)]
+    tuned = [RunRecord(suite="s", task="t", model="m", method="lora", seed=i, run_id=f"sel{i}", status="ok",
+                       role="selected") for i in range(3)]
     kept = tuned_over_untuned(plain + tuned)
-    assert {r["run_id"] for r in kept if r["method"] == "lora"} == {"sel0", "sel1", "sel2"}
-    assert sum(r["method"] == "full" for r in kept) == 3  # untuned full FT stays until it is tuned too
+    assert {r.run_id for r in kept if r.method == "lora"} == {"sel0", "sel1", "sel2"}
+    assert sum(r.method == "full" for r in kept) == 3  # untuned full FT stays until it is tuned too
 
 
 def test_a_query_naming_a_benchmarked_task_leans_on_that_tasks_own_measurement():

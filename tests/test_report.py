@@ -27,7 +27,14 @@ MAX_PAGE_BYTES = 2 * 2**20
 def _records(path: Path) -> list[dict]:
     from peftbench.results import ResultStore
 
-    return ResultStore(path).records()
+    return [r.to_dict() for r in ResultStore(path).records()]
+
+
+def _record(memory: dict):
+    from peftbench.record import RunRecord
+
+    return RunRecord(run_id="r", suite="s", task="t", method="lora", status="ok", device={"type": "cpu"},
+                     memory=memory)
 
 
 def real_records(base: Path) -> tuple[str, list[dict]]:
@@ -216,9 +223,9 @@ def test_pareto_front_and_cpu_measurement():
 
     assert pareto_front([(1, 1), (2, 3), (3, 2), (4, 4), (2, 0.5)]) == [(1, 1), (2, 3), (4, 4)]
     memory = {"peak_rss_train_bytes": 900, "rss_before_train_bytes": 600}
-    assert measured_for_prediction({"device": {"type": "cpu"}, "memory": memory})[0] == 300
+    assert measured_for_prediction(_record(memory))[0] == 300
     memory["rss_before_load_bytes"] = 400
-    assert measured_for_prediction({"device": {"type": "cpu"}, "memory": memory})[0] == 500
+    assert measured_for_prediction(_record(memory))[0] == 500
 
 
 def test_answers_are_computed_without_a_default_time_limit_and_show_progress(capsys):

@@ -204,6 +204,6 @@ def test_the_suite_bar_moves_with_the_steps_of_runs_in_flight(capsys):
         progress.event(b, {"event": "step", "step": step, "total": 40, "loss": 1.0})
     assert progress.suite_bar.n == pytest.approx(1.0)
     assert "lora sa 10/40 steps" in progress.suite_bar.postfix and "left" in progress.suite_bar.postfix
-    progress.finished(b, {"status": "ok"})
+    progress.finished(b, SimpleNamespace(status="ok"))
     assert progress.suite_bar.n == pytest.approx(1.25)
     progress.close()

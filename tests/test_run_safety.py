@@ -21,7 +21,7 @@ GARBAGE = ["[]", "123", "null", "{}", '{"status": "ok"}', '"text"', "not json at
 def reference_records() -> list[dict]:
     from peftbench.results import ResultStore
 
-    return ResultStore(REPO / "results" / "reference" / "smoke" / "runs.jsonl").records()
+    return [r.to_dict() for r in ResultStore(REPO / "results" / "reference" / "smoke" / "runs.jsonl").records()]
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_reader_skips_non_records_and_reports_each_line_once(dirty_results, caps
 
     root, records = dirty_results
     path = root / "smoke" / "runs.jsonl"
-    assert ResultStore(path).records() == records
+    assert [r.to_dict() for r in ResultStore(path).records()] == records
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and "skipped 10 line(s)" in err
     for number, why in [(1, "a JSON list"), (2, "a JSON int"), (3, "a JSON null"),
@@ -48,7 +48,7 @@ def test_reader_skips_non_records_and_reports_each_line_once(dirty_results, caps
         assert f"line {number}: {why}" in err, (number, err)
     assert "and 5 more" in err
     assert "torn" not in err  # an append in progress is not a bad line
-    assert latest_records([path]) == records
+    assert [r.to_dict() for r in latest_records([path])] == records
     assert capsys.readouterr().err == ""  # said once per process
 
 
@@ -68,7 +68,7 @@ def test_repair_keeps_a_whole_record_missing_only_its_newline(tmp_path):
     path = tmp_path / "runs.jsonl"
     path.write_text("[]\n" + json.dumps(record))
     store = ResultStore(path)
-    assert store.records() == [record]
+    assert [r.to_dict() for r in store.records()] == [record]
     store.repair()
     assert path.read_text() == "[]\n" + json.dumps(record) + "\n"
     path.write_text(json.dumps(record) + "\n" + json.dumps(record)[:40])
@@ -87,7 +87,8 @@ def test_replace_drops_the_runs_earlier_records_and_keeps_unknown_lines(tmp_path
     ResultStore(path).replace(newer, machine=first["machine_id"])
     lines = path.read_text().splitlines()
     assert lines[0] == "123" and json.loads(lines[1]) == second
-    assert json.loads(lines[2])["machine_id"] == "elsewhere" and json.loads(lines[3]) == newer
+    # the rewritten run is a record written now: stamped with the current schema version
+    assert json.loads(lines[2])["machine_id"] == "elsewhere" and json.loads(lines[3]) == {**newer, "schema_version": 2}
 
 
 _HOLD_CLAIM = """

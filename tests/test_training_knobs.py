@@ -112,13 +112,18 @@ def test_accumulation_is_validated_and_adding_it_changes_no_existing_run_id():
     import json
 
     from peftbench.cache import key_of
-    from peftbench.results import _CONFIG_FIELDS, config_id, reference_results_dir
+    from peftbench.record import RunRecord
+    from peftbench.results import reference_results_dir
 
     record = json.loads((reference_results_dir() / "smoke" / "runs.jsonl").read_text().splitlines()[0])
-    before = key_of([record.get(k) for k in _CONFIG_FIELDS],
+    fields = ("suite", "task", "model", "method", "hyperparameters", "scale", "data_fingerprint")
+    before = key_of([record.get(k) for k in fields],
                     {k: v for k, v in record["train_config"].items() if k != "threads"}, length=12)
-    assert config_id({**record, "train_config": {**record["train_config"], "gradient_accumulation_steps": 1}}) \
-        == config_id(record) == before
+
+    def recomputed(stored: dict) -> str:  # as for a record written before it stored its id
+        return RunRecord.from_dict({k: v for k, v in stored.items() if k != "config_id"}).config_id
+    with_accumulation = {**record, "train_config": {**record["train_config"], "gradient_accumulation_steps": 1}}
+    assert recomputed(with_accumulation) == recomputed(record) == RunRecord.from_dict(record).config_id == before
 
 
 @pytest.mark.slow

@@ -8,10 +8,20 @@ import pytest
 
 from peftbench.errors import UserError
 from peftbench.overrides import parse_overrides
+from peftbench.record import RunRecord
 from peftbench.runs import tuning
 from peftbench.runs.plan import build_plan
 
 ARGS = ["suite=smoke", "tasks=[rt_sentiment]", "methods=[lora,ia3]", "seeds=[0,1]", "train.max_steps=2"]
+
+
+def _record(status: str, accuracy: float | None, **fields) -> RunRecord:
+    return RunRecord(run_id="r", suite="s", task="t", method="m", status=status,
+                     metrics={} if accuracy is None else {"accuracy": accuracy}, **fields)
+
+
+def _ok(accuracy: float, **fields) -> RunRecord:
+    return _record("ok", accuracy, **fields)
 
 
 def _plan(*extra: str):
@@ -71,13 +81,13 @@ def test_selection_takes_the_best_validation_score_and_records_where_it_came_fro
     plan, config = _plan("tune=lr")
     sweeps = tuning.sweep_specs(plan.specs, config)
     lora = sweeps[("rt_sentiment", "lora")]
-    records = {lora[0].run_id: {"status": "ok", "metrics": {"accuracy": 60.0}},
-               lora[1].run_id: {"status": "ok", "metrics": {"accuracy": 70.0}},
-               lora[2].run_id: {"status": "ok", "metrics": {"accuracy": 75.0}}}
+    records = {lora[0].run_id: _ok(60.0),
+               lora[1].run_id: _ok(70.0),
+               lora[2].run_id: _ok(75.0)}
     assert tuning.select_factor(lora, records)[0] == 3.0
-    records[lora[2].run_id] = {"status": "failed", "metrics": None}
+    records[lora[2].run_id] = _record("failed", None)
     assert tuning.select_factor(lora, records)[0] == 1.0
-    records[lora[0].run_id]["metrics"]["accuracy"] = 70.0  # a tie goes to the factor nearest the default
+    records[lora[0].run_id].metrics["accuracy"] = 70.0  # a tie goes to the factor nearest the default
     assert tuning.select_factor(lora, records)[0] == 1.0
     chosen = tuning.selected_specs(plan.specs, sweeps, records, config)
     assert len(chosen) == len(plan.specs) and {s.seed for s in chosen} == {0, 1}
@@ -91,7 +101,7 @@ def test_selection_takes_the_best_validation_score_and_records_where_it_came_fro
 
 
 def test_records_say_their_role_and_tables_hide_sweeps(tmp_path):
-    from peftbench.results import ResultStore, config_id, latest_records
+    from peftbench.results import ResultStore, latest_records
     from peftbench.runs.spec import base_record
 
     plan, config = _plan("tune=lr")
@@ -101,10 +111,10 @@ def test_records_say_their_role_and_tables_hide_sweeps(tmp_path):
     for spec in (sweep, chosen, plan.specs[0]):
         store.append({**base_record(spec), "status": "ok"})
     records = store.records()
-    assert [r.get("role") for r in records] == ["sweep", "selected", None]
-    assert records[1]["selected_from"] and records[1]["tune"]["factor"] == 1.0
-    assert len({config_id(r) for r in records}) == 3  # sweep, selected and plain runs never pool as seeds
-    assert [r.get("role") for r in latest_records([store.path])] == ["selected", None]
+    assert [r.role for r in records] == ["sweep", "selected", None]
+    assert records[1].selected_from and records[1].tune["factor"] == 1.0
+    assert len({r.config_id for r in records}) == 3  # sweep, selected and plain runs never pool as seeds
+    assert [r.role for r in latest_records([store.path])] == ["selected", None]
     assert len(latest_records([store.path], include_sweep=True)) == 3
 
 
@@ -130,26 +140,26 @@ def test_a_sweep_whose_edge_wins_continues_past_it_and_the_new_selection_superse
     plan, config = _plan("tune=lr")
     sweep = tuning.sweep_specs(plan.specs, config)[("rt_sentiment", "lora")]
     scores = {0.33: 20.0, 1.0: 30.0, 3.0: 40.0}
-    records = {s.run_id: {"status": "ok", "metrics": {"accuracy": scores[s.tune["factor"]]}} for s in sweep}
+    records = {s.run_id: _ok(scores[s.tune["factor"]]) for s in sweep}
     [nine] = tuning.extension_specs(sweep, records)
     assert nine.tune["factor"] == 9.0 and nine.tune["extension"] and nine.tune["role"] == "sweep"
     assert nine.train.learning_rate == pytest.approx(9 * sweep[1].train.learning_rate, rel=1e-5)
     assert nine.seed == sweep[0].seed and nine.run_id not in {s.run_id for s in sweep}
-    records[nine.run_id] = {"status": "ok", "metrics": {"accuracy": 45.0}}
+    records[nine.run_id] = _ok(45.0)
     [twenty_seven] = tuning.extension_specs([*sweep, nine], records)
     assert twenty_seven.tune["factor"] == 27.0
-    records[twenty_seven.run_id] = {"status": "ok", "metrics": {"accuracy": 50.0}}
+    records[twenty_seven.run_id] = _ok(50.0)
     assert tuning.extension_specs([*sweep, nine, twenty_seven], records) == []  # at most MAX_EXTENSIONS
-    records[twenty_seven.run_id]["metrics"]["accuracy"] = 44.0
+    records[twenty_seven.run_id].metrics["accuracy"] = 44.0
     assert tuning.extension_specs([*sweep, nine, twenty_seven], records) == []  # the edge no longer wins
-    records[sweep[2].run_id]["metrics"]["accuracy"] = 30.0  # x3 ties x1: x1 is chosen, nothing to extend
+    records[sweep[2].run_id].metrics["accuracy"] = 30.0  # x3 ties x1: x1 is chosen, nothing to extend
     assert tuning.extension_specs(sweep, records) == []
-    records[sweep[0].run_id]["metrics"]["accuracy"] = 35.0  # the low edge wins: x0.11 next
+    records[sweep[0].run_id].metrics["accuracy"] = 35.0  # the low edge wins: x0.11 next
     assert [s.tune["factor"] for s in tuning.extension_specs(sweep, records)] == [pytest.approx(0.11, rel=0.02)]
 
     # The earlier selection (x3) and the new one (x9) of the same seed: only the last recorded counts.
-    records[sweep[0].run_id]["metrics"]["accuracy"] = 20.0
-    records[sweep[2].run_id]["metrics"]["accuracy"] = 40.0
+    records[sweep[0].run_id].metrics["accuracy"] = 20.0
+    records[sweep[2].run_id].metrics["accuracy"] = 40.0
     lora_specs = [s for s in plan.specs if s.method == "lora"]
     groups = {("rt_sentiment", "lora"): sweep}
     before = tuning.selected_specs(lora_specs, groups, records, config)
@@ -159,7 +169,7 @@ def test_a_sweep_whose_edge_wins_continues_past_it_and_the_new_selection_superse
     for spec in [*before, *after]:
         store.append({**base_record(spec), "status": "ok"})
     kept = latest_records([store.path])
-    assert sorted((r["seed"], r["tune"]["factor"]) for r in kept) == [(0, 9.0), (1, 9.0)]
+    assert sorted((r.seed, r.tune["factor"]) for r in kept) == [(0, 9.0), (1, 9.0)]
 
 
 def test_rates_tied_at_the_majority_class_are_told_apart_by_how_much_they_learned():
@@ -168,12 +178,11 @@ def test_rates_tied_at_the_majority_class_are_told_apart_by_how_much_they_learne
     plan, config = _plan("tune=lr")
     sweep = tuning.sweep_specs(plan.specs, config)[("rt_sentiment", "lora")]
     losses = {0.33: 0.69, 1.0: 0.68, 3.0: 0.61}
-    records = {s.run_id: {"status": "ok", "metrics": {"accuracy": 62.5}, "final_train_loss": losses[s.tune["factor"]]}
-               for s in sweep}
+    records = {s.run_id: _ok(62.5, final_train_loss=losses[s.tune["factor"]]) for s in sweep}
     factor, scores = tuning.select_factor(sweep, records)
     assert factor == 3.0 and set(scores.values()) == {62.5}
     assert [s.tune["factor"] for s in tuning.extension_specs(sweep, records)] == [9.0]
-    records[sweep[2].run_id]["final_train_loss"] = float("nan")  # a diverged rate never wins the tie
+    records[sweep[2].run_id] = _ok(62.5, final_train_loss=float("nan"))  # a diverged rate never wins the tie
     assert tuning.select_factor(sweep, records)[0] == 1.0
 
 

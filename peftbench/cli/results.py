@@ -125,7 +125,7 @@ def informativeness_table(paths: list[Path]) -> str:
 
     records = latest_records(paths)
     baselines = {}
-    for suite in sorted({str(r.get("suite")) for r in records}):
+    for suite in sorted({r.suite for r in records}):
         baselines.update(suite_baselines(suite))
     rows = []
     for task, info in task_informativeness(records, baselines).items():

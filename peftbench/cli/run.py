@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,10 +101,10 @@ def _summary_table(summary) -> str:
 
     lines = []
     if summary.records:
-        rows = [{"task": r["task"], "method": r["method"], "seed": r["seed"], "role": r.get("role", ""),
-                 "lr": (r.get("train_config") or {}).get("learning_rate"), "status": r["status"],
-                 "score": _primary(r), "train_s": r.get("train_seconds"), "peak_MiB": _peak_mib(r),
-                 "note": (r.get("error") or "")[:60]} for r in summary.records]
+        rows = [{"task": r.task, "method": r.method, "seed": r.seed, "role": r.role or "",
+                 "lr": r.learning_rate, "status": r.status,
+                 "score": _primary(r), "train_s": r.train_seconds, "peak_MiB": _peak_mib(r),
+                 "note": (r.error or "")[:60]} for r in summary.records]
         lines.append(pd.DataFrame(rows).to_string(index=False))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.status_counts().items())) or "nothing new"
     elsewhere = (f"; {summary.run_elsewhere} run by another `peftbench run` at the same time"
@@ -110,15 +114,11 @@ def _summary_table(summary) -> str:
     return "\n".join(lines)
 
 
-def _primary(record: dict) -> str:
-    metrics = record.get("metrics") or {}
-    for key in ("accuracy", "rougeL", "chrf"):
-        if key in metrics:
-            return f"{key}={metrics[key]:.1f}"
-    return ""
+def _primary(record: RunRecord) -> str:
+    name = record.primary_metric(("accuracy", "rougeL", "chrf"))
+    return f"{name}={record.metrics[name]:.1f}" if name in ("accuracy", "rougeL", "chrf") else ""
 
 
-def _peak_mib(record: dict) -> float | None:
-    memory = record.get("memory") or {}
-    peak = memory.get("cuda_max_reserved_bytes") or memory.get("peak_rss_train_bytes")
+def _peak_mib(record: RunRecord) -> float | None:
+    peak = record.peak_memory_bytes
     return round(peak / 2**20) if peak else None

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from peftbench.errors import MethodNotApplicable, UserError, did_you_mean
 from peftbench.method_declarations import DECLARATIONS
 from peftbench.vocabulary import ARCHITECTURES, FAMILIES  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 # Keys that configure training rather than the peft config; every method accepts them.
 TRAINING_KEYS = ("learning_rate",)
@@ -164,22 +167,21 @@ def get_method(name: str) -> Method:
                         f"(valid: {', '.join(sorted(_REGISTRY))})") from None
 
 
-def recorded_skip_stands(record: Mapping[str, Any]) -> bool:
+def recorded_skip_stands(record: RunRecord) -> bool:
     """Whether a run recorded `skipped` still stands: yes unless an older revision of the method's applicability
     (`Method.applicability`) recorded it and the method now applies in the recorded context (architecture,
     model type, task kind, device), in which case resuming runs it again."""
     try:
-        method = get_method(str(record.get("method")))
+        method = get_method(record.method)
     except UserError:  # a method this version does not know: its skip stands
         return True
-    if int(record.get("applicability") or 1) >= method.applicability:
+    if int(record.applicability or 1) >= method.applicability:
         return True
-    if not record.get("architecture") or not record.get("model_type"):
+    if not record.architecture or not record.model_type:
         return False  # too little recorded to judge: run it again
-    kind = str(record.get("task_kind") or "")
-    device = str((record.get("device") or {}).get("type") or "cpu")
-    context = MethodContext(str(record["architecture"]), str(record["model_type"]), kind, device,
-                            decodes=kind == "generation")
+    kind = record.task_kind or ""
+    device = str(record.device.get("type") or "cpu")
+    context = MethodContext(record.architecture, record.model_type, kind, device, decodes=kind == "generation")
     return method.not_applicable_reason(context) is not None
 
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from peftbench.recommend.decision import VALUE_MARGIN, Decision, Option, decide
 from peftbench.recommend.regime import Z
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 BOOTSTRAP = 2000
 MIN_SCALE = 5.0  # a score floor for relative differences (a model that learned nothing is no scale)
@@ -50,15 +53,15 @@ class PilotVerdict:
         return all(high < 0 for m, (_, _, high) in self.differences.items() if m != self.best_measured)
 
 
-def measured_runs(records: list[dict[str, Any]], methods: list[str]) -> dict[str, Measured]:
+def measured_runs(records: list[RunRecord], methods: list[str]) -> dict[str, Measured]:
     """Each candidate's selected run on the test rows (seed 0, the last selection)."""
     out: dict[str, Measured] = {}
     for rec in records:
-        rows = (rec.get("eval_rows") or {}).get("scores")
-        if rec.get("status") != "ok" or rec.get("method") not in methods or not rows or rec.get("role") == "sweep":
+        rows = (rec.eval_rows or {}).get("scores")
+        if not rec.ok or rec.method not in methods or not rows or rec.is_sweep:
             continue
-        out[rec["method"]] = Measured(rec["method"], float(np.mean(rows)), [float(x) for x in rows],
-                                      (rec.get("hyperparameters") or {}).get("learning_rate"), rec["run_id"])
+        out[rec.method] = Measured(rec.method, float(np.mean(rows)), [float(x) for x in rows],
+                                   rec.hyperparameters.get("learning_rate"), rec.run_id)
     return out
 
 

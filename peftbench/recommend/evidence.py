@@ -12,7 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 # One score per task kind, on the 0-100 scale the harness records. ROUGE-L for generation because the
 # published table we compare with (LoRA paper, SAMSum) reports it; accuracy where a task has one answer.
@@ -83,21 +86,21 @@ def results_hash(paths: Iterable[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _to_run(rec: dict[str, Any]) -> Run | None:
-    kind = rec.get("task_kind")
-    metrics = rec.get("metrics") or {}
+def _to_run(rec: RunRecord) -> Run | None:
+    kind = rec.task_kind
+    metrics = rec.metrics
     score = metrics.get(PRIMARY_METRIC.get(kind, ""), metrics.get(FALLBACK_METRIC.get(kind, "")))
-    if rec.get("status") != "ok" or score is None or (isinstance(score, float) and math.isnan(score)):
+    if not rec.ok or score is None or (isinstance(score, float) and math.isnan(score)):
         return None
-    hps = dict(rec.get("hyperparameters") or {})
-    return Run(run_id=rec["run_id"], suite=rec.get("suite", ""), task=rec["task"], kind=kind,
-               model=rec.get("model", ""), architecture=rec.get("architecture", ""), method=rec["method"],
-               family=rec.get("family", ""), seed=int(rec.get("seed", 0)), score=float(score),
-               hyperparameters=hps, trainable_params=int(rec.get("trainable_params") or 0),
-               total_params=int(rec.get("total_params") or 0), train_examples=int(rec.get("train_examples") or 0),
-               mean_input_tokens=float(rec.get("mean_input_tokens") or 0.0),
-               mean_target_tokens=float(rec.get("mean_target_tokens") or 0.0),
-               steps=int(rec.get("steps") or 0), config=config_label(rec["method"], hps))
+    hps = dict(rec.hyperparameters)
+    return Run(run_id=rec.run_id, suite=rec.suite, task=rec.task, kind=kind,
+               model=rec.model or "", architecture=rec.architecture or "", method=rec.method,
+               family=rec.family or "", seed=int(rec.seed or 0), score=float(score),
+               hyperparameters=hps, trainable_params=int(rec.trainable_params or 0),
+               total_params=int(rec.total_params or 0), train_examples=int(rec.train_examples or 0),
+               mean_input_tokens=float(rec.mean_input_tokens or 0.0),
+               mean_target_tokens=float(rec.mean_target_tokens or 0.0),
+               steps=int(rec.steps or 0), config=config_label(rec.method, hps))
 
 
 def attach_relative(runs: list[Run]) -> None:
@@ -132,7 +135,7 @@ def load_evidence(paths: list[Path]) -> Evidence:
     for run in runs:
         verdict = verdicts.get(f"{run.suite}/{run.task}") or verdicts.get(run.task)
         run.informative = verdict is None or verdict.informative
-    failed = [r for r in records if r.get("status") not in (None, "ok")]
+    failed = [r for r in records if not r.ok]
     return Evidence(runs=runs, failed=failed, files_hash=results_hash(paths), paths=list(paths))
 
 

@@ -25,9 +25,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.recommend.evidence import FALLBACK_METRIC, MIN_REFERENCE_SCORE, PRIMARY_METRIC
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 STEP = 3.0  # the factor a learning rate is "off" by: one step of the x1/3-x1-x3 grid
 STEP_TOLERANCE = 0.35  # in log3 units: a sweep point at x2.5-x3.6 of the best rate counts as "x3"
@@ -148,7 +151,7 @@ def suggested_rates(points: list[Any]) -> Callable[[Sweep], float | None]:
 
 
 # ---- peftbench's own sweeps ------------------------------------------------------------------------------
-def own_sweeps(records: Iterable[dict[str, Any]], informative: Callable[[str, str], bool] | None = None) -> list[Sweep]:
+def own_sweeps(records: Iterable[RunRecord], informative: Callable[[str, str], bool] | None = None) -> list[Sweep]:
     """One sweep per (suite, task, model, method) from the sweep runs (`role: sweep`, first seed), scored by
     the task's primary metric on its validation split; relative to full FT's best validation score there.
     `informative(suite, task)`: whether the task's table can tell methods apart (the rest are not evidence)."""
@@ -157,19 +160,19 @@ def own_sweeps(records: Iterable[dict[str, Any]], informative: Callable[[str, st
     default_rate: dict[tuple, float] = {}
     facts: dict[tuple, tuple] = {}
     for rec in records:
-        if rec.get("role") != "sweep" or rec.get("status") != "ok":
+        if not rec.is_sweep or not rec.ok:
             continue
-        kind = rec.get("task_kind")
-        metrics = rec.get("metrics") or {}
+        kind = rec.task_kind
+        metrics = rec.metrics
         score = metrics.get(PRIMARY_METRIC.get(kind, ""), metrics.get(FALLBACK_METRIC.get(kind, "")))
-        rate = (rec.get("hyperparameters") or {}).get("learning_rate")
+        rate = rec.hyperparameters.get("learning_rate")
         if not isinstance(score, (int, float)) or math.isnan(score) or not isinstance(rate, (int, float)) or rate <= 0:
             continue
-        key = (rec.get("suite"), rec.get("task"), rec.get("model"), rec.get("method"))
+        key = (rec.suite, rec.task, rec.model, rec.method)
         by_key[key][float(rate)] = float(score)
-        params[key] = int(rec.get("total_params") or 0)
-        facts[key] = (kind, rec.get("architecture") or "", rec.get("train_examples"))
-        base = (rec.get("tune") or {}).get("base_learning_rate")
+        params[key] = int(rec.total_params or 0)
+        facts[key] = (kind, rec.architecture or "", rec.train_examples)
+        base = (rec.tune or {}).get("base_learning_rate")
         if isinstance(base, (int, float)) and base > 0:
             default_rate[key] = float(base)
     reference = {k[:3]: max(v.values()) for k, v in by_key.items() if k[3] == "full"}
@@ -195,7 +198,7 @@ def own_sensitivity_sweeps(paths: list[Path]) -> list[Sweep]:
     from peftbench.results import latest_records
 
     records = latest_records(paths, include_sweep=True)
-    verdicts = task_informativeness([r for r in records if r.get("role") != "sweep"])
+    verdicts = task_informativeness([r for r in records if not r.is_sweep])
 
     def informative(suite: str, task: str) -> bool:
         verdict = verdicts.get(f"{suite}/{task}") or verdicts.get(task)

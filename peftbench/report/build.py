@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from peftbench.report import fmt, pareto, plots, predictions, runs, tables, verdict
 from peftbench.report.cache import Deadline, DerivedCache
 from peftbench.report.render import render_page
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 # Seconds of uncached estimator + recommender work per `report` command: no limit by default (the page
 # shows what it promises; progress with an ETA says how long), `--estimate-budget S` caps it.
@@ -83,8 +86,8 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
     summaries = {t["table"].task: t["table"].best_by_method() for t in task_tables}
     return {
         "suite": suite, "description": description, "records": len(records),
-        "ok": sum(r.get("status") == "ok" for r in records),
-        "latest": max((str(r.get("finished_at") or "") for r in records), default=""),
+        "ok": sum(r.ok for r in records),
+        "latest": max((r.finished_at or "" for r in records), default=""),
         "verdicts": _verdicts(summary, picks, derived, provenance["cpu_only"]),
         "summary": summary, "tasks": task_tables,
         "best_per_profile": _separating(predictions.best_per_profile(derived.matrix, summaries), summary),
@@ -145,10 +148,10 @@ def _no_winner_inside_noise(task_tables: list[dict[str, Any]], summary: list[dic
                     cell.update(best=False, noise=True, text=f"≈ {cell['text']}")
 
 
-def _informativeness(suite: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+def _informativeness(suite: str, records: list[RunRecord]) -> dict[str, Any]:
     from peftbench.informativeness import suite_baselines, task_informativeness
 
-    return task_informativeness([r for r in records if r.get("role") != "sweep"], suite_baselines(suite))
+    return task_informativeness([r for r in records if not r.is_sweep], suite_baselines(suite))
 
 
 def _separating(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import statistics
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.report import fmt
 
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
-def measured_for_prediction(record: dict[str, Any]) -> tuple[float | None, str]:
+
+def measured_for_prediction(record: RunRecord) -> tuple[float | None, str]:
     """The measurement a run's recorded prediction should be compared with, and what it is.
 
     On CPU the estimator predicts how much process RSS grows from just before the model is loaded (libraries
@@ -18,12 +21,12 @@ def measured_for_prediction(record: dict[str, Any]) -> tuple[float | None, str]:
     training (model already loaded), which leaves the weights out of the measured growth, so the column
     says which baseline was used. On CUDA: NVML's used memory where sampled, else the allocator's peaks.
     """
-    memory = record.get("memory") or {}
-    prediction = record.get("prediction") or {}
+    memory = record.memory
+    prediction = record.prediction or {}
     key = prediction.get("measured_key")  # lets the estimator name the measurement it predicts
     if isinstance(key, str) and key in memory:
         return memory[key], key
-    if (record.get("device") or {}).get("type", "cpu") == "cpu":
+    if record.device.get("type", "cpu") == "cpu":
         peak = memory.get("peak_rss_train_bytes")
         for base in ("rss_before_load_bytes", "rss_before_train_bytes"):
             if peak is not None and memory.get(base) is not None:
@@ -35,14 +38,14 @@ def measured_for_prediction(record: dict[str, Any]) -> tuple[float | None, str]:
     return None, "GPU peak"
 
 
-def prediction_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def prediction_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per run that trained: predicted and measured peak, and the relative error."""
     rows = []
     for record in records:
-        if record.get("status") != "ok":
+        if not record.ok:
             continue
         measured, what = measured_for_prediction(record)
-        prediction = record.get("prediction")
+        prediction = record.prediction
         predicted = prediction.get("peak_bytes") if isinstance(prediction, dict) else None
         note = ""
         if prediction is None:
@@ -53,9 +56,9 @@ def prediction_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if isinstance(predicted, (int, float)) and measured:
             error = 100.0 * (predicted - measured) / measured
         step = prediction.get("step_seconds") if isinstance(prediction, dict) else None
-        rows.append({"run_id": record.get("run_id"), "task": record.get("task"), "method": record.get("method"),
-                     "seed": record.get("seed"), "predicted": predicted, "measured": measured, "what": what,
-                     "step_predicted": step, "step_measured": record.get("seconds_per_step"),
+        rows.append({"run_id": record.run_id, "task": record.task, "method": record.method,
+                     "seed": record.seed, "predicted": predicted, "measured": measured, "what": what,
+                     "step_predicted": step, "step_measured": record.seconds_per_step,
                      "predicted_text": fmt.human_bytes(predicted), "measured_text": fmt.human_bytes(measured),
                      "error": error, "error_text": "—" if error is None else f"{error:+.1f}%", "note": note})
     return rows
@@ -68,41 +71,40 @@ def prediction_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"count": len(errors), "runs": len(rows), "median_abs": statistics.median(errors), "max_abs": errors[-1]}
 
 
-def failure_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def failure_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     """Failed, out-of-memory, timed-out and skipped runs with their reasons."""
     rows = []
     for record in records:
-        if record.get("status") == "ok":
+        if record.ok:
             continue
-        error = str(record.get("error") or "no reason recorded")
-        rows.append({"task": record.get("task"), "method": record.get("method"), "seed": record.get("seed"),
-                     "status": record.get("status"), "reason": error.splitlines()[0][:300], "detail": error,
-                     "traceback": record.get("traceback") or "", "run_id": record.get("run_id")})
+        error = record.error or "no reason recorded"
+        rows.append({"task": record.task, "method": record.method, "seed": record.seed,
+                     "status": record.status, "reason": error.splitlines()[0][:300], "detail": error,
+                     "traceback": record.traceback or "", "run_id": record.run_id})
     return sorted(rows, key=lambda r: (str(r["task"]), str(r["method"]), str(r["seed"])))
 
 
-def provenance(records: list[dict[str, Any]]) -> dict[str, Any]:
+def provenance(records: list[RunRecord]) -> dict[str, Any]:
     """Where and with what the numbers were produced: machines, versions, seeds, data, every run id."""
-    machines = _distinct(_machine(r.get("device") or {}) for r in records)
-    versions = _distinct(json.dumps(r.get("versions") or {}, sort_keys=True) for r in records)
+    machines = _distinct(_machine(r.device) for r in records)
+    versions = _distinct(json.dumps(r.versions, sort_keys=True) for r in records)
     tasks: dict[str, dict[str, Any]] = {}
     for record in records:
-        entry = tasks.setdefault(str(record.get("task")), {"seeds": set(), "fingerprints": set(), "models": set(),
-                                                            "train": set()})
-        entry["seeds"].add(record.get("seed"))
-        entry["fingerprints"].add(str(record.get("data_fingerprint")))
-        entry["models"].add(str(record.get("model")))
-        train = {k: v for k, v in (record.get("train_config") or {}).items() if k != "learning_rate"}
+        entry = tasks.setdefault(record.task, {"seeds": set(), "fingerprints": set(), "models": set(),
+                                               "train": set()})
+        entry["seeds"].add(record.seed)
+        entry["fingerprints"].add(str(record.data_fingerprint))
+        entry["models"].add(str(record.model))
+        train = {k: v for k, v in record.train_config.items() if k != "learning_rate"}
         entry["train"].add(json.dumps(train, sort_keys=True))  # the rate is per method: see hyper-parameters
-    runs = [{"run_id": r.get("run_id"), "task": r.get("task"), "method": r.get("method"), "seed": r.get("seed"),
-             "status": r.get("status"), "hyperparameters": json.dumps(r.get("hyperparameters") or {},
-                                                                      sort_keys=True, default=str),
-             "finished_at": r.get("finished_at")} for r in records]
+    runs = [{"run_id": r.run_id, "task": r.task, "method": r.method, "seed": r.seed, "status": r.status,
+             "hyperparameters": json.dumps(r.hyperparameters, sort_keys=True, default=str),
+             "finished_at": r.finished_at} for r in records]
     return {"machines": machines,
             "versions": [json.loads(v) for v in versions],
             "tasks": {name: {k: sorted(v, key=str) for k, v in entry.items()} for name, entry in sorted(tasks.items())},
             "runs": sorted(runs, key=lambda r: (str(r["task"]), str(r["method"]), str(r["seed"]))),
-            "cpu_only": all((r.get("device") or {}).get("type", "cpu") == "cpu" for r in records)}
+            "cpu_only": all(r.device.get("type", "cpu") == "cpu" for r in records)}
 
 
 def _machine(device: dict[str, Any]) -> str:

@@ -119,7 +119,11 @@ def _untuned_beside_tuned(ok: pd.DataFrame, groups: dict[str, pd.DataFrame]) -> 
     from peftbench.results import tuned_over_untuned
 
     keys = [c for c in ("suite", "task", "model", "method", "role") if c in ok]
-    kept = {r["_row"] for r in tuned_over_untuned(ok[keys].assign(_row=ok.index).to_dict("records"))}
+    rows = ok[keys].assign(_row=ok.index).to_dict("records")
+
+    def facts(row: dict[str, Any]) -> tuple[tuple[Any, ...], str | None]:
+        return tuple(row.get(k) for k in ("suite", "task", "model", "method")), row.get("role")
+    kept = {row["_row"] for row in tuned_over_untuned(rows, facts)}
     return {config for config, group in groups.items() if not group.index.isin(kept).any()}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import threading
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peftbench.record import RunRecord
 from peftbench.results import ResultStore
 from peftbench.runs.claims import RunClaims
 from peftbench.runs.executor import Executor, LocalExecutor
@@ -28,10 +28,10 @@ class RunSummary:
     results_file: Path
     skipped_existing: int = 0
     run_elsewhere: int = 0  # claimed or recorded by another `peftbench run` of this suite meanwhile
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
 
     def status_counts(self) -> Counter:
-        return Counter(r["status"] for r in self.records)
+        return Counter(r.status for r in self.records)
 
 
 def run_plan(plan: Plan, results_root: Path, force: bool = False, retry_failed: bool = False,
@@ -50,7 +50,7 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, retry_failed: 
     # has already redone the run.
     stale_skips = _stale_skips(todo, recorded)
     redo = {rid: _fingerprint(r) for rid, r in recorded.items()
-            if force or (retry_failed and r["status"] in RETRY_STATUSES) or rid in stale_skips}
+            if force or (retry_failed and r.status in RETRY_STATUSES) or rid in stale_skips}
     pending = [s for s in todo if s.run_id not in recorded or s.run_id in redo]
     summary = RunSummary(store.path, skipped_existing=len(todo) - len(pending))
     executor = executor or _executor_for(plan)
@@ -61,7 +61,8 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, retry_failed: 
         current = store.latest(machine=here).get(spec.run_id)
         return current is None or (spec.run_id in redo and _fingerprint(current) == redo[spec.run_id])
 
-    def on_record(spec: RunSpec, record: dict[str, Any]) -> None:
+    def on_record(spec: RunSpec, fields: dict[str, Any]) -> None:
+        record = RunRecord.new(fields)  # the worker's fields, stamped with the current schema version
         if spec.run_id in redo:
             store.replace(record, machine=here)
         else:
@@ -107,8 +108,8 @@ class _Claimed:
             yield spec
 
 
-def _fingerprint(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, default=str)
+def _fingerprint(record: RunRecord) -> str:
+    return record.to_json()
 
 
 @contextlib.contextmanager
@@ -130,12 +131,12 @@ def interrupts_raised() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _stale_skips(specs: list[RunSpec], recorded: dict[str, dict[str, Any]]) -> set[str]:
+def _stale_skips(specs: list[RunSpec], recorded: dict[str, RunRecord]) -> set[str]:
     """Runs recorded as skipped whose skip no longer stands (`methods.base.recorded_skip_stands`: an older
     applicability revision recorded it and the method now applies there): they are run again."""
     from peftbench.methods.base import recorded_skip_stands
 
-    return {s.run_id for s in specs if s.run_id in recorded and recorded[s.run_id]["status"] == "skipped"
+    return {s.run_id for s in specs if s.run_id in recorded and recorded[s.run_id].status == "skipped"
             and not recorded_skip_stands(recorded[s.run_id])}
 
 
@@ -196,11 +197,11 @@ class _Progress:
         self.suite_bar.total = max(0, (self.suite_bar.total or 0) - 1)  # not ours to run after all
         self.suite_bar.refresh()
 
-    def finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
+    def finished(self, spec: RunSpec, record: RunRecord) -> None:
         self.in_flight.pop(spec.run_id, None)
         self.finished_runs += 1
         self._refresh()
-        self.suite_bar.set_postfix_str(f"last: {spec.label()} {record['status']}")
+        self.suite_bar.set_postfix_str(f"last: {spec.label()} {record.status}")
 
     def close(self) -> None:
         self.step_bar.close()

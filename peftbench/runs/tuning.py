@@ -34,10 +34,13 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peftbench.errors import UserError, shown
 from peftbench.runs.spec import RunSpec
+
+if TYPE_CHECKING:
+    from peftbench.record import RunRecord
 
 DEFAULT_GRID = (0.33, 1.0, 3.0)
 VALIDATION_FRACTION = 0.2
@@ -145,7 +148,7 @@ def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str
     return out
 
 
-def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> list[RunSpec]:
+def extension_specs(sweep: list[RunSpec], records: dict[str, RunRecord]) -> list[RunSpec]:
     """The next sweep run past the grid's edge when that edge won (strictly, over its neighbour), or []."""
     merits = _merits(sweep, records)
     best = _best(merits)
@@ -166,14 +169,14 @@ def extension_specs(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) ->
     return [_with_rate(base, factor, {**tune, "extension": True}, past.seed)]
 
 
-def select_factor(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> tuple[float | None, dict[str, Any]]:
+def select_factor(sweep: list[RunSpec], records: dict[str, RunRecord]) -> tuple[float | None, dict[str, Any]]:
     """The best grid factor by the validation score of the primary metric; None if no sweep run succeeded.
     Also every factor's score (None where the run failed or was skipped)."""
     merits = _merits(sweep, records)
     return _best(merits), {f"{f:g}": (m[0] if m else None) for f, m in merits.items()}
 
 
-def _merits(sweep: list[RunSpec], records: dict[str, dict[str, Any]]) -> dict[float, tuple[float, float] | None]:
+def _merits(sweep: list[RunSpec], records: dict[str, RunRecord]) -> dict[float, tuple[float, float] | None]:
     return {spec.tune["factor"]: _merit(spec, records) for spec in sweep}
 
 
@@ -187,20 +190,20 @@ def _best(merits: dict[float, tuple[float, float] | None]) -> float | None:
     return max(valid, key=lambda f: (merits[f], -abs(math.log(f)), -f))
 
 
-def _merit(spec: RunSpec, records: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
+def _merit(spec: RunSpec, records: dict[str, RunRecord]) -> tuple[float, float] | None:
     """(validation score, -final training loss) of an ok sweep run; None otherwise. A NaN loss ranks last."""
-    record = records.get(spec.run_id) or {}
+    record = records.get(spec.run_id)
     metric = spec.task.metrics[0] if spec.task.metrics else None
-    value = (record.get("metrics") or {}).get(metric) if record.get("status") == "ok" else None
-    if value is None:
+    value = record.metric(metric) if record is not None and record.ok else None
+    if record is None or value is None:
         return None
-    loss = record.get("final_train_loss")
+    loss = record.final_train_loss
     finite = isinstance(loss, (int, float)) and math.isfinite(loss)
     return float(value), -float(loss) if finite else -math.inf
 
 
 def selected_specs(specs: list[RunSpec], sweeps: dict[tuple[str, str], list[RunSpec]],
-                   records: dict[str, dict[str, Any]], config: TuneConfig) -> list[RunSpec]:
+                   records: dict[str, RunRecord], config: TuneConfig) -> list[RunSpec]:
     """Every seed of every (task, method) at its selected rate (x1 when no sweep run succeeded: the
     selected run then says so with `factor_reason`)."""
     out = []
@@ -251,7 +254,7 @@ def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = F
         # treat its runs as failed, so wait for each one it holds to be recorded (or given up).
         for spec in specs:
             claims.wait_for(spec.run_id)
-        return {r["run_id"]: r for r in latest_records([store.path], include_sweep=True)}
+        return {r.run_id: r for r in latest_records([store.path], include_sweep=True)}
 
     records = settled(sweep_plan.specs)
     for _ in range(2 * MAX_EXTENSIONS):
