@@ -94,13 +94,26 @@ def check_results_dir(path: Path, flag: str = "--results") -> Path:
     return path
 
 
+def suites_dir() -> Path:
+    """The shipped suites' folder (in a source checkout: `suites/`)."""
+    return shipped_dir("peftbench.suite_files", "suites")
+
+
+def reference_results_dir() -> Path:
+    """The reference results shipped with the package (in a source checkout: `results/reference`)."""
+    return shipped_dir("peftbench.reference_results", "results/reference")
+
+
+def published_dir() -> Path:
+    """The folder holding the published corpus files (in a source checkout: `results/published`)."""
+    return shipped_dir("peftbench.published_results", "results/published")
+
+
+# The shipped folders are named here, not in the modules that read them (suites, results, the corpus), so that
+# this module imports nothing of peftbench above it: those modules import it for their name checks.
 def shipped_folders() -> list[Path]:
     """The folders peftbench ships (resolved): the package itself and its package-data folders, which a source
     checkout keeps beside the package."""
-    from peftbench.recommend.corpus import published_dir
-    from peftbench.results import reference_results_dir
-    from peftbench.suites import suites_dir
-
     package = Path(__file__).resolve().parent
     return [package, *(folder.resolve() for folder in (suites_dir(), reference_results_dir(), published_dir()))]
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from peftbench.paths import reference_results_dir
 from peftbench.record import NOT_A_RECORD, WRONG_TYPES, RunRecord, problem
 
 try:
@@ -40,13 +41,6 @@ _Item = TypeVar("_Item")
 def user_results_dir(explicit: Path | None = None) -> Path:
     """Where the user's runs go: `explicit`, else `$PEFTBENCH_RESULTS`, else `./results`."""
     return Path(explicit or os.environ.get(RESULTS_ENV) or Path.cwd() / "results").expanduser()
-
-
-def reference_results_dir() -> Path:
-    """The reference results shipped with the package (in a source checkout: `results/reference`)."""
-    from peftbench.paths import shipped_dir
-
-    return shipped_dir("peftbench.reference_results", "results/reference")
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,9 @@ from typing import Any
 import yaml
 
 from peftbench.errors import UserError, shown
-from peftbench.paths import check_name, exists, is_file
+from peftbench.paths import check_name, exists, is_file, suites_dir
 from peftbench.validation import INT_MAX
 from peftbench.vocabulary import TASK_KIND_NAMES
-
-
-def suites_dir() -> Path:
-    """The shipped suites' folder (in a source checkout: `suites/`)."""
-    from peftbench.paths import shipped_dir
-
-    return shipped_dir("peftbench.suite_files", "suites")
-
 
 KIND_FIELDS = {
     "classification": ("text", "label"),

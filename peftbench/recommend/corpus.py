@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.method_declarations import METHOD_NAMES
+from peftbench.paths import published_dir  # defined with the other shipped folders; readers import it from here
 from peftbench.vocabulary import ARCHITECTURES
 
 COLUMNS: tuple[str, ...] = (
@@ -80,13 +81,6 @@ class PublishedRow:
 
     def cite(self) -> str:
         return f"{self.citation}, {self.locator}"
-
-
-def published_dir() -> Path:
-    """The folder holding the corpus files: shipped in the package (`results/published` in the repository)."""
-    from peftbench.paths import shipped_dir
-
-    return shipped_dir("peftbench.published_results", "results/published")
 
 
 def _fail(path: Path | str, line: int, field: str, message: str) -> CorpusError:
