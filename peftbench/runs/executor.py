@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any
 
+from peftbench.record import RunRecord
 from peftbench.runs.spec import RunSpec, base_record
 
-OnRecord = Callable[[RunSpec, dict[str, Any]], None]
+# A run's record: the fields its worker gathered (stamped when stored), or a RunRecord the executor already made.
+OnRecord = Callable[[RunSpec, RunRecord | dict[str, Any]], None]
 OnEvent = Callable[[RunSpec, dict[str, Any]], None]
 
 
@@ -239,7 +241,7 @@ def _worker_env(spec: RunSpec, concurrent_runs: int = 1, tmp: Path | None = None
 
 
 def crash_record(spec: RunSpec, status: str, error: str, started: float) -> dict[str, Any]:
-    record = base_record(spec)
-    record.update(status=status, error=error, wall_seconds=round(time.monotonic() - started, 3),
+    fields = base_record(spec)
+    fields.update(status=status, error=error, wall_seconds=round(time.monotonic() - started, 3),
                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    return record
+    return fields

@@ -154,12 +154,12 @@ def failure_record(spec: Any, folder: Path, exit_cause: Any, started: float) -> 
         status, how = failure["status"], f"raised {failure['error']}"
     else:
         status, how = exit_cause(failure["exitcode"])
-    record = crash_record(spec, status, f"rank {rank} of {world} {how}", started)
-    record["failed_rank"] = rank
-    record["rank_exit_codes"] = {str(r): code for r, code in sorted(failure["exits"].items())}
+    fields = crash_record(spec, status, f"rank {rank} of {world} {how}", started)
+    fields["failed_rank"] = rank
+    fields["rank_exit_codes"] = {str(r): code for r, code in sorted(failure["exits"].items())}
     if "traceback" in failure:
-        record["traceback"] = failure["traceback"]
-    return record
+        fields["traceback"] = failure["traceback"]
+    return fields
 
 
 def main(argv: list[str]) -> int:

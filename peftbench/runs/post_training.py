@@ -15,14 +15,14 @@ from typing import Any
 POST_TRAINING_ENV_VAR = "PEFTBENCH_POST_TRAINING"
 
 
-def after_training(spec: Any, setup: Any, record: dict[str, Any]) -> dict[str, Any]:
+def after_training(spec: Any, setup: Any, fields: dict[str, Any]) -> dict[str, Any]:
     """`{"inference": ..., "forgetting": ...}` for the run record."""
     if os.environ.get(POST_TRAINING_ENV_VAR, "1") == "0":
         return {}
     from peftbench import telemetry
 
     # The inference pass resets the RSS high-water mark (to measure its own peak); keep the run's peak first.
-    record["memory"]["peak_rss_before_inference_bytes"] = telemetry.peak_rss()
+    fields["memory"]["peak_rss_before_inference_bytes"] = telemetry.peak_rss()
     base = _BaseLoader(spec, setup)
     out: dict[str, Any] = {"forgetting": _guarded(lambda: _forgetting(spec, setup, base))}
     out["inference"] = _guarded(lambda: _inference(spec, setup, base))

@@ -36,11 +36,11 @@ def run_rank(spec: RunSpec, artifacts: Path) -> dict[str, Any] | None:
     joined_here = _join(spec)
     try:
         rank = dist.get_rank()
-        record = worker.execute(spec, artifacts, body=_train_rank, contain_errors=False)
+        fields = worker.execute(spec, artifacts, body=_train_rank, contain_errors=False)
     finally:
         if joined_here and dist.is_initialized():
             dist.destroy_process_group()
-    return record if rank == 0 else None
+    return fields if rank == 0 else None
 
 
 def _join(spec: RunSpec) -> bool:
@@ -63,7 +63,7 @@ def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _train_rank(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
+def _train_rank(spec: RunSpec, artifacts: Path, fields: dict[str, Any]) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
@@ -77,9 +77,9 @@ def _train_rank(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[
     # FSDP moves each rank's shard to the GPU itself: the whole model never has to fit on one.
     layout = spec.processes
     assert layout is not None, "a rank belongs to a run over several processes"
-    setup, out = worker.set_up(local, record, predict=rank == 0, place=layout.strategy != "fsdp")
+    setup, out = worker.set_up(local, fields, predict=rank == 0, place=layout.strategy != "fsdp")
     model = wrap(setup.model, layout.strategy, layout.offload, local.device, world)
-    memory = record["memory"]
+    memory = fields["memory"]
     # Every rank held the whole model before sharding it; the training peak is measured from here (the load's
     # peak is kept beside it).
     memory["peak_rss_load_bytes"] = telemetry.peak_rss()
@@ -101,7 +101,7 @@ def _train_rank(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[
         return {}
     out.update(worker.train_facts(train, result, world))
     out.update(_across_ranks(ranks))
-    out.update(worker.finish(local, setup, artifacts, record))
+    out.update(worker.finish(local, setup, artifacts, fields))
     return out
 
 
@@ -212,13 +212,13 @@ def main(argv: list[str]) -> int:
         sys.stdout = sys.stderr
     spec = RunSpec.from_json(Path(spec_path).read_text())
     try:
-        record = run_rank(spec, Path(artifacts))
+        fields = run_rank(spec, Path(artifacts))
     except Exception as exc:
         _write_error(Path(spec_path).parent, rank, exc)
         raise
-    if record is not None:
+    if fields is not None:
         tmp = Path(result_path + ".tmp")
-        tmp.write_text(json.dumps(record, default=str))
+        tmp.write_text(json.dumps(fields, default=str))
         tmp.replace(result_path)
     return 0
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError, shown
+from peftbench.record import RunRecord
 from peftbench.runs.executor import Executor, OnEvent, OnRecord, crash_record, run_worker
 from peftbench.runs.launch import world_size
 from peftbench.runs.spec import RunSpec
@@ -273,9 +274,10 @@ class _Driver:
                     self.on_event(attempt.spec, event)
             return
         del self.running[generator]
-        _, record, files = item
+        _, fields, files = item
+        record = RunRecord.new(fields)  # the worker's fields, typed once they reach the driver
         if files is not None:
-            _land(record, files, self.artifacts_dir / attempt.spec.run_id)
+            record = _land(record, files, self.artifacts_dir / attempt.spec.run_id)
         self._record(attempt, record)
 
     def _failed(self, attempt: _Attempt, exc: Exception) -> None:
@@ -290,24 +292,24 @@ class _Driver:
         self._record(attempt, crash_record(attempt.spec, "failed", f"ray: {type(exc).__name__}: {message}",
                                            attempt.started))
 
-    def _record(self, attempt: _Attempt, record: dict[str, Any]) -> None:
+    def _record(self, attempt: _Attempt, record: RunRecord | dict[str, Any]) -> None:
         from peftbench.telemetry import machine_id
 
-        record["ray"] = {**record.get("ray", {}), "attempts": attempt.number}
-        record["recorded_by"] = machine_id()  # resume on this machine skips it, wherever it ran
-        self.on_record(attempt.spec, record)
+        record = record if isinstance(record, RunRecord) else RunRecord.new(record)
+        # recorded_by: resume on this machine skips the run, wherever it ran
+        self.on_record(attempt.spec, record.replaced(ray={**(record.ray or {}), "attempts": attempt.number},
+                                                     recorded_by=machine_id()))
 
 
-def _land(record: dict[str, Any], files: dict[str, bytes], dest: Path) -> None:
-    """Write a run's returned files into the results' artifacts folder and point the record at them."""
+def _land(record: RunRecord, files: dict[str, bytes], dest: Path) -> RunRecord:
+    """Write a run's returned files into the results' artifacts folder; the record, pointed at them."""
     shutil.rmtree(dest, ignore_errors=True)
     for relative, data in files.items():
         path = dest / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    record["artifacts"]["path"] = str(dest)
-    if record.get("adapter_path"):
-        record["adapter_path"] = str(dest)
+    moved = {"adapter_path": str(dest)} if record.adapter_path else {}
+    return record.replaced(artifacts={**(record.artifacts or {}), "path": str(dest)}, **moved)
 
 
 def _run_task(spec_json: str, timeout: float | None, shared_dir: str,
@@ -341,9 +343,9 @@ def _run_task(spec_json: str, timeout: float | None, shared_dir: str,
             yield ("events", batch)
     if "error" in outcome:
         raise outcome["error"]
-    record = outcome["record"]
-    record["ray"] = _node()
-    yield ("result", record, _collect(record, node_dir, Path(shared_dir) if shared_dir else None))
+    fields = outcome["record"]
+    fields["ray"] = _node()
+    yield ("result", fields, _collect(fields, node_dir, Path(shared_dir) if shared_dir else None))
 
 
 def _drain(events: Any) -> list[dict[str, Any]]:
@@ -359,9 +361,9 @@ def _node() -> dict[str, str]:
     return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
 
 
-def _collect(record: dict[str, Any], node_dir: Path, shared_dir: Path | None,
+def _collect(fields: dict[str, Any], node_dir: Path, shared_dir: Path | None,
              limit: int = RETURN_LIMIT_BYTES) -> dict[str, bytes] | None:
-    """Where the run's files go, said in `record["artifacts"]` (where, path, bytes): copied into the shared
+    """Where the run's files go, said in the run's `artifacts` field (where, path, bytes): copied into the shared
     `artifacts_dir` when one is named; else returned (the driver writes them) when at most `limit` bytes;
     else left on the node. Returns the files to send back, or None."""
     files = sorted(p for p in node_dir.rglob("*") if p.is_file()) if node_dir.is_dir() else []
@@ -372,17 +374,17 @@ def _collect(record: dict[str, Any], node_dir: Path, shared_dir: Path | None,
         node_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(node_dir, dest)
         shutil.rmtree(node_dir, ignore_errors=True)
-        record["artifacts"] = {"where": "artifacts_dir", "path": str(dest), "bytes": size}
-        if record.get("adapter_path"):
-            record["adapter_path"] = str(dest)
+        fields["artifacts"] = {"where": "artifacts_dir", "path": str(dest), "bytes": size}
+        if fields.get("adapter_path"):
+            fields["adapter_path"] = str(dest)
         return None
     if size <= limit:
         returned = {str(p.relative_to(node_dir)): p.read_bytes() for p in files}
         shutil.rmtree(node_dir, ignore_errors=True)
-        record["artifacts"] = {"where": "results", "path": None, "bytes": size}  # the driver fills in the path
+        fields["artifacts"] = {"where": "results", "path": None, "bytes": size}  # the driver fills in the path
         return returned
-    record["artifacts"] = {"where": "node", "path": str(node_dir), "bytes": size,
-                           "node_ip": record.get("ray", {}).get("node_ip"),
+    fields["artifacts"] = {"where": "node", "path": str(node_dir), "bytes": size,
+                           "node_ip": fields.get("ray", {}).get("node_ip"),
                            "note": f"over the {limit // 2**20} MiB returned to the driver: name a shared "
                                    "artifacts_dir= to collect them"}
     return None

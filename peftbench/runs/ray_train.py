@@ -75,10 +75,10 @@ def run_trainer_task(spec_json: str, timeout: float | None, shared_dir: str,
             return  # this worker exits (max_calls=1), and the trainer it owns with it
     if result is None:
         status, error, rank = failure(outcome.get("error"), world_size(spec))
-        record = crash_record(spec, status, error, started)
+        fields = crash_record(spec, status, error, started)
         if rank is not None:
-            record["failed_rank"] = rank
-        result = ("result", record, None)
+            fields["failed_rank"] = rank
+        result = ("result", fields, None)
     yield result
 
 
@@ -164,8 +164,8 @@ def _train_loop(config: dict[str, Any]) -> None:
     node_dir = cache_root() / NODE_ARTIFACTS / spec.run_id
     if rank == 0:
         shutil.rmtree(node_dir, ignore_errors=True)
-    record = run_rank(spec, node_dir)
-    if record is not None:
-        record["ray"] = {**_node(), "train_workers": world_size(spec)}
+    fields = run_rank(spec, node_dir)
+    if fields is not None:
+        fields["ray"] = {**_node(), "train_workers": world_size(spec)}
         shared = Path(config["shared_dir"]) if config["shared_dir"] else None
-        config["channel"].put(("result", record, _collect(record, node_dir, shared)))
+        config["channel"].put(("result", fields, _collect(fields, node_dir, shared)))

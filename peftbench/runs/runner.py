@@ -61,8 +61,9 @@ def run_plan(plan: Plan, results_root: Path, force: bool = False, retry_failed: 
         current = store.latest(machine=here).get(spec.run_id)
         return current is None or (spec.run_id in redo and _fingerprint(current) == redo[spec.run_id])
 
-    def on_record(spec: RunSpec, fields: dict[str, Any]) -> None:
-        record = RunRecord.new(fields)  # the worker's fields, stamped with the current schema version
+    def on_record(spec: RunSpec, fields: RunRecord | dict[str, Any]) -> None:
+        # a worker's fields are stamped with the current schema version here
+        record = fields if isinstance(fields, RunRecord) else RunRecord.new(fields)
         if spec.run_id in redo:
             store.replace(record, machine=here)
         else:

@@ -33,32 +33,33 @@ def emit(event: str, **fields: Any) -> None:
 
 def execute(spec: RunSpec, artifacts: Path, body: Callable[..., dict[str, Any]] | None = None,
             contain_errors: bool = True) -> dict[str, Any]:
-    """Run and return the full record; errors become a record with status and message. `body` (default: the
+    """Run and return the record's fields (a plain dict, as the worker writes it to RESULT.json; the driver stores
+    it as a peftbench.record.RunRecord); errors become a status and message. `body` (default: the
     one-process run) trains and evaluates; a rank of a multi-process run passes its own, with
     `contain_errors=False`: its errors end the rank, and the launcher names the rank that failed."""
     from peftbench import telemetry
 
-    record = base_record(spec)
-    record["memory"] = {"rss_at_start_bytes": telemetry.current_rss()}
+    fields = base_record(spec)
+    fields["memory"] = {"rss_at_start_bytes": telemetry.current_rss()}
     started = time.time()
     try:
-        record.update((body or _train_and_evaluate)(spec, artifacts, record))
-        record["status"] = "ok"
+        fields.update((body or _train_and_evaluate)(spec, artifacts, fields))
+        fields["status"] = "ok"
     except MethodNotApplicable as exc:
         from peftbench.methods import get_method
 
-        record.update(status="skipped", error=str(exc), applicability=get_method(spec.method).applicability)
+        fields.update(status="skipped", error=str(exc), applicability=get_method(spec.method).applicability)
     except Exception as exc:
         if not contain_errors:
             raise
-        record.update(status=failure_status(exc), error=f"{type(exc).__name__}: {exc}",
+        fields.update(status=failure_status(exc), error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))
-    record["memory"]["peak_rss_bytes"] = telemetry.peak_rss()
-    record["wall_seconds"] = round(time.time() - started, 3)
-    record["device"] = telemetry.device_info(spec.device, spec.train.threads)
-    record["versions"] = telemetry.library_versions()
-    record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return record
+    fields["memory"]["peak_rss_bytes"] = telemetry.peak_rss()
+    fields["wall_seconds"] = round(time.time() - started, 3)
+    fields["device"] = telemetry.device_info(spec.device, spec.train.threads)
+    fields["versions"] = telemetry.library_versions()
+    fields["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return fields
 
 
 def failure_status(exc: BaseException) -> str:
@@ -80,7 +81,7 @@ class _Setup:
     prepared: PreparedTask
 
 
-def _applicable(spec: RunSpec, record: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+def _applicable(spec: RunSpec, fields: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
     """(task, task kind, method, model config, method context), or MethodNotApplicable: decided from the
     config alone, before any weights or data load."""
     from peftbench.methods import MethodContext, get_method
@@ -94,14 +95,14 @@ def _applicable(spec: RunSpec, record: dict[str, Any]) -> tuple[Any, Any, Any, A
     allow_remote_model(config, task.kind, spec.trust_remote_code)  # the estimator builds it without the flag
     ctx = MethodContext(architecture_family(config), config.model_type, task.kind, spec.device,
                         decodes=task.kind == "generation")
-    record.update(architecture=ctx.architecture, model_type=ctx.model_type, family=method.family)
+    fields.update(architecture=ctx.architecture, model_type=ctx.model_type, family=method.family)
     reason = method.not_applicable_reason(ctx)
     if reason:
         raise MethodNotApplicable(reason)
     return task, TASK_KINDS[task.kind], method, config, ctx
 
 
-def set_up(spec: RunSpec, record: dict[str, Any], predict: bool = True, place: bool = True
+def set_up(spec: RunSpec, fields: dict[str, Any], predict: bool = True, place: bool = True
             ) -> tuple[_Setup, dict[str, Any]]:
     """Load and wrap. `predict`: record the estimator's prediction (rank 0 of a multi-process run only);
     `place`: move the model to the device (FSDP moves only each rank's shard there)."""
@@ -112,7 +113,7 @@ def set_up(spec: RunSpec, record: dict[str, Any], predict: bool = True, place: b
     from peftbench.models.catalogue import resolve_model
     from peftbench.models.loading import load_tokenizer
 
-    task, kind, method, config, ctx = _applicable(spec, record)
+    task, kind, method, config, ctx = _applicable(spec, fields)
     emit("phase", name="load")
     data = load_task_data(task, spec.scale)
     if spec.tune is not None and spec.tune["role"] == "sweep":
@@ -133,8 +134,8 @@ def set_up(spec: RunSpec, record: dict[str, Any], predict: bool = True, place: b
 
     gc.collect()
     # The estimator predicts RSS growth from here: libraries imported, data tokenised, no weights yet.
-    record["memory"]["rss_before_load_bytes"] = telemetry.current_rss()
-    record["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()  # peak_rss_train covers load + training
+    fields["memory"]["rss_before_load_bytes"] = telemetry.current_rss()
+    fields["memory"]["rss_peak_reset"] = telemetry.reset_peak_rss()  # peak_rss_train covers load + training
     loaded = load_for_task(spec.model, task.kind, kind.num_labels(task, data.train), spec.train.dtype,
                            method.quantize_4bit, spec.trust_remote_code, tokenizer=tokenizer)
     model = method.apply(loaded.model, spec.hyperparameters, ctx)
@@ -158,25 +159,25 @@ def set_up(spec: RunSpec, record: dict[str, Any], predict: bool = True, place: b
     return _Setup(model, loaded.tokenizer, task, kind, method, ctx, prepared), facts
 
 
-def _train_and_evaluate(spec: RunSpec, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
+def _train_and_evaluate(spec: RunSpec, artifacts: Path, fields: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from peftbench import telemetry, training
 
     torch.set_num_threads(spec.train.threads)
     training.seed_everything(spec.seed)
-    setup, out = set_up(spec, record)
+    setup, out = set_up(spec, fields)
 
-    record["memory"]["rss_before_train_bytes"] = telemetry.current_rss()
+    fields["memory"]["rss_before_train_bytes"] = telemetry.current_rss()
     cuda = telemetry.CudaMemory() if spec.device.startswith("cuda") else None
     batches = training.shuffled_batches(setup.prepared.train_features, spec.train.batch_size,
                                         setup.prepared.collate, spec.seed)
     result = run_training(spec, setup, setup.model, batches, on_step=cuda.sample if cuda is not None else None)
-    record["memory"]["peak_rss_train_bytes"] = telemetry.peak_rss()
+    fields["memory"]["peak_rss_train_bytes"] = telemetry.peak_rss()
     if cuda is not None:
-        record["memory"].update(cuda.report())
+        fields["memory"].update(cuda.report())
     out.update(train_facts(spec.train, result))
-    out.update(finish(spec, setup, artifacts, record))
+    out.update(finish(spec, setup, artifacts, fields))
     return out
 
 
@@ -220,7 +221,7 @@ def train_facts(train: TrainConfig, result: Any, world_size: int = 1) -> dict[st
                 gradient_checkpointing=train.gradient_checkpointing)
 
 
-def finish(spec: RunSpec, setup: _Setup, artifacts: Path, record: dict[str, Any]) -> dict[str, Any]:
+def finish(spec: RunSpec, setup: _Setup, artifacts: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the trained `setup.model`, save what the run keeps, then the after-training measurements."""
     emit("phase", name="eval")
     eval_start = time.perf_counter()
@@ -232,7 +233,7 @@ def finish(spec: RunSpec, setup: _Setup, artifacts: Path, record: dict[str, Any]
     out.update(_save(spec, setup, artifacts))
     from peftbench.runs.post_training import after_training  # inference cost + forgetting
 
-    out.update(after_training(spec, setup, record))
+    out.update(after_training(spec, setup, fields))
     return out
 
 
@@ -300,9 +301,9 @@ def main(argv: list[str]) -> int:
     pin_malloc_threshold()
     spec_path, result_path, artifacts = argv
     spec = RunSpec.from_json(Path(spec_path).read_text())
-    record = execute(spec, Path(artifacts))
+    fields = execute(spec, Path(artifacts))
     tmp = Path(result_path + ".tmp")
-    tmp.write_text(json.dumps(record, default=str))
+    tmp.write_text(json.dumps(fields, default=str))
     tmp.replace(result_path)
     return 0
 
