@@ -7,7 +7,6 @@ peftbench's own suites ship inside the package (`peftbench.suite_files`; `suites
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import yaml
 
 from peftbench.errors import UserError, shown
 from peftbench.paths import check_name, exists, is_file, suites_dir
-from peftbench.validation import INT_MAX
+from peftbench.validation import INT_MAX, boolean, number, positive_int, seed
 from peftbench.vocabulary import TASK_KIND_NAMES
 
 KIND_FIELDS = {
@@ -95,55 +94,6 @@ class TrainConfig:
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise UserError(f"train.dtype must be fp32, bf16 or fp16, got {shown(self.dtype)}")
         boolean(self.gradient_checkpointing, "train.gradient_checkpointing")
-
-
-def boolean(value: Any, name: str) -> bool:
-    """A real boolean (YAML true/false, yes/no). Anything else is refused, not coerced: `bool("false")` is
-    True, and for trust_remote_code that would run a model folder's code."""
-    if not isinstance(value, bool):
-        raise UserError(f"{name} must be true or false, got {shown(value)}")
-    return value
-
-
-def positive_int(value: Any, name: str, high: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (high is not None and value > high):
-        bound = f" of at most {high}" if high is not None else ""
-        raise UserError(f"{name} must be a positive integer{bound}, got {shown(value)}")
-    return value
-
-
-FLOAT_MAX = sys.float_info.max
-
-
-def number(value: Any, name: str, low: float | None = None, high: float | None = None,
-           low_open: bool = False) -> float:
-    """A finite int or float (not a bool) within [low, high] (or (low, high] when `low_open`)."""
-    # An int past the float range is no finite number either: every rate and ratio becomes a float later.
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and -FLOAT_MAX <= value <= FLOAT_MAX
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        raise UserError(f"{name} must be a finite number{_range_text(low, high, low_open)}, got {shown(value)}")
-    return value
-
-
-def _range_text(low: float | None, high: float | None, low_open: bool) -> str:
-    if low is None:
-        return f" <= {high:g}" if high is not None else ""
-    if high is None:
-        return f" > {low:g}" if low_open else f" >= {low:g}"
-    return f" in {'(' if low_open else '['}{low:g}, {high:g}]"
-
-
-SEED_MAX = 2**32 - 1  # numpy's generators take seeds in [0, 2**32 - 1]
-
-
-def seed(value: Any, name: str = "seeds") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= SEED_MAX:
-        raise UserError(f"{name}: each seed must be an integer from 0 to {SEED_MAX}, got {shown(value)}")
-    return value
 
 
 @dataclass(frozen=True)

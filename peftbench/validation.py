@@ -1,9 +1,10 @@
 """Every check of what a user types, made before any run, estimate or answer starts: method names and
-hyper-parameters (suite YAML's `methods:`, `methods.NAME.KEY=VALUE` overrides), task kinds, and the estimate
-command's values. A refusal is a UserError (exit code 2) that names the key, what is valid and the value given.
+hyper-parameters (suite YAML's `methods:`, `methods.NAME.KEY=VALUE` overrides), task kinds, the estimate and
+recommend commands' values, and the typed values of suite files and run overrides (booleans, counts, finite
+numbers, seeds). A refusal is a UserError (exit code 2) that names the key, what is valid and the value given.
 
 Torch-free at import: the CLI calls these before anything heavy loads, so a typo costs no seconds. (Suite files
-are read by `peftbench.suites` and run overrides by `peftbench.overrides`, which use the limits below.)
+are parsed by `peftbench.suites` and run overrides by `peftbench.overrides`; both check their values here.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 
 from peftbench.errors import UserError, did_you_mean, shown
 from peftbench.method_declarations import METHOD_NAMES
-from peftbench.vocabulary import TASK_KIND_NAMES
+from peftbench.vocabulary import KIND_ALIASES, TASK_KIND_NAMES
 
 INT_MAX = 2**31 - 1  # beyond any batch size, rank, token or step count a run could allocate
 
@@ -51,6 +52,14 @@ def check_task_kind(value: str) -> str:
         raise UserError(f"unknown task kind '{value}'{did_you_mean(value, TASK_KIND_NAMES)} "
                         f"(valid: {', '.join(TASK_KIND_NAMES)})")
     return value
+
+
+def check_recommend_task(task: str) -> None:
+    """`recommend --task`: a kind, or something shaped SUITE/TASK (whose suite file says whether it exists); a typo
+    of a kind is refused with the closest kinds, before any evidence is read."""
+    if "/" not in task and task.lower() not in KIND_ALIASES:
+        raise UserError(f"unknown task {shown(task)}{did_you_mean(task, KIND_ALIASES)} (give a kind: "
+                        f"{', '.join(KIND_ALIASES)}; or SUITE/TASK)")
 
 
 # ---- the estimate command's values ----------------------------------------------------------------------------
@@ -104,6 +113,58 @@ def hardware_names(gpu: list[str] | None, hardware: list[str] | None) -> list[st
         raise UserError("--gpu / --hardware need a value: a memory class such as 16GB, or profile names "
                         "(peftbench hardware lists them)")
     return parsed
+
+
+# ---- values of suite files and run overrides (`peftbench.suites`, `peftbench.runs.plan`) ------------------------
+
+
+def boolean(value: Any, name: str) -> bool:
+    """A real boolean (YAML true/false, yes/no). Anything else is refused, not coerced: `bool("false")` is
+    True, and for trust_remote_code that would run a model folder's code."""
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, got {shown(value)}")
+    return value
+
+
+def positive_int(value: Any, name: str, high: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (high is not None and value > high):
+        bound = f" of at most {high}" if high is not None else ""
+        raise UserError(f"{name} must be a positive integer{bound}, got {shown(value)}")
+    return value
+
+
+FLOAT_MAX = sys.float_info.max
+
+
+def number(value: Any, name: str, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> float:
+    """A finite int or float (not a bool) within [low, high] (or (low, high] when `low_open`)."""
+    # An int past the float range is no finite number either: every rate and ratio becomes a float later.
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and -FLOAT_MAX <= value <= FLOAT_MAX
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        raise UserError(f"{name} must be a finite number{_range_text(low, high, low_open)}, got {shown(value)}")
+    return typing.cast(float, value)  # the int or float given, unconverted
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool) -> str:
+    if low is None:
+        return f" <= {high:g}" if high is not None else ""
+    if high is None:
+        return f" > {low:g}" if low_open else f" >= {low:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+SEED_MAX = 2**32 - 1  # numpy's generators take seeds in [0, 2**32 - 1]
+
+
+def seed(value: Any, name: str = "seeds") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= SEED_MAX:
+        raise UserError(f"{name}: each seed must be an integer from 0 to {SEED_MAX}, got {shown(value)}")
+    return value
 
 
 # ---- hyper-parameters -----------------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ class Family(str, Enum):
 TASK_KIND_NAMES: tuple[str, ...] = tuple(k.value for k in TaskKindName)
 ARCHITECTURES: tuple[str, ...] = tuple(a.value for a in Architecture)
 FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
+# What `recommend --task` accepts as a kind, and the task kind each answers as.
+KIND_ALIASES: dict[str, str] = {
+    "classification": "classification", "summarization": "generation", "translation": "generation",
+    "generation": "generation", "multiple-choice": "multiple_choice", "multiple_choice": "multiple_choice"}
 # How a run spreads over several GPUs, and what each strategy can move to CPU memory (FSDP's CPU offload moves
 # parameters, gradients and optimizer states together; ZeRO-2 shards no parameters to offload).
 STRATEGIES: tuple[str, ...] = ("ddp", "fsdp", "zero2", "zero3")

@@ -101,7 +101,7 @@ def check_plan(tokens: list[str]) -> str:
 
 def _assert_valid_plan(plan: Any) -> None:
     from peftbench.methods import get_method
-    from peftbench.suites import SEED_MAX
+    from peftbench.validation import SEED_MAX
 
     assert plan.specs and plan.jobs >= 1
     assert plan.timeout is None or (math.isfinite(plan.timeout) and plan.timeout > 0)

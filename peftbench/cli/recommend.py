@@ -112,7 +112,7 @@ MOST_ADAPTERS_PER_BASE = 1_000_000
 def check_gpu_and_serving_values(args: argparse.Namespace) -> None:
     """--gpus, --max-latency-overhead and --adapters-per-base, checked before any evidence is read or any model
     traced (NaN compares false with every bound, so it is refused by name)."""
-    from peftbench.suites import number
+    from peftbench.validation import number
 
     for flag, value, most in (("--gpus", args.gpus, MOST_GPUS),
                               ("--adapters-per-base", args.adapters_per_base, MOST_ADAPTERS_PER_BASE)):

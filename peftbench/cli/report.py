@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     from peftbench.paths import check_output_dir
     from peftbench.report import write_index, write_suite_report
     from peftbench.results import choose_result_set, suite_result_files
-    from peftbench.suites import number
+    from peftbench.validation import number
 
     if args.estimate_budget is not None:  # NaN passes every comparison: a finite number, said before any work
         number(args.estimate_budget, "--estimate-budget (seconds)", low=0.0, high=1e9)

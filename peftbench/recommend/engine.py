@@ -32,10 +32,11 @@ from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
 from peftbench.recommend.multi_gpu import consider_multi_gpu
 from peftbench.recommend.points import PointSet, cached_corpus_points, merge, own_points
-from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, check_task, resolve_task
+from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, resolve_task
 from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, QualityEstimate, Regime, fit, nearness, separated
 from peftbench.recommend.render import RunTarget, override_line, quality_reasons, run_warnings, separation_note
 from peftbench.recommend.sensitivity import cached_sweeps
+from peftbench.validation import check_recommend_task
 
 SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
 FULL_SAVE_BYTES, ADAPTER_SAVE_BYTES = 2, 4  # full model saved in bf16; peft keeps adapter weights in fp32
@@ -211,7 +212,7 @@ def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str
     for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
         if value is not None and not value.strip():
             raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
-    check_task(task)
+    check_recommend_task(task)
     return None if model is None else canonical_model(model)
 
 

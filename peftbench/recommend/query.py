@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError, did_you_mean, shown
+from peftbench.errors import UserError, shown
 from peftbench.paths import is_dir, is_file
 from peftbench.recommend.evidence import Run
+from peftbench.validation import check_recommend_task
+from peftbench.vocabulary import KIND_ALIASES
 
-KIND_ALIASES = {"classification": "classification", "summarization": "generation", "translation": "generation",
-                "generation": "generation", "multiple-choice": "multiple_choice", "multiple_choice": "multiple_choice"}
 DEFAULT_SEQ_LEN = 512  # the estimator's default, used when nothing says how long the inputs are
 
 
@@ -57,7 +57,7 @@ class Limits:
     seq_len: int | None = None
 
     def validate(self) -> None:
-        from peftbench.suites import number
+        from peftbench.validation import number
 
         for flag, value, high in (("--top", self.top, 10_000), ("--batch-size", self.batch_size, 1 << 20),
                                   ("--train-examples", self.train_examples, 10**12),
@@ -70,16 +70,8 @@ class Limits:
                 number(value, flag, low=0.0, low_open=True, high=1e12)
 
 
-def check_task(task: str) -> None:
-    """A kind, or something shaped SUITE/TASK (whose suite file says whether it exists); a typo of a kind is
-    refused with the closest kinds, before any evidence is read."""
-    if "/" not in task and task.lower() not in KIND_ALIASES:
-        raise UserError(f"unknown task {shown(task)}{did_you_mean(task, KIND_ALIASES)} (give a kind: "
-                        f"{', '.join(KIND_ALIASES)}; or SUITE/TASK)")
-
-
 def resolve_task(task: str, runs: list[Run], data: Path | None = None, model: str | None = None) -> TaskQuery:
-    check_task(task)
+    check_recommend_task(task)
     benchmarked = "/" in task and task.lower() not in KIND_ALIASES
     query = _benchmarked(task, runs) if benchmarked else _kind(task.lower(), runs)
     if data is not None:
