@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,14 +145,10 @@ class RunRecord:
     @classmethod
     def from_json(cls, line: str | bytes) -> RunRecord:
         """The record of one runs-file line; ValueError (saying why) when the line is not a usable record."""
-        try:
-            value = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise ValueError("not JSON") from None
-        why = problem(value)
-        if why:
-            raise ValueError(why[1])
-        return cls.from_dict(value)
+        record, why = parse(line)
+        if record is None:
+            raise ValueError(why[1] if why else "not a record")
+        return record
 
     def to_dict(self) -> dict[str, Any]:
         """The object stored for this record: the fields it was read with (or all, for a new record)."""
@@ -256,6 +251,16 @@ _NESTED: dict[str, type] = {"hyperparameters": dict, "train_config": dict, "metr
 NOT_A_RECORD, WRONG_TYPES = "not a record", "wrong field types"
 
 
+def parse(line: str | bytes) -> tuple[RunRecord | None, tuple[str, str] | None]:
+    """(the record of one runs-file line, None), or (None, (which kind of skip, why))."""
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None, (NOT_A_RECORD, "not JSON")
+    why = problem(value)
+    return (None, why) if why else (RunRecord.from_dict(value), None)
+
+
 def problem(value: Any) -> tuple[str, str] | None:
     """(which kind of skip, why) for a parsed line that is not a usable run record, or None."""
     why = not_a_record(value)
@@ -335,7 +340,3 @@ def _shown_value(value: Any) -> str:
 
     return shown(value, 30) if isinstance(value, str | int | float) else f"a JSON {type(value).__name__}"
 
-
-def is_number(value: Any) -> bool:
-    """A finite int or float, not a bool: what a table can average."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

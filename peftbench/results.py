@@ -15,7 +15,6 @@ with an append. A line that is not a run record is skipped by every reader and r
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import threading
@@ -25,7 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from peftbench.paths import reference_results_dir
-from peftbench.record import NOT_A_RECORD, WRONG_TYPES, RunRecord, problem
+from peftbench.record import NOT_A_RECORD, WRONG_TYPES, RunRecord
+from peftbench.record import parse as _parse
 
 try:
     import fcntl
@@ -81,16 +81,6 @@ def is_reference_dir(path: Path) -> bool:
 
 
 _reported: set[tuple[str, int]] = set()  # (file, line) already reported in this process: each is said once
-
-
-def _parse(raw: bytes) -> tuple[RunRecord | None, tuple[str, str] | None]:
-    """(the record, None), or (None, (which kind of skip, why))."""
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return None, (NOT_A_RECORD, "not JSON")
-    why = problem(value)
-    return (None, why) if why else (RunRecord.from_dict(value), None)
 
 
 class ResultStore:
