@@ -35,7 +35,7 @@ def _worker_pids(run_ids: set[str]) -> dict[int, int]:
     started for these runs (their artifacts folder is under this test session's cache: other processes on
     the machine may be running the same specs)."""
     from peftbench.cache import cache_root
-    from peftbench.runs.ray_executor import NODE_ARTIFACTS
+    from peftbench.runs.ray_node import NODE_ARTIFACTS
 
     ours = {str(cache_root() / NODE_ARTIFACTS / run_id) for run_id in run_ids}
     found = {}

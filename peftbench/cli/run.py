@@ -41,8 +41,8 @@ def main(args: argparse.Namespace) -> int:
     from peftbench.paths import check_results_dir
     from peftbench.results import is_reference_dir, user_results_dir
     from peftbench.runs.plan import build_plan
-    from peftbench.runs.runner import run_plan
-    from peftbench.runs.tuning import check_split_sizes, parse_tune, run_tuned
+    from peftbench.runs.runner import run_plan, run_tuned
+    from peftbench.runs.tuning import check_split_sizes, parse_tune
     from peftbench.telemetry import machine_id
 
     if args.into_reference:

@@ -191,7 +191,8 @@ def _overrides(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> list
 def _train(request: PilotRequest, plan: PilotPlan, suite_path: Path, show_progress: bool) -> None:
     from peftbench.overrides import parse_overrides
     from peftbench.runs.plan import build_plan
-    from peftbench.runs.tuning import check_split_sizes, parse_tune, run_tuned
+    from peftbench.runs.runner import run_tuned
+    from peftbench.runs.tuning import check_split_sizes, parse_tune
 
     overrides = parse_overrides(_overrides(request, plan, suite_path))
     tune = parse_tune(overrides.values.get("tune"), overrides.tune)

@@ -134,8 +134,6 @@ class LocalExecutor(Executor):
                 return crash_record(spec, "timeout", f"run exceeded the {self.timeout_seconds:g} s timeout", started)
             if result_file.is_file():
                 return json.loads(result_file.read_text())
-            from peftbench.runs.launch import failure_record
-
             ranked = failure_record(spec, tmp, lambda code: _exit_cause(code, ooms_before, oom_kills()), started)
             if ranked is not None:  # a run over several processes: which rank failed, and how
                 return ranked
@@ -244,4 +242,27 @@ def crash_record(spec: RunSpec, status: str, error: str, started: float) -> dict
     fields = base_record(spec)
     fields.update(status=status, error=error, wall_seconds=round(time.monotonic() - started, 3),
                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return fields
+
+
+def failure_record(spec: Any, folder: Path, exit_cause: Any, started: float) -> dict[str, Any] | None:
+    """The crash record of a multi-process run whose launcher (`peftbench.runs.launch`) wrote `failure.json`, else
+    None. `exit_cause` maps an exit code to (status, how it ended) as for a one-process worker (OOM-kill counters
+    included)."""
+    from peftbench.runs.launch import FAILURE_FILE, world_size
+
+    path = folder / FAILURE_FILE
+    if not path.is_file():
+        return None
+    failure = json.loads(path.read_text())
+    rank, world = failure["rank"], world_size(spec)
+    if "error" in failure:
+        status, how = failure["status"], f"raised {failure['error']}"
+    else:
+        status, how = exit_cause(failure["exitcode"])
+    fields = crash_record(spec, status, f"rank {rank} of {world} {how}", started)
+    fields["failed_rank"] = rank
+    fields["rank_exit_codes"] = {str(r): code for r, code in sorted(failure["exits"].items())}
+    if "traceback" in failure:
+        fields["traceback"] = failure["traceback"]
     return fields

@@ -140,28 +140,6 @@ def root_cause(exits: dict[int, int], folder: Path) -> dict[str, Any]:
     return {"rank": rank, "exitcode": exits[rank], "exits": exits}
 
 
-def failure_record(spec: Any, folder: Path, exit_cause: Any, started: float) -> dict[str, Any] | None:
-    """The crash record of a multi-process run whose launcher wrote `failure.json`, else None. `exit_cause`
-    maps an exit code to (status, how it ended) as for a one-process worker (OOM-kill counters included)."""
-    from peftbench.runs.executor import crash_record
-
-    path = folder / FAILURE_FILE
-    if not path.is_file():
-        return None
-    failure = json.loads(path.read_text())
-    rank, world = failure["rank"], world_size(spec)
-    if "error" in failure:
-        status, how = failure["status"], f"raised {failure['error']}"
-    else:
-        status, how = exit_cause(failure["exitcode"])
-    fields = crash_record(spec, status, f"rank {rank} of {world} {how}", started)
-    fields["failed_rank"] = rank
-    fields["rank_exit_codes"] = {str(r): code for r, code in sorted(failure["exits"].items())}
-    if "traceback" in failure:
-        fields["traceback"] = failure["traceback"]
-    return fields
-
-
 def main(argv: list[str]) -> int:
     from peftbench.runs.worker import exit_with_parent
 

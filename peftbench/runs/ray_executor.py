@@ -31,14 +31,13 @@ from peftbench.errors import UserError, shown
 from peftbench.record import RunRecord
 from peftbench.runs.executor import Executor, OnEvent, OnRecord, crash_record, run_worker
 from peftbench.runs.launch import world_size
+from peftbench.runs.ray_node import NODE_ARTIFACTS, collect_artifacts, node_identity
 from peftbench.runs.spec import RunSpec
 
 INSTALL_HINT = 'executor=ray needs Ray, which is not installed: pip install "peftbench[ray]"'
 # A run's files travel back through Ray's object store up to this size (a LoRA adapter of a 7B model is
 # ~20-160 MiB; full fine-tuned weights are not); larger ones stay on the node unless `artifacts_dir=` is shared.
-RETURN_LIMIT_BYTES = 256 * 2**20
 EVENT_INTERVAL_SECONDS = 0.5  # progress events are batched: one object per run per interval, not per step
-NODE_ARTIFACTS = "ray-artifacts"  # under the node's peftbench cache: where a task's run writes its files
 _ADDRESS = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
 
 
@@ -344,8 +343,8 @@ def _run_task(spec_json: str, timeout: float | None, shared_dir: str,
     if "error" in outcome:
         raise outcome["error"]
     fields = outcome["record"]
-    fields["ray"] = _node()
-    yield ("result", fields, _collect(fields, node_dir, Path(shared_dir) if shared_dir else None))
+    fields["ray"] = node_identity()
+    yield ("result", fields, collect_artifacts(fields, node_dir, Path(shared_dir) if shared_dir else None))
 
 
 def _drain(events: Any) -> list[dict[str, Any]]:
@@ -353,38 +352,3 @@ def _drain(events: Any) -> list[dict[str, Any]]:
     while not events.empty():
         batch.append(events.get())
     return batch
-
-
-def _node() -> dict[str, str]:
-    import ray
-
-    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
-
-
-def _collect(fields: dict[str, Any], node_dir: Path, shared_dir: Path | None,
-             limit: int = RETURN_LIMIT_BYTES) -> dict[str, bytes] | None:
-    """Where the run's files go, said in the run's `artifacts` field (where, path, bytes): copied into the shared
-    `artifacts_dir` when one is named; else returned (the driver writes them) when at most `limit` bytes;
-    else left on the node. Returns the files to send back, or None."""
-    files = sorted(p for p in node_dir.rglob("*") if p.is_file()) if node_dir.is_dir() else []
-    size = sum(p.stat().st_size for p in files)
-    if shared_dir is not None:
-        dest = shared_dir / node_dir.name
-        shutil.rmtree(dest, ignore_errors=True)
-        node_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(node_dir, dest)
-        shutil.rmtree(node_dir, ignore_errors=True)
-        fields["artifacts"] = {"where": "artifacts_dir", "path": str(dest), "bytes": size}
-        if fields.get("adapter_path"):
-            fields["adapter_path"] = str(dest)
-        return None
-    if size <= limit:
-        returned = {str(p.relative_to(node_dir)): p.read_bytes() for p in files}
-        shutil.rmtree(node_dir, ignore_errors=True)
-        fields["artifacts"] = {"where": "results", "path": None, "bytes": size}  # the driver fills in the path
-        return returned
-    fields["artifacts"] = {"where": "node", "path": str(node_dir), "bytes": size,
-                           "node_ip": fields.get("ray", {}).get("node_ip"),
-                           "note": f"over the {limit // 2**20} MiB returned to the driver: name a shared "
-                                   "artifacts_dir= to collect them"}
-    return None

@@ -154,7 +154,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     from peftbench.cache import cache_root
     from peftbench.estimate.measure import pin_malloc_threshold
     from peftbench.runs.rank import run_rank
-    from peftbench.runs.ray_executor import NODE_ARTIFACTS, _collect, _node
+    from peftbench.runs.ray_node import NODE_ARTIFACTS, collect_artifacts, node_identity
 
     pin_malloc_threshold()  # as early as this long-lived worker allows (see the one-process worker)
     os.environ["PEFTBENCH_CONCURRENT_RUNS"] = str(config["concurrent_runs"])
@@ -166,6 +166,6 @@ def _train_loop(config: dict[str, Any]) -> None:
         shutil.rmtree(node_dir, ignore_errors=True)
     fields = run_rank(spec, node_dir)
     if fields is not None:
-        fields["ray"] = {**_node(), "train_workers": world_size(spec)}
+        fields["ray"] = {**node_identity(), "train_workers": world_size(spec)}
         shared = Path(config["shared_dir"]) if config["shared_dir"] else None
-        config["channel"].put(("result", fields, _collect(fields, node_dir, shared)))
+        config["channel"].put(("result", fields, collect_artifacts(fields, node_dir, shared)))

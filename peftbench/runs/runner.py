@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -18,6 +19,7 @@ from peftbench.runs.claims import RunClaims
 from peftbench.runs.executor import Executor, LocalExecutor
 from peftbench.runs.plan import Plan
 from peftbench.runs.spec import RunSpec
+from peftbench.runs.tuning import MAX_EXTENSIONS, TuneConfig, extension_specs, selected_specs, sweep_specs
 
 # Statuses `--retry-failed` reruns: the run did not finish. `ok` and `skipped` (method not applicable) stand.
 RETRY_STATUSES = ("failed", "timeout", "oom")
@@ -207,3 +209,44 @@ class _Progress:
     def close(self) -> None:
         self.step_bar.close()
         self.suite_bar.close()
+
+
+def run_tuned(plan: Plan, config: TuneConfig, results_root: Path, force: bool = False, retry_failed: bool = False,
+              show_progress: bool = True) -> Any:
+    """Sweep, select, run the selected rates on the seeds; one summary of both phases. `force` and
+    `retry_failed` apply to every phase, as in `run_plan`."""
+    from peftbench.results import latest_records
+
+    sweeps = sweep_specs(plan.specs, config)
+    sweep_plan = dataclasses.replace(plan, specs=[s for group in sweeps.values() for s in group])
+    first = run_plan(sweep_plan, results_root, force=force, retry_failed=retry_failed, show_progress=show_progress)
+    store = ResultStore.for_suite(plan.suite.name, results_root)
+    claims = RunClaims(store.path.parent)
+
+    def settled(specs: list[RunSpec]) -> dict[str, RunRecord]:
+        # Another `peftbench run` of this suite may still be running some of the sweep: selecting now would
+        # treat its runs as failed, so wait for each one it holds to be recorded (or given up).
+        for spec in specs:
+            claims.wait_for(spec.run_id)
+        return {r.run_id: r for r in latest_records([store.path], include_sweep=True)}
+
+    records = settled(sweep_plan.specs)
+    for _ in range(2 * MAX_EXTENSIONS):
+        extra = {key: extension_specs(group, records) for key, group in sweeps.items()}
+        extra = {key: specs for key, specs in extra.items() if specs}
+        if not extra:
+            break
+        for key, specs in extra.items():
+            sweeps[key] = sweeps[key] + specs
+        more = [s for specs in extra.values() for s in specs]
+        done = run_plan(dataclasses.replace(plan, specs=more), results_root, force=force,
+                        retry_failed=retry_failed, show_progress=show_progress)
+        first.records += done.records
+        first.skipped_existing += done.skipped_existing
+        records = settled(more)
+    chosen = selected_specs(plan.specs, sweeps, records, config)
+    second = run_plan(dataclasses.replace(plan, specs=chosen), results_root, force=force,
+                      retry_failed=retry_failed, show_progress=show_progress)
+    second.records[:0] = first.records
+    second.skipped_existing += first.skipped_existing
+    return second

@@ -23,6 +23,9 @@ extension moves the selection records new selected runs; they supersede the earl
 (task, method configuration, seed) in every table (`results.latest_records`). Tables, reports
 and the recommender read selected (and plain) runs; sweep runs only on request
 (`peftbench results --show-sweep`, `latest_records(..., include_sweep=True)`).
+
+This module plans the sweep and selects; `runs.runner.run_tuned` runs the phases (so that the worker, which
+carves a sweep run's data here, does not import the runner that starts it).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import json
 import math
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peftbench.errors import UserError, shown
@@ -233,46 +235,3 @@ def check_split_sizes(plan: Any, config: TuneConfig) -> None:
             validation_indices(data.train, data.eval, config.fraction, config.min_rows)
         except UserError as exc:
             raise UserError(f"task '{task.name}': {exc}") from None
-
-
-def run_tuned(plan: Any, config: TuneConfig, results_root: Path, force: bool = False, retry_failed: bool = False,
-              show_progress: bool = True) -> Any:
-    """Sweep, select, run the selected rates on the seeds; one summary of both phases. `force` and
-    `retry_failed` apply to every phase, as in `run_plan`."""
-    from peftbench.results import ResultStore, latest_records
-    from peftbench.runs.claims import RunClaims
-    from peftbench.runs.runner import run_plan
-
-    sweeps = sweep_specs(plan.specs, config)
-    sweep_plan = dataclasses.replace(plan, specs=[s for group in sweeps.values() for s in group])
-    first = run_plan(sweep_plan, results_root, force=force, retry_failed=retry_failed, show_progress=show_progress)
-    store = ResultStore.for_suite(plan.suite.name, results_root)
-    claims = RunClaims(store.path.parent)
-
-    def settled(specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
-        # Another `peftbench run` of this suite may still be running some of the sweep: selecting now would
-        # treat its runs as failed, so wait for each one it holds to be recorded (or given up).
-        for spec in specs:
-            claims.wait_for(spec.run_id)
-        return {r.run_id: r for r in latest_records([store.path], include_sweep=True)}
-
-    records = settled(sweep_plan.specs)
-    for _ in range(2 * MAX_EXTENSIONS):
-        extra = {key: extension_specs(group, records) for key, group in sweeps.items()}
-        extra = {key: specs for key, specs in extra.items() if specs}
-        if not extra:
-            break
-        for key, specs in extra.items():
-            sweeps[key] = sweeps[key] + specs
-        more = [s for specs in extra.values() for s in specs]
-        done = run_plan(dataclasses.replace(plan, specs=more), results_root, force=force,
-                        retry_failed=retry_failed, show_progress=show_progress)
-        first.records += done.records
-        first.skipped_existing += done.skipped_existing
-        records = settled(more)
-    chosen = selected_specs(plan.specs, sweeps, records, config)
-    second = run_plan(dataclasses.replace(plan, specs=chosen), results_root, force=force,
-                      retry_failed=retry_failed, show_progress=show_progress)
-    second.records[:0] = first.records
-    second.skipped_existing += first.skipped_existing
-    return second
