@@ -114,10 +114,11 @@ def test_full_fine_tuning_joins_the_candidates_when_it_fits():
     assert "full" not in [c["method"] for c in order_candidates(ranking, ranking + [{**full, "fits": False}])]
 
 
-def _record(method: str, rows: list[float]) -> RunRecord:
+def _record(method: str, rows: list[float], majority: float | None = None) -> RunRecord:
     return RunRecord.from_dict({"status": "ok", "method": method, "role": "selected", "run_id": method, "suite": "s",
                                 "task": "t", "hyperparameters": {"learning_rate": 1e-3},
-                                "eval_rows": {"metric": "accuracy", "scores": rows}})
+                                "eval_rows": {"metric": "accuracy", "scores": rows},
+                                **({"eval_baselines": {"majority": majority}} if majority is not None else {})})
 
 
 def test_the_verdict_bootstraps_paired_rows_and_says_whether_the_gap_is_real():
@@ -132,6 +133,25 @@ def test_the_verdict_bootstraps_paired_rows_and_says_whether_the_gap_is_real():
     assert verdict.best_measured == "lora" and verdict.differences["ia3"][2] < 0 < verdict.differences["full"][2]
     assert verdict.decision.pick.method == "lora"  # full is within noise but costs four times as much
     assert not verdict.separates
+
+
+def test_a_pilot_where_no_candidate_beat_the_majority_class_decides_by_the_prior_and_says_so():
+    """Both candidates predict the majority class on every test row (a CPU pilot too short to learn): the
+    bootstrap interval of their difference has zero width, which is not evidence that they are equal. The
+    decision is the prior's, and the answer says the pilot measured nothing."""
+    from peftbench.pilot.verdict import describe
+
+    stuck = [100.0] * 52 + [0.0] * 28  # 65% correct: the majority class, row for row
+    verdict = judge([_record("ia3", stuck, majority=65.0), _record("lora", stuck, majority=65.0)],
+                    {"ia3": (0.90, 0.04), "lora": (0.97, 0.02)}, {"ia3": 1.0, "lora": 1.05}, "accuracy")
+    assert not verdict.learned and verdict.baseline == 65.0
+    assert verdict.decision.pick.method == "lora"  # the prior's better method, not the cheaper measured tie
+    assert all(se > 0 for m, (_, se) in verdict.posterior.items() if m != verdict.best_measured)
+    first = describe(verdict, "GPU-h")[0]
+    assert "majority class" in first and "measured nothing" in first and first.startswith("pick: lora")
+    learned = judge([_record("ia3", [100.0] * 70 + [0.0] * 10, majority=65.0), _record("lora", stuck, majority=65.0)],
+                    {"ia3": (0.90, 0.04), "lora": (0.97, 0.02)}, {"ia3": 1.0, "lora": 1.05}, "accuracy")
+    assert learned.learned and learned.best_measured == "ia3"
 
 
 @pytest.mark.slow

@@ -221,7 +221,8 @@ def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> Pilot
             lines += _export(request, plan, verdict)
         (request.results / request.name / "decision.json").write_text(json.dumps(
             {"plan": asdict(plan), "lines": lines, "pick": verdict.decision.pick.method if verdict.decision else None,
-             "differences": verdict.differences, "posterior": verdict.posterior}, indent=1, default=str))
+             "differences": verdict.differences, "posterior": verdict.posterior, "learned": verdict.learned,
+             "baseline": verdict.baseline}, indent=1, default=str))
     return PilotOutcome(plan, suite_path, verdict, lines)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +34,7 @@ class Measured:
     rows: list[float]
     learning_rate: float | None
     run_id: str
+    baseline: float | None = None  # the best trivial predictor's score on the same rows (majority class, chance)
 
 
 @dataclass
@@ -46,6 +47,8 @@ class PilotVerdict:
     decision: Decision | None
     measured: dict[str, Measured] = field(default_factory=dict)
     costs: dict[str, float | None] = field(default_factory=dict)  # full-run cost per candidate
+    baseline: float | None = None  # the trivial predictor's score on the test rows, where the task has one
+    learned: bool = True  # some candidate beat that baseline by more than one test row's share
 
     @property
     def separates(self) -> bool:
@@ -60,8 +63,10 @@ def measured_runs(records: list[RunRecord], methods: list[str]) -> dict[str, Mea
         rows = (rec.eval_rows or {}).get("scores")
         if not rec.ok or rec.method not in methods or not rows or rec.is_sweep:
             continue
+        baselines = [float(v) for v in (rec.eval_baselines or {}).values() if isinstance(v, (int, float))]
         out[rec.method] = Measured(rec.method, float(np.mean(rows)), [float(x) for x in rows],
-                                   rec.hyperparameters.get("learning_rate"), rec.run_id)
+                                   rec.hyperparameters.get("learning_rate"), rec.run_id,
+                                   max(baselines) if baselines else None)
     return out
 
 
@@ -82,26 +87,39 @@ def combine(measured: tuple[float, float], prior: tuple[float, float] | None) ->
     return (m * wm + p * wp) / (wm + wp), math.sqrt(1 / (wm + wp))
 
 
-def judge(records: list[dict[str, Any]], priors: dict[str, tuple[float, float] | None],
+def judge(records: list[RunRecord], priors: dict[str, tuple[float, float] | None],
           costs: dict[str, float | None], metric: str, margin: float = VALUE_MARGIN) -> PilotVerdict | None:
-    """The verdict over the candidates' selected runs; None when fewer than two were measured."""
+    """The verdict over the candidates' selected runs; None when fewer than two were measured. Where no
+    candidate beat the trivial baseline (the majority class), the measurement says nothing about the methods
+    and the decision is the prior's alone."""
     measured = measured_runs(records, list(priors))
     if len(measured) < 2:
         return None
     best = max(measured.values(), key=lambda m: m.score)
     scale = max(best.score, MIN_SCALE)
+    # One test row's share of a 0-100 per-row score: the finest difference these rows can show. Two candidates
+    # that agree on every row have a bootstrap interval of zero width, which is not certainty that they are
+    # equal: no standard error is taken below it.
+    resolution = 100.0 / len(best.rows)
     differences, posterior = {}, {}
     for method, run in measured.items():
         if len(run.rows) != len(best.rows):
             continue  # not the same test rows: no paired comparison
         diff, low, high = paired_interval(run.rows, best.rows)
         differences[method] = (diff, low, high)
-        se = max((high - low) / (2 * Z), 1e-3) / scale
+        se = max((high - low) / (2 * Z), resolution) / scale
         prior_diff = _prior_difference(priors.get(method), priors.get(best.method))
         posterior[method] = (0.0, 0.0) if method == best.method else combine((diff / scale, se), prior_diff)
-    options = [Option(m, q, se, 0.0, costs.get(m)) for m, (q, se) in posterior.items()]
-    return PilotVerdict(metric, best.method, len(best.rows), differences, posterior, decide(options, margin), measured,
-                        costs)
+    baselines = [m.baseline for m in measured.values() if m.baseline is not None]
+    baseline = max(baselines) if baselines else None
+    learned = baseline is None or best.score > baseline + resolution
+    if learned:
+        options = [Option(m, q, se, 0.0, costs.get(m)) for m, (q, se) in posterior.items()]
+    else:
+        options = [Option(m, prior[0], prior[1], 0.0, costs.get(m)) for m in measured
+                   if (prior := priors.get(m)) is not None]
+    return PilotVerdict(metric, best.method, len(best.rows), differences, posterior,
+                        decide(options, margin) if options else None, measured, costs, baseline, learned)
 
 
 def _prior_difference(prior: tuple[float, float] | None,
@@ -116,9 +134,15 @@ def describe(verdict: PilotVerdict, unit: str) -> list[str]:
     d = verdict.decision
     best = verdict.measured[verdict.best_measured]
     pick = d.pick.method if d else verdict.best_measured
-    lines = [f"pick: {pick}" + (f" — measured best ({best.score:.1f} {verdict.metric} on {verdict.rows} test rows)"
-                                if pick == verdict.best_measured else
-                                f" — within noise of the measured best {verdict.best_measured} and cheaper")]
+    if not verdict.learned:
+        lines = [f"pick: {pick} — the recommender's prior alone: no candidate beat the trivial baseline "
+                 f"({verdict.baseline:.1f} {verdict.metric}, the majority class) on the {verdict.rows} test rows "
+                 f"(best {best.score:.1f}), so the pilot measured nothing that tells these methods apart; a larger "
+                 f"--budget trains each candidate longer"]
+    else:
+        lines = [f"pick: {pick}" + (f" — measured best ({best.score:.1f} {verdict.metric} on {verdict.rows} test "
+                                    f"rows)" if pick == verdict.best_measured else
+                                    f" — within noise of the measured best {verdict.best_measured} and cheaper")]
     for method, (diff, low, high) in sorted(verdict.differences.items(), key=lambda kv: -kv[1][0]):
         if method == verdict.best_measured:
             continue
