@@ -411,7 +411,7 @@ def _sample_records() -> tuple[str, ...]:
     from peftbench.results import ResultStore, reference_results_dir
 
     records = ResultStore(reference_results_dir() / "classification" / "runs.jsonl").records()
-    return tuple(json.dumps(r) for r in records[:: max(1, len(records) // 8)][:8])
+    return tuple(r.to_json() for r in records[:: max(1, len(records) // 8)][:8])
 
 
 @functools.cache
@@ -461,7 +461,7 @@ def check_damaged_records(records: list[dict[str, Any]]) -> str:
             load_evidence([path])
             ResultStore(path).latest(machine="fuzz")
     assert err.getvalue().count("\n") <= 1 and "Traceback" not in err.getvalue(), err.getvalue()[:500]
-    assert all(r["run_id"] for r in kept)
+    assert all(r.run_id for r in kept)
     return "refused" if "skipped" in err.getvalue() else "accepted"
 
 
