@@ -38,3 +38,20 @@ def test_shipped_fits_answer_the_recommenders_8b_settings_without_tracing():
                 continue
             hps, _ = suggest(name, meta["defaults"], 8e9, examples, "decoder", [])
             assert costs.is_cached("llama-3.1-8b", name, hps, 16), (name, examples)
+
+
+def test_a_cpu_question_is_costed_and_run_in_fp32():
+    """On a CPU, `peftbench run` trains in fp32, and a CPU without native bf16 emulates it: costing the CPU's
+    steps in bf16 gave a 22M-parameter model 31 minutes a step. The cost model and the printed run line say fp32;
+    a GPU question keeps bf16."""
+    from peftbench.recommend.render import RunTarget, override_line
+
+    assert CostModel(resolve_gpu(None, "cpu"), "classification", 128).dtype == "fp32"
+    assert CostModel(resolve_gpu("24GB", None), "classification", 128).dtype == "bf16"
+    from peftbench.recommend.feasibility import Cost
+
+    cost = Cost("lora", True, 1, 1.0, 1, 1, 16, 1, False)
+    line = override_line("lora", {"learning_rate": 1e-4}, cost, 60, None, RunTarget("minilm", "cpu", True))
+    assert "train.dtype=fp32" in line and "device=cuda" not in line
+    gpu_line = override_line("lora", {"learning_rate": 1e-4}, cost, 60, None, RunTarget("m", "cuda", True))
+    assert "train.dtype=bf16" in gpu_line

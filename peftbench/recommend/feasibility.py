@@ -87,9 +87,11 @@ class CostModel:
                  mixed_precision: str | None = None) -> None:
         self.gpu, self.task_kind, self.seq_len, self.num_labels = gpu, task_kind, seq_len, num_labels
         # Pure bf16 (weights, gradients and AdamW states in bf16) unless mixed precision is asked for: then
-        # fp32 master weights and fp32 AdamW states with bf16/fp16 autocast.
+        # fp32 master weights and fp32 AdamW states with bf16/fp16 autocast. On a CPU, fp32: what `peftbench
+        # run` trains in there, and a CPU without native bf16 emulates it (a 22M-parameter step was costed at
+        # 31 minutes in bf16 where fp32 measures seconds).
         self.mixed_precision = mixed_precision
-        self.dtype = "fp32" if mixed_precision else "bf16"
+        self.dtype = "fp32" if mixed_precision or gpu.profile == "cpu" else "bf16"
         self.fingerprint = meaning_key("estimates", "methods")
         self.cache = read_json("estimates.json")
         self.new: dict[str, Any] = {}

@@ -62,7 +62,8 @@ def override_line(method: str, hps: dict[str, Any], cost: Cost, steps: int | Non
     parts.append(f"train.batch_size={cost.batch_size}")
     parts.append(f"train.gradient_accumulation_steps={cost.accumulation}")
     parts.append(f"train.gradient_checkpointing={_yaml(cost.gradient_checkpointing)}")
-    parts.append("train.dtype=fp32" if mixed else "train.dtype=bf16" if target.bf16 else "train.dtype=fp16")
+    parts.append("train.dtype=fp32" if mixed or target.device == "cpu" else
+                 "train.dtype=bf16" if target.bf16 else "train.dtype=fp16")
     if steps:
         parts.append(f"train.max_steps={steps}")  # optimizer steps: epochs x examples / effective batch
     return " ".join(parts)
