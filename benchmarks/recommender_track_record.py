@@ -12,6 +12,7 @@ cached: it is fitted per query in milliseconds.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def ship() -> None:
     from peftbench.recommend.store import SHIPPED_DIR, user_dir
 
     SHIPPED_DIR.mkdir(exist_ok=True)
-    for name in ("estimates.json", "corpus_points.json"):
+    for name in ("estimates.json", "corpus_points.json", "sweeps.json"):
         if (user_dir() / name).is_file():
             shutil.copy(user_dir() / name, SHIPPED_DIR / name)
     (SHIPPED_DIR / "fitted.json").unlink(missing_ok=True)  # the ridge fit is gone: nothing fitted is cached
@@ -61,6 +62,7 @@ def main() -> int:
 
     start = time.perf_counter()
     table = format_table(evaluate(results=args.results))
+    load = os.getloadavg()[0]
     lines = ["# Recommender track record", "",
              f"`python benchmarks/recommender_track_record.py` ({time.perf_counter() - start:.0f} s for both "
              "protocols). Regret: best measured score in the held-out comparison minus the pick's, in the "
@@ -68,7 +70,8 @@ def main() -> int:
              "methods. Spearman ρ: per comparison with at least three methods, between the order shown and the "
              "measured scores, averaged (n = comparisons where it is defined). Baselines pick LoRA (nearest "
              "measured rank), or full FT; where their method was not measured they score a blind pick's mean.",
-             "", table]
+             "", table, "", f"Timings below were taken at a 1-minute load average of {load:.1f} on {os.cpu_count()} "
+             "cores: on a busy machine they are upper bounds."]
     print(table)
     if not args.no_examples:
         lines += ["", "## Example queries (fresh process each)", ""]
