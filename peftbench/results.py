@@ -15,6 +15,7 @@ with an append. A line that is not a run record is skipped by every reader and r
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -188,7 +189,7 @@ class ResultStore:
                 written = os.write(fd, line)
                 if written != len(line):  # only on a full disk; leave no half line behind
                     os.ftruncate(fd, os.fstat(fd).st_size - written)
-                    raise OSError(f"short write to {self.path}")
+                    raise OSError(errno.ENOSPC, f"short write to {self.path}")
                 os.fsync(fd)
             finally:
                 os.close(fd)

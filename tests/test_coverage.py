@@ -54,9 +54,11 @@ def test_one_seed_short_is_not_a_complete_default_set(tmp_path):
 
 
 def test_results_readme_shows_the_shipped_results_coverage():
-    # results/README.md is written from the records (`python -m peftbench.coverage --update results/README.md`): it must say what they hold.
+    # results/README.md is written from the records (`python -m peftbench.coverage --update results/README.md`):
+    # it must say what they hold.
     table = markdown(coverage())
-    assert table in (ROOT / "results" / "README.md").read_text(), "rerun: python -m peftbench.coverage --update results/README.md"
+    rerun = "rerun: python -m peftbench.coverage --update results/README.md"
+    assert table in (ROOT / "results" / "README.md").read_text(), rerun
 
 
 def test_every_suite_has_a_task_with_twelve_tuned_methods():

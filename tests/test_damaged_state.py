@@ -299,3 +299,51 @@ def test_resume_reruns_a_run_whose_record_is_damaged_and_keeps_the_line(tmp_path
     lines = path.read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[0]) == record  # the damaged line is the user's to inspect
     assert not list((tmp_path / "smoke" / ".claims").glob("*.lock"))
+
+
+def test_a_disk_that_fills_while_a_record_is_written_leaves_no_half_line_and_stops_in_one_line(tmp_path,
+                                                                                                   monkeypatch):
+    """The store writes a record in one os.write: a short write (the disk filled) is cut back, so the runs file
+    holds whole records only, and the driver stops with one line (exit 1) naming what to do, not a traceback."""
+    import errno
+    import os
+
+    from peftbench import cli, results
+    from peftbench.record import RunRecord
+
+    store = results.ResultStore(tmp_path / "runs.jsonl")
+    first = RunRecord.new({"run_id": "a", "status": "ok", "suite": "s", "task": "t", "method": "lora", "seed": 0})
+    store.append(first)
+    before = store.path.read_bytes()
+    real_write = os.write
+    monkeypatch.setattr(results.os, "write", lambda fd, data: real_write(fd, data[: len(data) // 2]))
+    with pytest.raises(OSError) as raised:
+        store.append(RunRecord.new({"run_id": "b", "status": "ok", "suite": "s", "task": "t", "method": "ia3",
+                                    "seed": 0}))
+    assert raised.value.errno == errno.ENOSPC
+    assert store.path.read_bytes() == before and [r.run_id for r in store.records()] == ["a"]
+
+    def full_disk(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(store.path))
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_running(full_disk))
+    err = _stderr_of(lambda: cli.main(["anything"]), monkeypatch)
+    assert err[0] == 1 and err[1].count("\n") == 1 and "no space left" in err[1] and "rerun" in err[1]
+
+
+def _parser_running(func):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _stderr_of(call, monkeypatch):
+    import io
+    import sys
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buffer)
+    return call(), buffer.getvalue()

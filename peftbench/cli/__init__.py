@@ -8,6 +8,7 @@ Each command lives in its own module exposing `register(subparsers)`, which adds
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import NoReturn
@@ -70,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `peftbench results ... | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A disk that fills mid-suite: every record written before is whole (the store truncates a partial
+        # line), and the run whose record could not be written is run again by the resume.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"peftbench: error: no space left on the device{where} ({one_line(str(exc.strerror))}); "
+                         "the runs recorded so far are kept: free some space and rerun the same command to "
+                         "resume\n")
+        return 1
 
 
 if __name__ == "__main__":
