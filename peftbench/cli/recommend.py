@@ -158,8 +158,9 @@ def render(rec: dict[str, Any]) -> str:
         if decision["best_value"]:
             out.append(f"Best value: {decision['best_value']} (see below)")
         out.append("")
+    hours = "CPU-h" if str((decision or {}).get("cost_unit", "")).startswith("CPU-h") else "GPU-h"
     rows = [["#", "method", "vs full FT (80%)", "risk score", "evidence (eff./near)", "peak", "step", "epoch",
-             "GPU-h", "saved"]]
+             hours, "saved"]]
     for i, c in enumerate(rec["ranking"], 1):
         step = c["step_seconds"] * c["gradient_accumulation"] if c["step_seconds"] is not None else None
         rows.append([str(i), c["method"], _quality(c), f"{c['risk_score']:+.3f}",
@@ -168,9 +169,11 @@ def render(rec: dict[str, Any]) -> str:
                      "?" if c.get("gpu_hours") is None else f"{c['gpu_hours']:.3g}", _fmt_size(c["adapter_bytes"])])
     if len(rows) > 1:
         unit = (decision or {}).get("cost_unit", "GPU-h")
-        out += [_table(rows), f"(peak: per GPU; step: one optimizer step of the effective batch of "
-                              f"{task['effective_batch']}; epoch: one pass over the data; GPU-h: {unit}, every "
-                              f"card counted, {task['epochs']:g} epochs)"]
+        cost = "the whole training" if unit == hours else unit
+        out += [_table(rows), f"(peak: per {'GPU' if hours == 'GPU-h' else 'process'}; step: one optimizer step of "
+                              f"the effective batch of {task['effective_batch']}; epoch: one pass over the data; "
+                              f"{hours}: {cost}{', every card counted' if hours == 'GPU-h' else ''}, "
+                              f"{task['epochs']:g} epochs)"]
     else:
         out.append("No method is ranked (see below).")
     for i, c in enumerate(rec["ranking"], 1):

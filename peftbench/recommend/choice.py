@@ -29,9 +29,10 @@ def gpu_hours(cand: Candidate, epochs: float) -> float | None:
 
 def decide_candidates(ranked: list[Candidate], estimates: dict[str, QualityEstimate], sweeps: list[Sweep],
                       regime: Regime, points: list[Any], tuning_runs: int, margin: float,
-                      epochs: float) -> dict[str, Any] | None:
+                      epochs: float, hours: str = "GPU-h") -> dict[str, Any] | None:
     """Decide among the ranked candidates and put the pick first (in place); return the decision as the answer
-    reports it, its `reasons` in the user's terms first; None when no candidate may lead."""
+    reports it, its `reasons` in the user's terms first; None when no candidate may lead. `hours`: the unit of
+    the training cost ("CPU-h" when the question is about this CPU)."""
     sensitivity = at_scale(sweeps, regime.log_params, suggested_rates(points))
     costs = {c.method: gpu_hours(c, epochs) for c in ranked}
     decision = decide(options_for([c.method for c in ranked], estimates, sensitivity, costs, tuning_runs, PROXIES),
@@ -46,7 +47,7 @@ def decide_candidates(ranked: list[Candidate], estimates: dict[str, QualityEstim
     pick = by_method[decision.pick.method]
     ranked.remove(pick)
     ranked.insert(0, pick)
-    unit = "GPU-h" if pick.epoch_seconds is not None else f"GPU-h per {STEPS_WHEN_UNKNOWN:,} steps"
+    unit = hours if pick.epoch_seconds is not None else f"{hours} per {STEPS_WHEN_UNKNOWN:,} steps"
     words = explain(decision, unit, tuning_runs, sensitivity.get(PROXIES.get(pick.method, pick.method)))
     rivals = [o for o in decision.ties if PROXIES.get(o.method, o.method) != PROXIES.get(pick.method, pick.method)]
     return {"reasons": words, "separates": not rivals, "pick": decision.pick.method,
@@ -70,7 +71,7 @@ def _versus(a: Option, b: Option, unit: str) -> str:
     """`a` against `b`: the expected difference in % of full FT's score with its 80% interval, and the cost."""
     diff, low, high = difference_interval(a, b)
     return (f"{100 * diff:+.1f}% of full FT's score ({100 * low:+.1f} to {100 * high:+.1f}, 80%) at {_ratio(a, b)} "
-            f"the GPU-hours ({_cost(a, unit)} vs {_cost(b, unit)})")
+            f"the cost ({_cost(a, unit)} vs {_cost(b, unit)})")
 
 
 def explain(decision: Decision, unit: str, tuning_runs: int, sens: Sensitivity | None) -> list[str]:

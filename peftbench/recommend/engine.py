@@ -146,7 +146,8 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     decision = None
     if ranked:
         decision = decide_candidates(ranked, estimates, cached_sweeps(own_evidence.paths), regime, evidence.points,
-                                     tuning_runs, value_margin / 100, epochs)
+                                     tuning_runs, value_margin / 100, epochs,
+                                     "CPU-h" if target.profile == "cpu" else "GPU-h")
     serving = None
     if deploy is not None and ranked:
         ranked, serving = serving_order(ranked, target, deploy, max_latency_overhead, adapters_per_base)
