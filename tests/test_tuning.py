@@ -146,6 +146,7 @@ def test_a_sweep_whose_edge_wins_continues_past_it_and_the_new_selection_superse
     assert nine.train.learning_rate == pytest.approx(9 * sweep[1].train.learning_rate, rel=1e-5)
     assert nine.seed == sweep[0].seed and nine.run_id not in {s.run_id for s in sweep}
     records[nine.run_id] = _ok(45.0)
+    assert tuning.extension_specs([*sweep, nine], records, most=1) == []  # a pilot's budget: one step past
     [twenty_seven] = tuning.extension_specs([*sweep, nine], records)
     assert twenty_seven.tune["factor"] == 27.0
     records[twenty_seven.run_id] = _ok(50.0)

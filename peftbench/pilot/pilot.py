@@ -8,6 +8,7 @@ any run: a rerun skips what is recorded, and reuses the saved plan); then the ve
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -196,6 +197,9 @@ def _train(request: PilotRequest, plan: PilotPlan, suite_path: Path, show_progre
 
     overrides = parse_overrides(_overrides(request, plan, suite_path))
     tune = parse_tune(overrides.values.get("tune"), overrides.tune)
+    assert tune is not None  # the pilot's own overrides say tune=lr
+    # One run past a winning edge, the one the plan budgets (`planning.RUNS_PER_CANDIDATE`).
+    tune = dataclasses.replace(tune, extensions=1)
     harness_plan = build_plan(overrides)
     check_split_sizes(harness_plan, tune)
     run_tuned(harness_plan, tune, request.results, show_progress=show_progress)

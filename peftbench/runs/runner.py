@@ -232,7 +232,7 @@ def run_tuned(plan: Plan, config: TuneConfig, results_root: Path, force: bool = 
 
     records = settled(sweep_plan.specs)
     for _ in range(2 * MAX_EXTENSIONS):
-        extra = {key: extension_specs(group, records) for key, group in sweeps.items()}
+        extra = {key: extension_specs(group, records, config.extensions) for key, group in sweeps.items()}
         extra = {key: specs for key, specs in extra.items() if specs}
         if not extra:
             break

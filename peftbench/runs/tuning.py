@@ -58,6 +58,9 @@ class TuneConfig:
     grid: tuple[float, ...] = DEFAULT_GRID
     fraction: float = VALIDATION_FRACTION
     min_rows: int = MIN_VALIDATION_ROWS
+    # Grid steps past an edge that keeps winning. Not part of `describe()` (nor of any run's identity): it
+    # bounds how many runs a sweep may add, not what a run is; a time-boxed pilot allows one.
+    extensions: int = MAX_EXTENSIONS
 
     def describe(self) -> dict[str, Any]:
         return {"param": "learning_rate", "grid": list(self.grid),
@@ -150,8 +153,10 @@ def sweep_specs(specs: list[RunSpec], config: TuneConfig) -> dict[tuple[str, str
     return out
 
 
-def extension_specs(sweep: list[RunSpec], records: dict[str, RunRecord]) -> list[RunSpec]:
-    """The next sweep run past the grid's edge when that edge won (strictly, over its neighbour), or []."""
+def extension_specs(sweep: list[RunSpec], records: dict[str, RunRecord],
+                    most: int = MAX_EXTENSIONS) -> list[RunSpec]:
+    """The next sweep run past the grid's edge when that edge won (strictly, over its neighbour), or [] (also
+    once `most` runs were added past that edge)."""
     merits = _merits(sweep, records)
     best = _best(merits)
     factors = sorted(merits)
@@ -161,7 +166,7 @@ def extension_specs(sweep: list[RunSpec], records: dict[str, RunRecord]) -> list
     if merits[neighbour] is not None and merits[edge] <= merits[neighbour]:
         return []
     outward = [s for s in sweep if s.tune.get("extension") and (s.tune["factor"] > 1) == (edge > 1)]
-    if len(outward) >= MAX_EXTENSIONS:
+    if len(outward) >= most:
         return []
     past = next(s for s in sweep if s.tune["factor"] == edge)
     factor = float(f"{edge * edge / neighbour:.6g}")  # the grid's ratio at that end, continued
