@@ -65,7 +65,7 @@ def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, di
     spent = time.perf_counter() - started  # profiling, the recommender and the calibration came off the budget
     chosen, steps, seconds = fit_budget(candidates, request.budget_seconds - spent, train_rows, facts.test_rows,
                                         request.device, request.kind == "generation", facts.max_target_length,
-                                        request.max_candidates or 3, jobs)
+                                        request.max_candidates or 3, jobs, spent)
     plan = PilotPlan(1, identity, chosen, steps, BATCH[request.device], seconds, request.budget_seconds,
                      [calibration, f"{spent:.0f} s of the budget went to profiling the data, the recommender and "
                                    "the calibration run"], jobs)

@@ -104,7 +104,7 @@ def concurrent_runs(device: str) -> int:
 
 def fit_budget(candidates: list[PilotCandidate], budget: float, train_rows: int, test_rows: int, device: str,
                generation: bool, target_tokens: int, most: int,
-               jobs: int = 1) -> tuple[list[PilotCandidate], int, float]:
+               jobs: int = 1, spent: float = 0.0) -> tuple[list[PilotCandidate], int, float]:
     """(the candidates kept, steps per run, predicted wall seconds with `jobs` runs at a time), most candidates
     first, at least two."""
     batch = BATCH[device]
@@ -122,9 +122,12 @@ def fit_budget(candidates: list[PilotCandidate], budget: float, train_rows: int,
     two = candidates[:2]
     need = RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, MIN_STEPS, test_rows, device, generation,
                                                 target_tokens) for c in two) / _parallel(jobs, 2) / BUDGET_SHARE
-    raise UserError(f"--budget {budget / 60:.0f} min is too small for two candidates ({two[0].method}, "
-                    f"{two[1].method if len(two) > 1 else '-'}) at {MIN_STEPS} steps: it needs about "
-                    f"{math.ceil(need / 60)} min on this {device}")
+    before = (f" after the {spent / 60:.1f} min spent profiling the data, asking the recommender and calibrating"
+              if spent else "")
+    raise UserError(f"--budget {(budget + spent) / 60:.0f} min is too small for two candidates ({two[0].method}, "
+                    f"{two[1].method if len(two) > 1 else '-'}) at {MIN_STEPS} steps: they need about "
+                    f"{math.ceil(need / 60)} min on this {device}{before} (a rerun with a larger --budget reuses "
+                    "that work)")
 
 
 def _parallel(jobs: int, candidates: int) -> float:
