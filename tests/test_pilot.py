@@ -107,6 +107,17 @@ def test_the_plan_fits_the_budget_with_the_most_candidates_it_can():
         fit_budget(candidates, 60, 256, 80, "cpu", False, 0, 3)
 
 
+def test_the_plan_times_the_runs_as_the_harness_schedules_them():
+    """The 15-minute SmolLM2 pilot: full fine-tuning's runs took ~210 s, IA3's ~150 s, two at a time; the sweep and
+    the extensions ran from 21:09:12 to 21:22:06 (774 s), a worker idling at the end of each phase. Summed work over
+    two workers (720 s) is short by that idling; the schedule is not."""
+    from peftbench.pilot.planning import scheduled_seconds
+
+    assert scheduled_seconds([210.0, 150.0], 2) == pytest.approx(774, rel=0.02)
+    assert scheduled_seconds([210.0, 150.0], 2) > 4 * (210 + 150) / 2
+    assert scheduled_seconds([100.0, 100.0], 1) == 800
+
+
 def test_full_fine_tuning_joins_the_candidates_when_it_fits():
     ranking = [{"method": m, "fits": True} for m in ("lora", "ia3", "adapter", "vera")]
     full = {"method": "full", "fits": True}
@@ -152,6 +163,36 @@ def test_a_pilot_where_no_candidate_beat_the_majority_class_decides_by_the_prior
     learned = judge([_record("ia3", [100.0] * 70 + [0.0] * 10, majority=65.0), _record("lora", stuck, majority=65.0)],
                     {"ia3": (0.90, 0.04), "lora": (0.97, 0.02)}, {"ia3": 1.0, "lora": 1.05}, "accuracy")
     assert learned.learned and learned.best_measured == "ia3"
+
+
+def _sweep_record(method: str, factor: float, rows: list[float], loss: float = 1.0) -> RunRecord:
+    return RunRecord.from_dict({"status": "ok", "method": method, "role": "sweep", "run_id": f"{method}-{factor:g}",
+                                "suite": "s", "task": "t", "hyperparameters": {"learning_rate": 1e-3 * factor},
+                                "tune": {"role": "sweep", "factor": factor}, "final_train_loss": loss,
+                                "metrics": {"accuracy": sum(rows) / len(rows)},
+                                "eval_rows": {"metric": "accuracy", "scores": rows}})
+
+
+def test_the_verdict_reads_each_candidates_best_sweep_run_on_the_validation_rows():
+    """A pilot runs no retraining at the selected rate: each candidate is its best sweep run (the harness's
+    selection rule: best score, a tie to the lower training loss), the pairs compared on the same validation rows,
+    and the answer says the scores are a best-of-N on validation and that the test rows are left for the full run."""
+    from peftbench.pilot.verdict import describe
+
+    def right(n: int) -> list[float]:
+        return [100.0] * n + [0.0] * (40 - n)
+
+    records = [_sweep_record("lora", 0.33, right(24)), _sweep_record("lora", 1.0, right(30), loss=0.9),
+               _sweep_record("lora", 3.0, right(30), loss=0.5), _sweep_record("ia3", 0.33, right(20)),
+               _sweep_record("ia3", 1.0, right(22)), _sweep_record("ia3", 3.0, right(21)),
+               _sweep_record("ia3", 9.0, right(18))]
+    verdict = judge(records, {"lora": (1.0, 0.05), "ia3": (0.95, 0.05)}, {"lora": 1.0, "ia3": 0.8}, "accuracy")
+    assert verdict.scored_on == "validation" and verdict.rows == 40
+    assert verdict.measured["lora"].run_id == "lora-3" and verdict.measured["lora"].learning_rate == 3e-3
+    assert verdict.measured["ia3"].run_id == "ia3-1" and verdict.measured["ia3"].rates_tried == 4
+    assert verdict.differences["ia3"][0] == pytest.approx(-20.0)
+    text = " ".join(describe(verdict, "GPU-h"))
+    assert "on 40 validation rows" in text and "best of 3-4 learning rates" in text and "left for the full run" in text
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from peftbench.pilot.pilot import _full_run_line
+from peftbench.pilot.pilot import _full_run_line, decision_document
 from peftbench.pilot.verdict import describe, judge
 from peftbench.report.pilot_page import is_pilot, pilot_context, write_pilot_report
 from peftbench.report.verdict import display
@@ -24,9 +24,9 @@ def _scores(right: int, rows: int = 40) -> list[float]:
     return [100.0] * right + [0.0] * (rows - right)
 
 
-def _record(method: str, rate: float, role: str, scores: list[float], index: int) -> dict:
+def _record(method: str, rate: float, role: str, scores: list[float], index: int, factor: float = 1.0) -> dict:
     return {"run_id": f"{method}-{role}-{rate:g}", "status": "ok", "suite": "pilot_reviews", "task": "reviews",
-            "method": method, "model": "minilm", "seed": 0, "role": role,
+            "method": method, "model": "minilm", "seed": 0, "role": role, "tune": {"role": role, "factor": factor},
             "hyperparameters": {"learning_rate": rate}, "train_config": {"learning_rate": rate, "max_steps": 4},
             "metrics": {"accuracy": sum(scores) / len(scores)},
             "eval_rows": {"metric": "accuracy", "scores": scores},
@@ -41,9 +41,10 @@ def _plan_candidate(method: str, rate: float, hours: float) -> dict:
             "full_run": {"batch_size": 16, "gradient_accumulation": 1, "gradient_checkpointing": False, "gpus": 1}}
 
 
-def make_pilot(folder: Path, with_decision: bool = True) -> Path:
-    """A pilot folder as `peftbench pilot` leaves it: plan, records (sweeps and selected runs), decision.json
-    written from the pilot's own verdict functions; lora clearly ahead of ia3 on the same 40 test rows."""
+def make_pilot(folder: Path, with_decision: bool = True, confirmed: bool = False) -> Path:
+    """A pilot folder as `peftbench pilot` leaves it: plan, the sweep's records, decision.json written from the
+    pilot's own verdict functions; lora clearly ahead of ia3 on the same 40 validation rows. `confirmed`: each
+    candidate's selected rate also run and scored on 40 test rows (a `run ... tune=lr` of the pilot's suite)."""
     folder.mkdir(parents=True)
     plan = {"version": 1, "request": {"model": "minilm", "task": "classification", "device": "cpu", "gpu": None,
                                       "budget_seconds": 900.0},
@@ -55,19 +56,18 @@ def make_pilot(folder: Path, with_decision: bool = True) -> Path:
     index = 0
     for method, rate, right in (("lora", 1e-3, 34), ("ia3", 3e-3, 20)):
         for factor, val in ((0.33, right - 6), (1.0, right), (3.0, right - 3)):
-            store.append(_record(method, float(f"{rate * factor:.6g}"), "sweep", _scores(val), index))
+            store.append(_record(method, float(f"{rate * factor:.6g}"), "sweep", _scores(val), index, factor))
             index += 1
-        store.append(_record(method, rate, "selected", _scores(right), index))
-        index += 1
+        if confirmed:
+            store.append(_record(method, rate, "selected", _scores(right - 2), index))
+            index += 1
     if with_decision:
         verdict = judge(store.records(), {"lora": (1.0, 0.05), "ia3": (0.95, 0.05)}, {"lora": 0.5, "ia3": 0.3},
                         "accuracy")
         lines = describe(verdict, "CPU-h (this machine)")
         lines.append(_full_run_line(verdict, SimpleNamespace(batch_size=4), folder / "suite.yaml",
                                     SimpleNamespace(gpu=None), 160))
-        (folder / "decision.json").write_text(json.dumps(
-            {"plan": plan, "lines": lines, "pick": verdict.decision.pick.method, "differences": verdict.differences,
-             "posterior": verdict.posterior}, default=str))
+        (folder / "decision.json").write_text(json.dumps(decision_document(plan, lines, verdict), default=str))
     return folder
 
 
@@ -111,8 +111,22 @@ def test_every_candidate_appears_with_its_interval_and_rates(page):
     for method, score in (("lora", "85.0"), ("ia3", "50.0")):
         cells = _text(rows[method])
         assert score in cells and re.search(r"\d+\.\d to \d+\.\d", cells), cells
-        assert "4 runs" in cells
+        assert "3 runs" in cells
     assert "0.001: 85.0" in _text(rows["lora"]) and "0.003: 50.0" in _text(rows["ia3"])
+
+
+def test_the_page_says_which_rows_the_scores_come_from(page, tmp_path):
+    """A pilot judges on the sweep's validation rows (best rate each, optimistic alike) and leaves the test rows to
+    the full run; once the suite's selected rates have run on the test rows, the page reads those instead."""
+    verdict = _text(_section(page, "verdict"))
+    assert "accuracy on 40 validation rows" in verdict and "test rows" in verdict and "full run" in verdict
+    assert "best of 3 learning rates on the same validation rows" in verdict
+    assert "Validation accuracy" in _text(_section(page, "candidates"))
+    confirmed = write_pilot_report(make_pilot(tmp_path / "pilot_reviews", confirmed=True)).read_text()
+    verdict = _text(_section(confirmed, "verdict"))
+    assert "accuracy on 40 held-out test rows" in verdict and "best of" not in verdict
+    row = _text(re.search(r'<tr data-method="lora">(.*?)</tr>', confirmed, re.S).group(1))
+    assert "80.0" in row and "4 runs" in row  # the selected run's 32 of 40 test rows, not the sweep's 34
 
 
 def test_the_curves_are_inline_svg_and_nothing_is_fetched(page):
@@ -124,7 +138,8 @@ def test_the_curves_are_inline_svg_and_nothing_is_fetched(page):
 
 def test_the_plan_and_what_the_pilot_cost(page):
     cost = _text(_section(page, "cost"))
-    assert "4 steps of batch 4" in cost and "15.0 min" in cost and "8 runs" in cost and "a calibration note" in cost
+    assert "4 steps of batch 4" in cost and "15.0 min" in cost and "6 runs" in cost and "a calibration note" in cost
+    assert "judged on the validation rows" in cost
 
 
 def test_an_unfinished_pilot_gets_a_page_without_a_decision(tmp_path):

@@ -208,3 +208,46 @@ def test_retry_failed_reruns_failed_sweep_runs_too(tmp_path, cli):
     records = [json.loads(line) for line in runs.read_text().splitlines()]
     assert [r["role"] for r in records][:3] == ["sweep"] * 3 and records[-1]["role"] == "selected"
     assert all(r["status"] == "ok" for r in records) and len({r["run_id"] for r in records}) == len(records)
+
+
+def test_without_confirm_the_sweep_is_all_that_runs_and_its_best_run_is_the_selection(tmp_path, monkeypatch):
+    """A pilot's `tune=lr` (confirm off): the sweep and its extension run, no run repeats the selected rate, and
+    the sweep's best record (what the pilot's verdict reads) is the one `select_factor` would have rerun."""
+    from peftbench.record import RunRecord
+    from peftbench.results import ResultStore, latest_records
+    from peftbench.runs import runner
+    from peftbench.runs.spec import base_record
+
+    plan, config = _plan("tune=lr", "methods=[lora]")
+    scores = {0.33: 50.0, 1.0: 60.0, 3.0: 70.0, 9.0: 65.0}
+    ran: list[str] = []
+
+    def fake_run_plan(plan, results_root, **_):
+        store = ResultStore.for_suite(plan.suite.name, results_root)
+        records = []
+        for spec in plan.specs:
+            ran.append(spec.tune["role"])
+            record = RunRecord.from_dict({**base_record(spec), "status": "ok",
+                                          "metrics": {"accuracy": scores[spec.tune["factor"]]}})
+            store.append(record)
+            records.append(record)
+        return runner.RunSummary(store.path, records=records)
+
+    monkeypatch.setattr(runner, "run_plan", fake_run_plan)
+    runner.run_tuned(plan, dataclasses.replace(config, extensions=1, confirm=False), tmp_path, show_progress=False)
+    assert ran == ["sweep"] * 4  # x1/3, x1, x3, then x9 past the winning edge; nothing at the selected rate
+    sweep = latest_records([ResultStore.for_suite(plan.suite.name, tmp_path).path], include_sweep=True)
+    best = tuning.best_sweep_record(sweep, "accuracy")
+    assert best is not None and best.tune["factor"] == 3.0
+    ran.clear()
+    runner.run_tuned(plan, config, tmp_path, show_progress=False)  # confirm on: the selected rate on both seeds
+    assert ran.count("selected") == 2
+
+
+def test_progress_names_each_sweep_run_by_its_rate():
+    """Two runs of one method at different rates in flight side by side must not read as the same run."""
+    plan, config = _plan("tune=lr")
+    sweep = tuning.sweep_specs(plan.specs, config)[("rt_sentiment", "lora")]
+    labels = [s.label() for s in sweep]
+    assert len(set(labels)) == 3 and all(f"/lr{s.train.learning_rate:.3g}/" in s.label() for s in sweep)
+    assert plan.specs[0].label() == f"rt_sentiment/{plan.specs[0].method}/seed0"

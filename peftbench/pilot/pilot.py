@@ -9,7 +9,11 @@ any run: a rerun skips what is recorded, and reuses the saved plan); then the ve
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from peftbench.pilot.planning import (
 from peftbench.pilot.request import PilotRequest, check_data
 from peftbench.pilot.suite_file import PilotData, measure_split, suite_document, write_split, write_suite
 from peftbench.pilot.verdict import PilotVerdict, describe, judge
+from peftbench.runs.tuning import MIN_VALIDATION_ROWS, VALIDATION_FRACTION
 
 
 @dataclass
@@ -60,10 +65,11 @@ def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, di
     answer = _recommendation(request, facts)
     candidates = _candidates(request, facts, answer)
     calibration = _calibrate(request, facts, candidates)
-    train_rows = facts.train_rows - max(16, round(0.2 * facts.train_rows))  # what a sweep run trains on
+    validation_rows = max(MIN_VALIDATION_ROWS, math.ceil(VALIDATION_FRACTION * facts.train_rows))
+    train_rows = facts.train_rows - validation_rows  # what a sweep run trains on; it is scored on the rest
     jobs = concurrent_runs(request.device)
     spent = time.perf_counter() - started  # profiling, the recommender and the calibration came off the budget
-    chosen, steps, seconds = fit_budget(candidates, request.budget_seconds - spent, train_rows, facts.test_rows,
+    chosen, steps, seconds = fit_budget(candidates, request.budget_seconds - spent, train_rows, validation_rows,
                                         request.device, request.kind == "generation", facts.max_target_length,
                                         request.max_candidates or 3, jobs, spent)
     plan = PilotPlan(1, identity, chosen, steps, BATCH[request.device], seconds, request.budget_seconds,
@@ -198,11 +204,30 @@ def _train(request: PilotRequest, plan: PilotPlan, suite_path: Path, show_progre
     overrides = parse_overrides(_overrides(request, plan, suite_path))
     tune = parse_tune(overrides.values.get("tune"), overrides.tune)
     assert tune is not None  # the pilot's own overrides say tune=lr
-    # One run past a winning edge, the one the plan budgets (`planning.RUNS_PER_CANDIDATE`).
-    tune = dataclasses.replace(tune, extensions=1)
+    # One run past a winning edge, the one the plan budgets (`planning.RUNS_PER_CANDIDATE`); no rerun at the
+    # selected rate: the verdict reads the sweep's validation scores.
+    tune = dataclasses.replace(tune, extensions=1, confirm=False)
     harness_plan = build_plan(overrides)
     check_split_sizes(harness_plan, tune)
-    run_tuned(harness_plan, tune, request.results, show_progress=show_progress)
+    with _without_post_training():
+        run_tuned(harness_plan, tune, request.results, show_progress=show_progress)
+
+
+@contextmanager
+def _without_post_training() -> Iterator[None]:
+    """Pilot runs skip the tuned model's inference and forgetting measurements (a third of a small CPU run's time):
+    the decision takes serving cost and forgetting from the recommender, and the full run measures both."""
+    from peftbench.runs.post_training import POST_TRAINING_ENV_VAR
+
+    before = os.environ.get(POST_TRAINING_ENV_VAR)
+    os.environ[POST_TRAINING_ENV_VAR] = "0"  # the local executor's workers inherit it
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(POST_TRAINING_ENV_VAR, None)
+        else:
+            os.environ[POST_TRAINING_ENV_VAR] = before
 
 
 def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> PilotOutcome:
@@ -211,7 +236,7 @@ def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> Pilot
     from peftbench.results import ResultStore, latest_records
 
     store = ResultStore.for_suite(request.name, request.results)
-    records = latest_records([store.path])
+    records = latest_records([store.path], include_sweep=True)
     priors = {c.method: c.prior for c in plan.candidates}
     costs = {c.method: c.full_run_gpu_hours for c in plan.candidates}
     metric = "accuracy" if request.kind == "classification" else "rougeL"
@@ -224,10 +249,18 @@ def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> Pilot
         if request.export:
             lines += _export(request, plan, verdict)
         (request.results / request.name / "decision.json").write_text(json.dumps(
-            {"plan": asdict(plan), "lines": lines, "pick": verdict.decision.pick.method if verdict.decision else None,
-             "differences": verdict.differences, "posterior": verdict.posterior, "learned": verdict.learned,
-             "baseline": verdict.baseline}, indent=1, default=str))
+            decision_document(asdict(plan), lines, verdict), indent=1, default=str))
     return PilotOutcome(plan, suite_path, verdict, lines)
+
+
+def decision_document(plan: dict[str, Any], lines: list[str], verdict: PilotVerdict) -> dict[str, Any]:
+    """decision.json: what the pilot answered and the measurements behind it, as the pilot's page reads them."""
+    return {"plan": plan, "lines": lines, "pick": verdict.decision.pick.method if verdict.decision else None,
+            "scored_on": verdict.scored_on, "rows": verdict.rows,
+            "measured": {m: {"run_id": r.run_id, "learning_rate": r.learning_rate, "score": r.score,
+                             "rates_tried": r.rates_tried} for m, r in verdict.measured.items()},
+            "differences": verdict.differences, "posterior": verdict.posterior, "learned": verdict.learned,
+            "baseline": verdict.baseline}
 
 
 def _export(request: PilotRequest, plan: PilotPlan, verdict: PilotVerdict) -> list[str]:
@@ -264,4 +297,5 @@ def _full_run_line(verdict: PilotVerdict, plan: PilotPlan, suite_path: Path, req
     steps = max(1, round(3 * train_rows / plan.batch_size))
     device = " device=cuda" if request.gpu else ""
     return (f"full run: peftbench run suite={suite_path} methods=[{pick}]{rate} train.max_steps={steps} "
-            f"seeds=[0,1,2]{device} (the pilot's selected rate, 3 epochs at batch {plan.batch_size})")
+            f"seeds=[0,1,2]{device} (the pilot's selected rate, 3 epochs at batch {plan.batch_size}, scored on the "
+            "test rows the pilot never saw)")

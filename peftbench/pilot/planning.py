@@ -3,11 +3,12 @@ the estimator before anything runs.
 
 Candidates come from the recommender (its order: the decision's pick first), among the methods that fit the
 hardware, full fine-tuning added where it fits. Each candidate costs `RUNS_PER_CANDIDATE` runs: the x1/3, x1, x3
-learning-rate sweep, one more where an edge of it wins (the harness extends it), and the selected rate's run.
-A run's time is the estimator's step time on the pilot's device
-times the steps, plus evaluation and a fixed start-up (loading the model and data in a fresh process). The
-plan takes as many candidates as the budget allows (at least two) at the most steps up to `EPOCHS` passes over
-the sweep's training rows; a budget too small for two candidates at `MIN_STEPS` is refused with what it would need.
+learning-rate sweep and one more where an edge of it wins (the harness extends it); the verdict reads the
+sweep's validation scores (`pilot.verdict`), so no run is repeated at the selected rate. A run's time is the
+estimator's step time on the pilot's device times the steps, plus scoring the validation rows and a fixed
+start-up (loading the model and data in a fresh process). The plan takes as many candidates as the budget allows
+(at least two) at the most steps up to `EPOCHS` passes over the sweep's training rows; a budget too small for two
+candidates at `MIN_STEPS` is refused with what it would need.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from typing import Any
 
 from peftbench.errors import UserError
 
-# The x1/3, x1, x3 sweep, one extension where an edge of it wins, and the selected rate's run. The extension is
-# budgeted, not hoped away: both pilots measured here extended sweeps (the 15-minute SmolLM2 pilot: IA3 once, full
-# fine-tuning twice), runs the plan had not counted. The pilot holds the harness to this one extension.
-RUNS_PER_CANDIDATE = 5
+# The x1/3, x1, x3 sweep and one extension where an edge of it wins. The extension is budgeted, not hoped away:
+# both pilots measured here extended sweeps (the 15-minute SmolLM2 pilot: IA3 once, full fine-tuning twice), runs
+# the plan had not counted. The pilot holds the harness to this one extension.
+RUNS_PER_CANDIDATE = 4
+GRID_RUNS = 3  # of which the sweep's grid
 BUDGET_SHARE = 0.9  # of the budget planned: the rest absorbs the estimate's error
 # A fresh worker's time outside training and scoring (imports, model and data loading, the preflight estimate,
-# recording): 34-46 s, 41 s on average, over a 15-minute SmolLM2 pilot's runs two at a time on this 2-core CPU
-# (wall - train - eval seconds of its records); 15 s was assumed before, which with the unplanned sweep extensions
-# took that pilot to 25 minutes.
-STARTUP_SECONDS = {"cpu": 40.0, "cuda": 25.0}  # cuda: assumed, not yet measured
+# recording). A 15-minute SmolLM2 pilot's runs, two at a time on this 2-core CPU, spent 34-46 s so, of which
+# 21-34 s measured the tuned model's inference cost, which pilot runs now skip (a serving cost comes from the
+# recommender); 9-21 s is left inside the worker, plus the interpreter's imports before its clock starts.
+STARTUP_SECONDS = {"cpu": 25.0, "cuda": 25.0}  # cuda: assumed, not yet measured
 MIN_STEPS, EPOCHS = 8, 3
 # A CPU step of a 135M model costs ~1 TFLOP at batch 8 x 200 tokens (over a minute on a loaded 2-core machine):
 # CPU pilots take batch 4 and inputs cut at CPU_MAX_LENGTH tokens so that a 15-minute pilot fits two candidates.
@@ -79,18 +81,18 @@ class PilotPlan:
     def describe(self) -> str:
         names = ", ".join(c.method for c in self.candidates)
         return (f"{len(self.candidates)} candidates ({names}) x learning rates x1/3, x1, x3 of the suggested one "
-                f"(one more where an edge wins), then the selected rate: {self.steps} steps of batch "
+                f"(one more where an edge wins), judged on the validation rows: {self.steps} steps of batch "
                 f"{self.batch_size} per run, {self.jobs} run(s) at a time; predicted {self.seconds / 60:.1f} min of "
                 f"the {self.budget_seconds / 60:.0f} min budget")
 
 
-def run_seconds(step_seconds: float, steps: int, test_rows: int, device: str, generation: bool,
+def run_seconds(step_seconds: float, steps: int, scored_rows: int, device: str, generation: bool,
                 target_tokens: int) -> float:
-    """One pilot run: start-up, training, and scoring the evaluation rows (a forward pass is about a third of
+    """One pilot run: start-up, training, and scoring the `scored_rows` (a forward pass is about a third of
     a training step; generation decodes `target_tokens` of them per batch)."""
     batch = BATCH[device]
     forward = step_seconds / 3
-    evaluation = math.ceil(test_rows / batch) * forward * (target_tokens if generation else 1)
+    evaluation = math.ceil(scored_rows / batch) * forward * (target_tokens if generation else 1)
     return STARTUP_SECONDS[device] + steps * step_seconds + evaluation
 
 
@@ -103,26 +105,28 @@ def concurrent_runs(device: str) -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def fit_budget(candidates: list[PilotCandidate], budget: float, train_rows: int, test_rows: int, device: str,
+def fit_budget(candidates: list[PilotCandidate], budget: float, train_rows: int, scored_rows: int, device: str,
                generation: bool, target_tokens: int, most: int,
                jobs: int = 1, spent: float = 0.0) -> tuple[list[PilotCandidate], int, float]:
     """(the candidates kept, steps per run, predicted wall seconds with `jobs` runs at a time), most candidates
     first, at least two."""
     batch = BATCH[device]
     want = max(MIN_STEPS, math.ceil(EPOCHS * train_rows / batch))
+
+    def total(chosen: list[PilotCandidate], steps: int) -> float:
+        return scheduled_seconds([run_seconds(c.step_seconds, steps, scored_rows, device, generation, target_tokens)
+                                  for c in chosen], jobs)
+
     for k in range(min(most, len(candidates)), 1, -1):
         chosen = candidates[:k]
-
-        def total(steps: int, chosen: list[PilotCandidate] = chosen) -> float:
-            return RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, steps, test_rows, device, generation,
-                                                        target_tokens) for c in chosen) / _parallel(jobs, len(chosen))
-        fixed, per_step = total(0), (total(want) - total(0)) / want
-        steps = min(want, int((BUDGET_SHARE * budget - fixed) / per_step)) if per_step > 0 else want
-        if steps >= MIN_STEPS and (steps >= want or k == 2):
-            return chosen, steps, total(steps)
+        if total(chosen, want) <= BUDGET_SHARE * budget:
+            return chosen, want, total(chosen, want)
+        # the most steps that fit (wall time only grows with them: every run's time is linear in its steps)
+        steps = max((n for n in range(MIN_STEPS, want) if total(chosen, n) <= BUDGET_SHARE * budget), default=0)
+        if steps and k == 2:
+            return chosen, steps, total(chosen, steps)
     two = candidates[:2]
-    need = RUNS_PER_CANDIDATE * sum(run_seconds(c.step_seconds, MIN_STEPS, test_rows, device, generation,
-                                                target_tokens) for c in two) / _parallel(jobs, 2) / BUDGET_SHARE
+    need = total(two, MIN_STEPS) / BUDGET_SHARE
     before = (f" after the {spent / 60:.1f} min spent profiling the data, asking the recommender and calibrating"
               if spent else "")
     raise UserError(f"--budget {(budget + spent) / 60:.0f} min is too small for two candidates ({two[0].method}, "
@@ -131,10 +135,20 @@ def fit_budget(candidates: list[PilotCandidate], budget: float, train_rows: int,
                     "that work)")
 
 
-def _parallel(jobs: int, candidates: int) -> float:
-    """How many runs overlap on average: a sweep's three runs and the selected runs of every candidate can run
-    side by side, but a candidate's selected run waits for its sweep."""
-    return max(1.0, min(float(jobs), RUNS_PER_CANDIDATE * candidates / 2))
+def scheduled_seconds(run_seconds: list[float], jobs: int) -> float:
+    """Wall seconds of the pilot's runs as the harness schedules them, a run of candidate i taking
+    `run_seconds[i]`: first every candidate's sweep (`GRID_RUNS` runs each, in candidate order, each run to the
+    first free of `jobs` workers), then, once the whole sweep is recorded, one extension per candidate the same
+    way. A phase ends with its last run, so one worker can idle while another finishes: the 15-minute SmolLM2
+    pilot's runs took 12.9 min where their summed work over two workers predicted 11.3."""
+    def phase(durations: list[float]) -> float:
+        free = [0.0] * max(1, jobs)
+        for seconds in durations:
+            free[free.index(min(free))] += seconds
+        return max(free)
+
+    sweep = [seconds for seconds in run_seconds for _ in range(GRID_RUNS)]
+    return phase(sweep) + (RUNS_PER_CANDIDATE - GRID_RUNS) * phase(list(run_seconds))
 
 
 def order_candidates(ranking: list[dict[str, Any]], everything: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -56,7 +56,8 @@ def _runs(folder: Path) -> list[dict[str, Any]]:
     out = []
     for row in ([] if table is None or table.empty else table.to_dict("records")):
         scores = _value(row, "eval_rows.scores")
-        out.append({"method": row["method"], "ok": row.get("status") == "ok", "role": _value(row, "role"),
+        out.append({"run_id": row.get("run_id"), "method": row["method"], "ok": row.get("status") == "ok",
+                    "role": _value(row, "role"),
                     "rate": _value(row, "hyperparameters.learning_rate"), "scores": list(scores or []),
                     "metric": _value(row, "eval_rows.metric"), "curve": list(_value(row, "train_loss_curve") or []),
                     "wall": _value(row, "wall_seconds"), "train": _value(row, "train_seconds"),
@@ -88,7 +89,7 @@ def _candidate(plan_cand: dict[str, Any], runs: list[dict[str, Any]], decision: 
     """One candidate's row: test score and interval, difference to the best, validation score per rate, cost."""
     method = plan_cand["method"]
     mine = [r for r in runs if r["method"] == method]
-    selected = next((r for r in reversed(mine) if r["role"] != "sweep" and r["ok"]), None)
+    selected = _measured_run(mine, (decision.get("measured") or {}).get(method))
     score, low, high = mean_interval(selected["scores"] if selected else [])
     sweep = []
     for run in (r for r in mine if r["role"] == "sweep" and r["rate"] is not None):
@@ -103,7 +104,7 @@ def _candidate(plan_cand: dict[str, Any], runs: list[dict[str, Any]], decision: 
     hours = plan_cand.get("full_run_gpu_hours")
     return {"method": method, "name": display(method), "score": score, "low": low, "high": high,
             "score_text": "not measured" if score is None else f"{score:.1f}", "interval": _interval_text(low, high),
-            "rate": selected["rate"] if selected else None,
+            "rate": selected["rate"] if selected else None, "scored_rows": len(selected["scores"]) if selected else 0,
             "suggested": plan_cand["hyperparameters"].get("learning_rate"),
             "diff": diff, "diff_text": "" if not diff else f"{diff[0]:+.1f} ({_interval_text(diff[1], diff[2], '+')})",
             "posterior": post, "sweep": sweep, "runs": len(mine), "failed": sum(not r["ok"] for r in mine),
@@ -112,6 +113,25 @@ def _candidate(plan_cand: dict[str, Any], runs: list[dict[str, Any]], decision: 
             "full_run": plan_cand.get("full_run") or {},
             "curves": [{"points": r["curve"], "rate": r["rate"] or 0.0, "selected": r is selected}
                        for r in mine if r["curve"] and r["ok"]]}
+
+
+def _measured_run(mine: list[dict[str, Any]], measured: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run the verdict scored this candidate by (decision.json names it); before a decision, its selected run,
+    else its best-scoring sweep run so far."""
+    if measured:
+        named = next((r for r in mine if r["run_id"] == measured.get("run_id")), None)
+        if named is not None:
+            return named
+    finished = [r for r in mine if r["ok"] and r["scores"]]
+    chosen = next((r for r in reversed(finished) if r["role"] != "sweep"), None)
+    return chosen or max(finished, key=lambda r: sum(r["scores"]) / len(r["scores"]), default=None)
+
+
+def scored_on(decision: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """Which rows the candidates' scores come from: "validation" (the sweep's best runs) or "test"."""
+    if decision.get("scored_on") in ("validation", "test"):
+        return str(decision["scored_on"])
+    return "test" if any(r["role"] not in (None, "sweep") for r in runs) else "validation"
 
 
 def _probability_better(posterior: tuple[float, float] | None) -> float | None:
@@ -145,18 +165,19 @@ def _gap(pick: dict[str, Any], runner: dict[str, Any] | None, best: str, decisio
     """Whether the measured difference between the pick and the runner-up is real, in one sentence."""
     if runner is None:
         return {"label": "one candidate", "css": "noise", "text": "no other candidate was measured", "probability": ""}
-    # decision.json's differences are each candidate minus the measured best, over the same test rows
+    # decision.json's differences are each candidate minus the measured best, over the same rows
     other = runner if pick["method"] == best else pick
     diff = (decision.get("differences") or {}).get(other["method"])
     if not diff:
         return {"label": "not compared", "css": "noise", "probability": "",
-                "text": "the two were not scored on the same test rows: no paired comparison"}
+                "text": "the two were not scored on the same rows: no paired comparison"}
     lead, low, high = -diff[0] + 0.0, -diff[2] + 0.0, -diff[1] + 0.0  # the best's lead (+ 0.0: no "-0.0")
     real = low > 0
     posterior = (decision.get("posterior") or {}).get(other["method"])
     probability = _probability_better(tuple(posterior) if posterior else None)
     text = (f"{display(best)} leads {display(other['method'])} by {lead:.1f} {metric} points "
-            f"(80% paired bootstrap over the same test rows: {low:+.1f} to {high:+.1f})")
+            f"(80% paired bootstrap over the same {decision.get('scored_on') or 'test'} rows: {low:+.1f} to "
+            f"{high:+.1f})")
     if pick["method"] != best:
         text += f"; {pick['name']} is within that noise and cheaper"
     return {"label": "a real gap" if real else "within noise", "css": "sure" if real else "noise", "text": text,
@@ -238,8 +259,10 @@ def pilot_context(folder: Path) -> dict[str, Any]:
     unit = "GPU-h" if request.get("gpu") else "CPU-h (this machine)"
     candidates = [_candidate(c, runs, decision, unit) for c in plan.get("candidates") or []]
     metric = next((r["metric"] for r in runs if r["metric"]), "score")
-    rows = max((len(r["scores"]) for r in runs if r["role"] != "sweep"), default=0)
+    rows_from = scored_on(decision, runs)
+    rows = decision.get("rows") or max((c["scored_rows"] for c in candidates), default=0)
     return {"name": folder.name, "request": request, "unit": unit, "metric": metric, "rows": rows,
+            "scored_on": rows_from,
             "verdict": _verdict(candidates, decision, metric, rows), "candidates": candidates,
             "plan": _plan(plan, runs), "suite_path": str(folder / "suite.yaml"),
             "sweep_svg": pilot_plots.sweep_svg(candidates, metric), "loss_svg": pilot_plots.loss_svg(candidates)}

@@ -244,6 +244,8 @@ def run_tuned(plan: Plan, config: TuneConfig, results_root: Path, force: bool = 
         first.records += done.records
         first.skipped_existing += done.skipped_existing
         records = settled(more)
+    if not config.confirm:
+        return first
     chosen = selected_specs(plan.specs, sweeps, records, config)
     second = run_plan(dataclasses.replace(plan, specs=chosen), results_root, force=force,
                       retry_failed=retry_failed, show_progress=show_progress)

@@ -102,7 +102,9 @@ class RunSpec:
                                "processes": Processes(**processes) if processes else None})
 
     def label(self) -> str:
-        return f"{self.task.name}/{self.method}/seed{self.seed}"
+        """How progress lines name the run; a learning-rate sweep's runs of one method differ only by their rate."""
+        rate = f"/lr{self.train.learning_rate:.3g}" if self.tune and self.tune.get("role") == "sweep" else ""
+        return f"{self.task.name}/{self.method}{rate}/seed{self.seed}"
 
 
 def _task_dict(task: TaskSpec) -> dict[str, Any]:

@@ -61,6 +61,11 @@ class TuneConfig:
     # Grid steps past an edge that keeps winning. Not part of `describe()` (nor of any run's identity): it
     # bounds how many runs a sweep may add, not what a run is; a time-boxed pilot allows one.
     extensions: int = MAX_EXTENSIONS
+    # Whether the selected rate is then run on every seed on the full training split, scored on the eval split
+    # (step 4). A time-boxed pilot judges on the sweep's validation scores instead and leaves the eval split
+    # untouched for the full run; a later `run ... tune=lr` of the same suite adds the selected runs, reusing the
+    # sweep. Not part of any run's identity either.
+    confirm: bool = True
 
     def describe(self) -> dict[str, Any]:
         return {"param": "learning_rate", "grid": list(self.grid),
@@ -199,14 +204,26 @@ def _best(merits: dict[float, tuple[float, float] | None]) -> float | None:
 
 def _merit(spec: RunSpec, records: dict[str, RunRecord]) -> tuple[float, float] | None:
     """(validation score, -final training loss) of an ok sweep run; None otherwise. A NaN loss ranks last."""
-    record = records.get(spec.run_id)
-    metric = spec.task.metrics[0] if spec.task.metrics else None
+    return record_merit(records.get(spec.run_id), spec.task.metrics[0] if spec.task.metrics else None)
+
+
+def record_merit(record: RunRecord | None, metric: str | None) -> tuple[float, float] | None:
+    """What selection ranks a sweep run by: (its `metric` on the validation split, -final training loss); None
+    for a missing or failed run."""
     value = record.metric(metric) if record is not None and record.ok else None
     if record is None or value is None:
         return None
     loss = record.final_train_loss
     finite = isinstance(loss, (int, float)) and math.isfinite(loss)
     return float(value), -float(loss) if finite else -math.inf
+
+
+def best_sweep_record(sweep: list[RunRecord], metric: str | None) -> RunRecord | None:
+    """The sweep run the selection picks among recorded sweep runs of one (task, method, seed), by the same rule
+    as `select_factor`; None when none succeeded."""
+    by_factor = {float(r.tune.get("factor", 1.0)): r for r in sweep if r.tune}
+    factor = _best({f: record_merit(r, metric) for f, r in by_factor.items()})
+    return None if factor is None else by_factor[factor]
 
 
 def selected_specs(specs: list[RunSpec], sweeps: dict[tuple[str, str], list[RunSpec]],
