@@ -64,10 +64,10 @@ def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, di
         return saved, facts, train, test, {}
     answer = _recommendation(request, facts)
     candidates = _candidates(request, facts, answer)
-    calibration = _calibrate(request, facts, candidates)
+    jobs = concurrent_runs(request.device)
+    calibration = _calibrate(request, facts, candidates, jobs)
     validation_rows = max(MIN_VALIDATION_ROWS, math.ceil(VALIDATION_FRACTION * facts.train_rows))
     train_rows = facts.train_rows - validation_rows  # what a sweep run trains on; it is scored on the rest
-    jobs = concurrent_runs(request.device)
     spent = time.perf_counter() - started  # profiling, the recommender and the calibration came off the budget
     chosen, steps, seconds = fit_budget(candidates, request.budget_seconds - spent, train_rows, validation_rows,
                                         request.device, request.kind == "generation", facts.max_target_length,
@@ -128,13 +128,16 @@ def _pilot_step_seconds(request: PilotRequest, facts: PilotData, cand: dict[str,
     return float(next(iter(est.profiles.values()))["step_seconds"])
 
 
-def _calibrate(request: PilotRequest, facts: PilotData, candidates: list[PilotCandidate]) -> str:
+def _calibrate(request: PilotRequest, facts: PilotData, candidates: list[PilotCandidate], jobs: int) -> str:
     """Scale every candidate's predicted step time by one real measurement: three steps of the first candidate
-    at the pilot's shape, in a fresh process as a run would (`estimate.measure`). The estimator's CPU step times
-    follow the machine's measured matmul rate, which a busy machine misreads (reference runs of SmolLM2 took
-    2.6-7.6 s a step where 10-23 s was predicted); their ratios between methods hold."""
+    at the pilot's shape, in fresh processes as runs would be, `jobs` of them side by side as the runs will be
+    (`estimate.measure`). The estimator's CPU step times follow the machine's measured matmul rate, which a busy
+    machine misreads (reference runs of SmolLM2 took 2.6-7.6 s a step where 10-23 s was predicted); their ratios
+    between methods hold. Alone, the first candidate's step took 7.7 s where two side by side took 8.7-9.6 s each
+    (the cores share memory bandwidth): a pilot calibrated alone ran 9% past its plan."""
     import statistics
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     from peftbench.estimate.measure import measure
 
@@ -145,18 +148,20 @@ def _calibrate(request: PilotRequest, facts: PilotData, candidates: list[PilotCa
             "num_labels": max(2, len(facts.labels)), "threads": 1}
     if request.device != "cpu":
         return "step times from the estimator (no calibration run on a GPU)"
-    _say(f"calibrating step times: 3 steps of {first.method} at the pilot's shape")
+    _say(f"calibrating step times: 3 steps of {first.method} at the pilot's shape, {jobs} at a time as the runs")
     started = time.perf_counter()
     try:
-        measured = measure(spec, timeout=600)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            measured = list(pool.map(lambda _: measure(spec, timeout=600), range(jobs)))
     except (RuntimeError, OSError, ValueError) as exc:
         return f"step times from the estimator alone (the calibration run failed: {str(exc)[:120]})"
-    step = statistics.median(measured["step_seconds"][1:])  # the first step pays one-off kernel set-ups
+    # the first step of each pays one-off kernel set-ups
+    step = statistics.median(s for m in measured for s in m["step_seconds"][1:])
     factor = step / first.step_seconds
     for c in candidates:
         c.step_seconds *= factor
     took = time.perf_counter() - started
-    return (f"step times calibrated by a real run of {first.method}: {step:.2f} s a step measured, "
+    return (f"step times calibrated by a real run of {first.method}, {jobs} at a time: {step:.2f} s a step measured, "
             f"{step / factor:.2f} s predicted (x{factor:.2f} for every candidate; {took:.0f} s)")
 
 
