@@ -219,7 +219,12 @@ def test_pilot_end_to_end_resumes_after_a_kill(tmp_path):
     after = [json.loads(line)["run_id"] for line in runs.read_text().splitlines() if line.strip()]
     assert len(after) == len(set(after)) and set(before) <= set(after)
     assert "pick:" in done.stdout and "paired bootstrap" in done.stdout
-    assert (tmp_path / "res" / "pilot_reviews" / "decision.json").is_file()
+    decision = json.loads((tmp_path / "res" / "pilot_reviews" / "decision.json").read_text())
+    assert decision["scored_on"] == "validation" and decision["pick"] in decision["measured"]
+    roles = [json.loads(line).get("role") for line in runs.read_text().splitlines() if line.strip()]
+    assert set(roles) == {"sweep"}  # judged on the sweep: no run repeats a selected rate
+    page = (tmp_path / "res" / "pilot_reviews" / "report.html").read_text()
+    assert 'id="full-run-command"' in page and "validation rows" in page
 
 
 def test_the_pilots_decision_exports_at_the_rate_it_selected(tmp_path):
