@@ -4,9 +4,11 @@ found in what it parsed.
 peft and TRL are read in this interpreter (TRL is the `export` extra). LLaMA-Factory and axolotl pin peft and
 transformers below peftbench's own ranges (LLaMA-Factory 0.9.5: peft<=0.18.1, transformers<=5.6.0; axolotl
 0.19.0: peft==0.20.0, transformers==5.16.1), so neither installs beside peftbench. Their configs are read two
-ways: by the tool itself where it can be imported, here or in the interpreter named by PEFTBENCH_LLAMAFACTORY_PYTHON
-/ PEFTBENCH_AXOLOTL_PYTHON (a venv with the tool and its own pins; skipped, with the reason, where there is
-neither), and always against the fields and types transcribed from the tool's source at those versions.
+ways: by the tool's own parser, in a subprocess of this interpreter with the tools' code from `.tool-parsers/`
+(`.ci/install` puts it there, `.ci/tool-parsers.txt` says why and which versions), or in the interpreter named by
+PEFTBENCH_LLAMAFACTORY_PYTHON / PEFTBENCH_AXOLOTL_PYTHON (a venv with the tool and its own pins; skipped, with the
+reason, where there is none of these); and always against the fields and types transcribed from the tool's source
+at those versions.
 """
 
 from __future__ import annotations
@@ -188,19 +190,26 @@ print("PARSED " + json.dumps(out))
 """
 
 
+TOOL_PARSERS = Path(__file__).resolve().parents[1] / ".tool-parsers"
+
+
 def tool_python(package: str, variable: str) -> str | None:
-    """An interpreter that has `package`: this one, else the one `variable` names."""
+    """An interpreter that has `package`: this one (with `.tool-parsers/` on its path where the package is there),
+    else the one `variable` names."""
     import importlib.util
 
-    if importlib.util.find_spec(package) is not None:
+    if importlib.util.find_spec(package) is not None or (TOOL_PARSERS / package).is_dir():
         return sys.executable
     named = os.environ.get(variable)
     return named if named and shutil.which(named) else None
 
 
 def parse_with_tool(python: str, script: str, paths: list[Path], cwd: Path) -> list[dict[str, Any]]:
+    env = dict(os.environ)
+    if python == sys.executable and TOOL_PARSERS.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TOOL_PARSERS), env.get("PYTHONPATH")]))
     done = subprocess.run([python, "-c", script, *map(str, paths)], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+                          timeout=600, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("PARSED ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
     return json.loads(lines[-1][len("PARSED "):])
@@ -219,7 +228,8 @@ def test_llamafactory_config_parses_with_llamafactory(tmp_path):
     python = tool_python("llamafactory", "PEFTBENCH_LLAMAFACTORY_PYTHON")
     if python is None:
         pytest.skip("LLaMA-Factory is not installed here (its peft/transformers pins conflict with peftbench's): "
-                    "set PEFTBENCH_LLAMAFACTORY_PYTHON to a venv's python with llamafactory; the transcribed-schema "
+                    "run .ci/install (it puts its parser in .tool-parsers/) or set PEFTBENCH_LLAMAFACTORY_PYTHON to a "
+                    "venv's python with llamafactory; the transcribed-schema "
                     "test below still runs")
     paths = llamafactory_exports(tmp_path)
     parsed = dict(zip(paths, parse_with_tool(python, LLAMAFACTORY_PARSE, list(paths.values()), tmp_path),
@@ -335,8 +345,9 @@ def axolotl_exports(tmp_path: Path) -> dict[str, Path]:
 def test_axolotl_config_validates_with_axolotl(tmp_path):
     python = tool_python("axolotl", "PEFTBENCH_AXOLOTL_PYTHON")
     if python is None:
-        pytest.skip("axolotl is not installed here (its peft/transformers pins conflict with peftbench's): set "
-                    "PEFTBENCH_AXOLOTL_PYTHON to a venv's python with axolotl; the transcribed-schema test below "
+        pytest.skip("axolotl is not installed here (its peft/transformers pins conflict with peftbench's): run "
+                    ".ci/install (it puts its parser in .tool-parsers/) or set PEFTBENCH_AXOLOTL_PYTHON to a venv's "
+                    "python with axolotl; the transcribed-schema test below "
                     "still runs")
     paths = axolotl_exports(tmp_path)
     parsed = dict(zip(paths, parse_with_tool(python, AXOLOTL_PARSE, list(paths.values()), tmp_path), strict=True))
