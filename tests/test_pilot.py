@@ -163,6 +163,10 @@ def test_a_pilot_where_no_candidate_beat_the_majority_class_decides_by_the_prior
     learned = judge([_record("ia3", [100.0] * 70 + [0.0] * 10, majority=65.0), _record("lora", stuck, majority=65.0)],
                     {"ia3": (0.90, 0.04), "lora": (0.97, 0.02)}, {"ia3": 1.0, "lora": 1.05}, "accuracy")
     assert learned.learned and learned.best_measured == "ia3"
+    below = judge([_record("ia3", stuck, majority=65.0), _record("lora", [0.0] * 20 + stuck[20:], majority=65.0)],
+                  {"ia3": (0.90, 0.04), "lora": (0.97, 0.02)}, {"ia3": 1.0, "lora": 1.05}, "accuracy")
+    lora_line = next(line for line in describe(below, "GPU-h") if line.startswith("lora:"))
+    assert "a real gap, but neither beat the majority class" in lora_line
 
 
 def _sweep_record(method: str, factor: float, rows: list[float], loss: float = 1.0) -> RunRecord:

@@ -174,6 +174,8 @@ def describe(verdict: PilotVerdict, unit: str) -> list[str]:
         if method == verdict.best_measured:
             continue
         real = "a real gap" if high < 0 else "within noise"
+        if not verdict.learned and high < 0:  # e.g. one candidate stuck at the majority class, the other below it
+            real += ", but neither beat the majority class: not a difference between trained methods"
         post, se = verdict.posterior[method]
         lines.append(f"{method}: {diff:+.1f} {verdict.metric} points vs {verdict.best_measured} (80% paired "
                      f"bootstrap {low:+.1f} to {high:+.1f}): {real}; with the recommender's prior "
