@@ -301,3 +301,27 @@ def test_verdict_says_what_to_use_how_sure_what_it_costs_and_why_the_measured_be
     assert none["action"] == "measured" and none["method"] == "" and none["sure_label"] == "no method separates"
     assert "time budget" in none["measured_text"]
     assert gpu_cost_text(12.345) == "12.3 GPU-hours" and gpu_cost_text(0.5) == "30 GPU-minutes (0.5 GPU-h)"
+
+
+def test_a_budget_that_runs_out_mid_trace_ends_the_report_work_on_time(tmp_path, monkeypatch):
+    """The report's worker traces in a pool of processes that inherit its stdout. When the budget ran out, killing
+    the worker alone left them holding that pipe, and the report waited on it forever (seen in a test run on a
+    loaded machine). A stand-in worker that leaves such a child: the work ends at the budget, and says why."""
+    import subprocess
+    import threading
+
+    from peftbench.report import predictions
+    from peftbench.report.cache import Deadline, DerivedCache
+
+    worker = tmp_path / "worker.sh"
+    worker.write_text("#!/bin/sh\nsleep 121.5 &\nsleep 121.5\n")  # the child keeps the worker's stdout open
+    worker.chmod(0o755)
+    monkeypatch.setattr(predictions.sys, "executable", str(worker))
+    said: list[str] = []
+    work = threading.Thread(target=lambda: said.append(predictions._compute({"k": {}}, DerivedCache(None),
+                                                                             Deadline(2.0))), daemon=True)
+    work.start()
+    work.join(timeout=30)
+    subprocess.run(["pkill", "-f", "sleep 120"], check=False)  # what the old code left behind
+    assert not work.is_alive(), "the report's work still waits on its worker's pipe 28 s after the budget"
+    assert "time budget of 2 s ran out" in said[0]

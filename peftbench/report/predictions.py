@@ -10,8 +10,11 @@ says what was left out and why.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -124,13 +127,20 @@ def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Dea
     remaining = deadline.remaining()
     if remaining is not None and remaining <= 0:
         return f"the time budget of {deadline.seconds:.0f} s ran out"
+    # Its own process group: the worker's recommender traces in a pool of spawned processes, which inherit its
+    # stdout; killing the worker alone left them holding that pipe open, and reading it never ended (a report
+    # whose budget ran out mid-trace hung). The whole group goes.
     proc = subprocess.Popen([sys.executable, "-m", "peftbench.report.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     timed_out = threading.Event()
+
+    def kill_group() -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
     def kill() -> None:
         timed_out.set()
-        proc.kill()
+        kill_group()
 
     timer = threading.Timer(remaining, kill) if remaining is not None else None
     # stderr is drained by a thread: a chatty child must not block on a full pipe while we read stdout.
@@ -154,7 +164,7 @@ def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Dea
                 bar.update(1)
         proc.wait()
     except BaseException:
-        proc.kill()
+        kill_group()
         raise
     finally:
         if timer:
