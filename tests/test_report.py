@@ -322,6 +322,6 @@ def test_a_budget_that_runs_out_mid_trace_ends_the_report_work_on_time(tmp_path,
                                                                              Deadline(2.0))), daemon=True)
     work.start()
     work.join(timeout=30)
-    subprocess.run(["pkill", "-f", "sleep 120"], check=False)  # what the old code left behind
+    subprocess.run(["pkill", "-f", "sleep 121.5"], check=False)  # what the old code left behind
     assert not work.is_alive(), "the report's work still waits on its worker's pipe 28 s after the budget"
     assert "time budget of 2 s ran out" in said[0]
