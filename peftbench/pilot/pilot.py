@@ -9,7 +9,6 @@ any run: a rerun skips what is recorded, and reuses the saved plan); then the ve
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from peftbench.pilot.planning import (
 from peftbench.pilot.request import PilotRequest, check_data
 from peftbench.pilot.suite_file import PilotData, measure_split, suite_document, write_split, write_suite
 from peftbench.pilot.verdict import PilotVerdict, describe, judge
-from peftbench.runs.tuning import MIN_VALIDATION_ROWS, VALIDATION_FRACTION
+from peftbench.runs.tuning import validation_size
 
 
 @dataclass
@@ -66,7 +65,7 @@ def prepare(request: PilotRequest) -> tuple[PilotPlan, PilotData, list, list, di
     candidates = _candidates(request, facts, answer)
     jobs = concurrent_runs(request.device)
     calibration = _calibrate(request, facts, candidates, jobs)
-    validation_rows = max(MIN_VALIDATION_ROWS, math.ceil(VALIDATION_FRACTION * facts.train_rows))
+    validation_rows = validation_size(facts.train_rows)
     train_rows = facts.train_rows - validation_rows  # what a sweep run trains on; it is scored on the rest
     spent = time.perf_counter() - started  # profiling, the recommender and the calibration came off the budget
     chosen, steps, seconds = fit_budget(candidates, request.budget_seconds - spent, train_rows, validation_rows,

@@ -13,6 +13,7 @@ candidates at `MIN_STEPS` is refused with what it would need.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -117,15 +118,14 @@ def fit_budget(candidates: list[PilotCandidate], budget: float, train_rows: int,
         return scheduled_seconds([run_seconds(c.step_seconds, steps, scored_rows, device, generation, target_tokens)
                                   for c in chosen], jobs)
 
-    for k in range(min(most, len(candidates)), 1, -1):
-        chosen = candidates[:k]
-        if total(chosen, want) <= BUDGET_SHARE * budget:
-            return chosen, want, total(chosen, want)
-        # the most steps that fit (wall time only grows with them: every run's time is linear in its steps)
-        steps = max((n for n in range(MIN_STEPS, want) if total(chosen, n) <= BUDGET_SHARE * budget), default=0)
-        if steps and k == 2:
-            return chosen, steps, total(chosen, steps)
-    two = candidates[:2]
+    for k in range(min(most, len(candidates)), 1, -1):  # every candidate it can at full length
+        if total(candidates[:k], want) <= BUDGET_SHARE * budget:
+            return candidates[:k], want, total(candidates[:k], want)
+    two = candidates[:2]  # else two, at the most steps that fit (wall time grows with the steps of every run)
+    fitting = bisect.bisect_right(range(MIN_STEPS, want), BUDGET_SHARE * budget, key=lambda n: total(two, n))
+    if fitting and min(most, len(candidates)) >= 2:
+        steps = MIN_STEPS + fitting - 1
+        return two, steps, total(two, steps)
     need = total(two, MIN_STEPS) / BUDGET_SHARE
     before = (f" after the {spent / 60:.1f} min spent profiling the data, asking the recommender and calibrating"
               if spent else "")

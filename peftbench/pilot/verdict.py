@@ -111,9 +111,9 @@ def combine(measured: tuple[float, float], prior: tuple[float, float] | None) ->
 
 def judge(records: list[RunRecord], priors: dict[str, tuple[float, float] | None],
           costs: dict[str, float | None], metric: str, margin: float = VALUE_MARGIN) -> PilotVerdict | None:
-    """The verdict over the candidates' selected runs; None when fewer than two were measured. Where no
-    candidate beat the trivial baseline (the majority class), the measurement says nothing about the methods
-    and the decision is the prior's alone."""
+    """The verdict over the candidates' measured runs (`measured_runs`); None when fewer than two were measured.
+    Where no candidate beat the trivial baseline (the majority class), the measurement says nothing about the
+    methods and the decision is the prior's alone."""
     measured, scored_on = measured_runs(records, list(priors))
     if len(measured) < 2:
         return None

@@ -110,12 +110,17 @@ def _row_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def validation_size(train_rows: int, fraction: float = VALIDATION_FRACTION, min_rows: int = MIN_VALIDATION_ROWS) -> int:
+    """How many of `train_rows` training rows the validation split holds."""
+    return max(min_rows, math.ceil(fraction * train_rows))
+
+
 def validation_indices(train: Any, eval_rows: Any, fraction: float, min_rows: int) -> list[int]:
     """Indices of the training rows held out for selection: the last `fraction` (at least `min_rows`) in
     order of their content hash — stable across runs, machines and row order. Rows that also appear in the
     eval split are never chosen, so selection never sees an eval row."""
     n = len(train)
-    size = max(min_rows, math.ceil(fraction * n))
+    size = validation_size(n, fraction, min_rows)
     if n - size < min_rows:
         raise UserError(f"tune: {n} training rows are too few to carve a {size}-row validation split and keep "
                         f"{min_rows} to train on (lower tune.min_rows, or use more training rows)")
