@@ -85,11 +85,11 @@ def _interval_text(low: float | None, high: float | None, sign: str = "") -> str
 
 
 def _candidate(plan_cand: dict[str, Any], runs: list[dict[str, Any]], decision: dict[str, Any],
-               unit: str) -> dict[str, Any]:
+               unit: str, measured_id: str | None) -> dict[str, Any]:
     """One candidate's row: test score and interval, difference to the best, validation score per rate, cost."""
     method = plan_cand["method"]
     mine = [r for r in runs if r["method"] == method]
-    selected = _measured_run(mine, (decision.get("measured") or {}).get(method))
+    selected = next((r for r in mine if r["run_id"] == measured_id), None)
     score, low, high = mean_interval(selected["scores"] if selected else [])
     sweep = []
     for run in (r for r in mine if r["role"] == "sweep" and r["rate"] is not None):
@@ -115,23 +115,21 @@ def _candidate(plan_cand: dict[str, Any], runs: list[dict[str, Any]], decision: 
                        for r in mine if r["curve"] and r["ok"]]}
 
 
-def _measured_run(mine: list[dict[str, Any]], measured: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The run the verdict scored this candidate by (decision.json names it); before a decision, its selected run,
-    else its best-scoring sweep run so far."""
-    if measured:
-        named = next((r for r in mine if r["run_id"] == measured.get("run_id")), None)
-        if named is not None:
-            return named
-    finished = [r for r in mine if r["ok"] and r["scores"]]
-    chosen = next((r for r in reversed(finished) if r["role"] != "sweep"), None)
-    return chosen or max(finished, key=lambda r: sum(r["scores"]) / len(r["scores"]), default=None)
+def measured_run_ids(folder: Path, decision: dict[str, Any], methods: list[str]) -> tuple[dict[str, str], str]:
+    """method -> id of the run the verdict scores it by, and the rows those runs were scored on ("validation" or
+    "test"): decision.json's, else (before a decision, or one written before it named them) the verdict's own
+    choice over the records (`pilot.verdict.measured_runs`)."""
+    named = decision.get("measured")
+    if named and decision.get("scored_on"):
+        return {m: str(v["run_id"]) for m, v in named.items()}, str(decision["scored_on"])
+    from peftbench.pilot.verdict import measured_runs
+    from peftbench.results import RUNS_FILE, latest_records
 
-
-def scored_on(decision: dict[str, Any], runs: list[dict[str, Any]]) -> str:
-    """Which rows the candidates' scores come from: "validation" (the sweep's best runs) or "test"."""
-    if decision.get("scored_on") in ("validation", "test"):
-        return str(decision["scored_on"])
-    return "test" if any(r["role"] not in (None, "sweep") for r in runs) else "validation"
+    path = folder / RUNS_FILE
+    if not path.is_file():
+        return {}, "validation"
+    measured, rows = measured_runs(latest_records([path], include_sweep=True), methods)
+    return {m: r.run_id for m, r in measured.items()}, rows
 
 
 def _probability_better(posterior: tuple[float, float] | None) -> float | None:
@@ -161,7 +159,7 @@ def _runner_up(candidates: list[dict[str, Any]], pick: str, best: str) -> dict[s
 
 
 def _gap(pick: dict[str, Any], runner: dict[str, Any] | None, best: str, decision: dict[str, Any],
-         metric: str) -> dict[str, Any]:
+         metric: str, scored_on: str) -> dict[str, Any]:
     """Whether the measured difference between the pick and the runner-up is real, in one sentence."""
     if runner is None:
         return {"label": "one candidate", "css": "noise", "text": "no other candidate was measured", "probability": ""}
@@ -176,8 +174,7 @@ def _gap(pick: dict[str, Any], runner: dict[str, Any] | None, best: str, decisio
     posterior = (decision.get("posterior") or {}).get(other["method"])
     probability = _probability_better(tuple(posterior) if posterior else None)
     text = (f"{display(best)} leads {display(other['method'])} by {lead:.1f} {metric} points "
-            f"(80% paired bootstrap over the same {decision.get('scored_on') or 'test'} rows: {low:+.1f} to "
-            f"{high:+.1f})")
+            f"(80% paired bootstrap over the same {scored_on} rows: {low:+.1f} to {high:+.1f})")
     if pick["method"] != best:
         text += f"; {pick['name']} is within that noise and cheaper"
     return {"label": "a real gap" if real else "within noise", "css": "sure" if real else "noise", "text": text,
@@ -202,7 +199,7 @@ def _settings(pick: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _verdict(candidates: list[dict[str, Any]], decision: dict[str, Any], metric: str,
-             rows: int) -> dict[str, Any] | None:
+             rows: int, scored_on: str) -> dict[str, Any] | None:
     if not decision.get("pick"):
         return None
     by_method = {c["method"]: c for c in candidates}
@@ -216,7 +213,7 @@ def _verdict(candidates: list[dict[str, Any]], decision: dict[str, Any], metric:
     runner = _runner_up(candidates, pick["method"], best)
     lines = [str(line) for line in decision.get("lines") or []]
     command, note = _full_run(lines)
-    return {"pick": pick, "best": best, "runner": runner, "gap": _gap(pick, runner, best, decision, metric),
+    return {"pick": pick, "best": best, "runner": runner, "gap": _gap(pick, runner, best, decision, metric, scored_on),
             "settings": _settings(pick), "command": command, "command_note": note, "metric": metric, "rows": rows,
             "reasons": [line for line in lines if not line.startswith(("full run:", "exported for"))]}
 
@@ -257,13 +254,14 @@ def pilot_context(folder: Path) -> dict[str, Any]:
     runs = _runs(folder)
     request = plan.get("request") or {}
     unit = "GPU-h" if request.get("gpu") else "CPU-h (this machine)"
-    candidates = [_candidate(c, runs, decision, unit) for c in plan.get("candidates") or []]
+    plan_candidates = plan.get("candidates") or []
+    measured, rows_from = measured_run_ids(folder, decision, [c["method"] for c in plan_candidates])
+    candidates = [_candidate(c, runs, decision, unit, measured.get(c["method"])) for c in plan_candidates]
     metric = next((r["metric"] for r in runs if r["metric"]), "score")
-    rows_from = scored_on(decision, runs)
     rows = decision.get("rows") or max((c["scored_rows"] for c in candidates), default=0)
     return {"name": folder.name, "request": request, "unit": unit, "metric": metric, "rows": rows,
             "scored_on": rows_from,
-            "verdict": _verdict(candidates, decision, metric, rows), "candidates": candidates,
+            "verdict": _verdict(candidates, decision, metric, rows, rows_from), "candidates": candidates,
             "plan": _plan(plan, runs), "suite_path": str(folder / "suite.yaml"),
             "sweep_svg": pilot_plots.sweep_svg(candidates, metric), "loss_svg": pilot_plots.loss_svg(candidates)}
 
