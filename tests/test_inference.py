@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -209,6 +210,34 @@ def test_estimate_inference_for_an_8b_preset_grows_the_kv_cache_with_context():
     assert a100_long["merged"]["decode_ms_per_token"] > a100_short["merged"]["decode_ms_per_token"]
     assert a100_short["unmerged"]["decode_ms_per_token"] > a100_short["merged"]["decode_ms_per_token"]
     assert a100_short["merged"] == a100_short["base"] and a100_short["fits"]
+
+
+def test_served_structures_are_shipped_for_the_presets_and_equal_a_fresh_build(monkeypatch, tmp_path):
+    """`recommend --deploy` reads every candidate's structure: shipped for the presets (building each wrapped
+    model on the meta device takes ~1 s), cached for any other model, and the same numbers either way."""
+    from peftbench.estimate import inference
+
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path))
+    shipped = json.loads(inference.SHIPPED_STRUCTURES.read_text())
+    for method in ("lora", "ia3", "prompt_tuning"):
+        entry = shipped[inference.structure_key("qwen2.5-0.5b", method, None, "bf16")]
+        shape, counts = inference.compute_structure("qwen2.5-0.5b", method, None, "bf16")
+        assert entry["shape"] == dataclasses.asdict(shape) and entry["counts"] == counts
+    # A model with no shipped structure is built once, then read back: the second call builds nothing.
+    config = tmp_path / "tiny" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+                                  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                                  "vocab_size": 256}))
+    first = inference.estimate_inference(str(config.parent), "lora", hardware=["a100-80gb"])
+    monkeypatch.setattr(inference, "compute_structure", lambda *a: pytest.fail("built again"))
+    again = inference.estimate_inference(str(config.parent), "lora", hardware=["a100-80gb"])
+    assert again == first and first.adapted_layers == 4
+    # What the structure means keys it: another rank is another structure, the learning rate is not.
+    assert inference.structure_key(str(config.parent), "lora", {"r": 16}, "bf16") != \
+        inference.structure_key(str(config.parent), "lora", None, "bf16")
+    assert inference.structure_key(str(config.parent), "lora", {"learning_rate": 1e-3}, "bf16") == \
+        inference.structure_key(str(config.parent), "lora", None, "bf16")
 
 
 def test_estimate_inference_cli_json_and_soft_prompt_positions(cli):

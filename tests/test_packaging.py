@@ -54,7 +54,8 @@ def test_wheel_carries_the_data_and_lists_every_suite(installed, tmp_path):
     package = site / "peftbench"
     for relative in ("suite_files/legal.yaml", "suite_files/data/rt_sentiment/train.jsonl",
                      "reference_results/legal/runs.jsonl", "published_results/hu2021_lora.csv",
-                     "estimate/data/shape_fits.json.gz", "models/presets/llama-3.1-8b/config.json",
+                     "estimate/data/shape_fits.json.gz", "estimate/data/serving_structures.json",
+                     "models/presets/llama-3.1-8b/config.json",
                      "hardware/profiles.json", "report/templates/suite.html.jinja"):
         assert (package / relative).is_file(), relative
     proc = _peftbench(installed, tmp_path, "suites")

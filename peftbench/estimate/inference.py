@@ -22,6 +22,7 @@ compares them with CPU measurements; they are not validated on a GPU.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
@@ -89,6 +90,53 @@ def _shape(config) -> _Shape:
                   or heads), head_dim, int(config.vocab_size), bool(getattr(config, "tie_word_embeddings", False)))
 
 
+SHIPPED_STRUCTURES = Path(__file__).parent / "data" / "serving_structures.json"
+
+
+def structure_key(model: str, method: str, overrides: dict | None, dtype: str) -> str:
+    """What a served model's structure means: the estimator's and the method declarations' versions, the
+    model's config as the model it builds, the method with its declared version and defaults (as the shipped
+    fits record them, which the tests check against the registry) and the hyper-parameters that change a
+    tensor's size or count. Not the library versions (`peftbench.cache`)."""
+    from peftbench.cache import key_of, meaning_key
+    from peftbench.estimate.front_cache import MEMORY_NEUTRAL, _config_content, shipped_fits
+
+    declared = shipped_fits().get("methods", {}).get(method)
+    sized = {k: v for k, v in (overrides or {}).items() if k not in MEMORY_NEUTRAL}
+    return key_of(meaning_key("estimates", "methods"), _config_content(model), method, declared, sized, dtype)
+
+
+def _structure_store() -> Path:
+    from peftbench.cache import cache_root
+
+    return cache_root() / "estimates" / "serving_structures.json"
+
+
+def served_structure(model: str, method: str, overrides: dict | None, dtype: str) -> tuple[_Shape, dict[str, int]]:
+    """The model's decoding shape and the wrapped model's parameter counts (`count_wrapped`), from the user's
+    cache or the shipped presets' when known: building the wrapped model on the meta device takes ~1 s a
+    method, and `recommend --deploy` asks for every candidate on every call."""
+    from peftbench.cache import read_json, write_json_atomic
+
+    key = structure_key(model, method, overrides, dtype)
+    for store in (_structure_store(), SHIPPED_STRUCTURES):
+        known = (read_json(store) or {}).get(key)
+        if isinstance(known, dict):
+            return _Shape(**known["shape"]), known["counts"]
+    shape, counts = compute_structure(model, method, overrides, dtype)
+    entries = read_json(_structure_store()) or {}
+    entries[key] = {"shape": asdict(shape), "counts": counts}
+    write_json_atomic(_structure_store(), entries, sort_keys=True)  # where it cannot, only the next call is slower
+    return shape, counts
+
+
+def compute_structure(model: str, method: str, overrides: dict | None, dtype: str) -> tuple[_Shape, dict[str, int]]:
+    from peftbench.models.configs import load_any_config
+
+    config = load_any_config(model)
+    return _shape(config), count_wrapped(config, method, overrides, dtype)
+
+
 def count_wrapped(config, method: str, overrides: dict | None, dtype: str) -> dict[str, int]:
     """Base / adapter parameter counts, adapter buffers and adapted layers of the meta-built wrapped model."""
     from peftbench.estimate.build import build_wrapped
@@ -123,15 +171,12 @@ def estimate_inference(model: str, method: str, *, overrides: dict | None = None
     """Predicted weights, KV cache, decode latency and prefill time per profile, merged and unmerged.
     `profiles` (name -> `hardware.Profile`) replaces the catalogue lookup of `hardware` (benchmarks use it)."""
     from peftbench.hardware import resolve
-    from peftbench.models.configs import load_any_config
 
     if context < 1 or batch < 1:
         raise UserError("--context and --batch must be positive")
     if dtype not in BYTES:
         raise UserError(f"unknown dtype '{dtype}' (valid: {', '.join(BYTES)})")
-    config = load_any_config(model)
-    shape = _shape(config)
-    counts = count_wrapped(config, method, overrides, dtype)
+    shape, counts = served_structure(model, method, overrides, dtype)
     facts = serving(method)
     width = BYTES[dtype]
     positions = context + counts["virtual"]

@@ -2,6 +2,7 @@
 batch size and sequence length without importing torch (see `shape_fit` and `front_cache`).
 
     python -m peftbench.estimate.ship_fits [--models a,b] [--methods x,y] [--jobs N] [--rebuild]
+    python -m peftbench.estimate.ship_fits --structures   # the presets' served structures (`recommend --deploy`)
 
 Each setting traces 7 shapes (4 anchors, 3 checks) at two depths, ~4-8 s per setting on this CPU. The
 file is rewritten after every setting, so an interrupted build resumes where it stopped (run it in the
@@ -104,6 +105,37 @@ def _write(store: dict[str, Any]) -> None:
     tmp.replace(SHIPPED_FITS)
 
 
+def _structure(model: str, method: str) -> tuple[str, dict[str, Any] | None]:
+    """One preset's served structure (`estimate.inference.served_structure`) for a method at its defaults."""
+    from dataclasses import asdict
+
+    from peftbench.estimate.inference import compute_structure, structure_key
+
+    key = structure_key(model, method, None, "bf16")
+    try:
+        shape, counts = compute_structure(model, method, None, "bf16")
+    except Exception:  # noqa: BLE001  not a decoder, or a method that does not apply: asked, it says why
+        return key, None
+    return key, {"model": model, "method": method, "shape": asdict(shape), "counts": counts}
+
+
+def ship_structures(models: list[str], methods: list[str], jobs: int) -> None:
+    """The presets' served structures, which `recommend --deploy` reads for every candidate (each ~1 s to build
+    on the meta device): shipped beside the fits, rebuilt whole (a few minutes)."""
+    from tqdm import tqdm
+
+    from peftbench.estimate.inference import SHIPPED_STRUCTURES
+
+    store: dict[str, Any] = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_structure, model, method) for model in models for method in methods]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="served structures", unit="method"):
+            key, entry = future.result()
+            if entry is not None:
+                store[key] = entry
+    SHIPPED_STRUCTURES.write_text(json.dumps(store, sort_keys=True, indent=0) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
@@ -114,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(sorted(registry())))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rebuild", action="store_true", help="re-trace every fit (after a library drifted)")
+    parser.add_argument("--structures", action="store_true",
+                        help="only rebuild the presets' served structures (what `recommend --deploy` reads)")
     args = parser.parse_args(argv)
+    if args.structures:
+        ship_structures(args.models.split(","), args.methods.split(","), args.jobs)
+        return 0
     methods = method_metadata()
     with gzip.open(SHIPPED_FITS, "rt") if SHIPPED_FITS.is_file() else open(os.devnull) as f:
         previous = json.loads(f.read() or "{}")
