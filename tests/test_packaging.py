@@ -56,7 +56,8 @@ def test_wheel_carries_the_data_and_lists_every_suite(installed, tmp_path):
                      "reference_results/legal/runs.jsonl", "published_results/hu2021_lora.csv",
                      "estimate/data/shape_fits.json.gz", "estimate/data/serving_structures.json",
                      "models/presets/llama-3.1-8b/config.json",
-                     "hardware/profiles.json", "report/templates/suite.html.jinja"):
+                     "hardware/profiles.json", "models/data/smollm2-135m-tokenizer.json.gz",
+                     "report/templates/suite.html.jinja"):
         assert (package / relative).is_file(), relative
     proc = _peftbench(installed, tmp_path, "suites")
     assert proc.returncode == 0, proc.stderr

@@ -184,6 +184,20 @@ def test_profiling_user_data_counts_bpe_tokens_when_the_models_tokenizer_is_not_
     assert proxy.mean_input_tokens == own.mean_input_tokens > words
 
 
+def test_the_shipped_proxy_tokenizer_is_the_packaged_models_own():
+    """The proxy is shipped as a tokenizer.json read without transformers (seconds saved on every cold
+    `--data`): it must count exactly as the packaged SmolLM2's tokenizer, as transformers reads it from the GGUF."""
+    from peftbench.models.loading import tokenizer_for
+    from peftbench.models.proxy_tokenizer import proxy_tokenizer
+
+    texts = ["The plaintiff alleges breach of contract.", "  spaced\tand\nnew lines  ", "naïve café — 東京 🚀",
+             "def f(x):\n    return x ** 2  # code", "<|im_start|>user\nhi<|im_end|>", ""]
+    own = tokenizer_for("smollm2-135m")
+    for special in (False, True):
+        assert proxy_tokenizer()(texts, add_special_tokens=special)["input_ids"] == \
+            own(texts, add_special_tokens=special)["input_ids"]
+
+
 def test_methods_ranked_past_top_keep_their_places_and_predictions():
     """--top N lists the rest in rank order with their predictions, not as a bare 'ranked' label."""
     from peftbench.cli.recommend import render

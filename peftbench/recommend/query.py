@@ -154,19 +154,18 @@ def _profile_data(query: TaskQuery, path: Path, model: str | None) -> None:
                    f"p90 {desc['p90_input_tokens']} input tokens"]
 
 
-PROXY_TOKENIZER = "smollm2-135m"  # packaged; a modern byte-level BPE (49k vocabulary) like most decoders
-
-
 def _tokenizer(model: str | None, query: TaskQuery) -> Any:
-    """The model's own tokenizer when it is on disk; else the packaged SmolLM2 tokenizer as a proxy (whitespace
-    words undercount BPE tokens by about a third on English prose, and memory grows with the count); else
-    whitespace words. The notes say which."""
+    """The model's own tokenizer when it is on disk; else SmolLM2's, shipped, as a proxy
+    (`peftbench.models.proxy_tokenizer`: whitespace words undercount BPE tokens by about a third on English
+    prose, and memory grows with the count); else whitespace words. The notes say which."""
     from peftbench.models.catalogue import CATALOGUE
+    from peftbench.models.proxy_tokenizer import PROXY_NAME, proxy_tokenizer
 
     own = model if model in CATALOGUE or (model and is_dir(model)) else None
-    for name in dict.fromkeys(n for n in (own, PROXY_TOKENIZER) if n):
+    loaders = [(own, lambda: _load_tokenizer(own))] if own else []
+    for name, load in [*loaders, (PROXY_NAME, proxy_tokenizer)]:
         try:
-            tokenizer = _load_tokenizer(name)
+            tokenizer = load()
         except Exception:  # noqa: BLE001 - any failure falls to the next counter, which the notes disclose
             continue
         if name != own:
