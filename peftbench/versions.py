@@ -9,7 +9,8 @@ the registry.
 """
 
 # Traced memory, FLOPs or bytes of a step: the traced ops, the accounting, the CUDA-kernel emulation, the
-# depth extrapolation, model building. Bump, then `python -m peftbench.estimate.ship_fits` (rebuilds all).
+# depth extrapolation, model building. Bump, then `python -m peftbench.estimate.ship_fits` (rebuilds the fits)
+# and `python -m peftbench.estimate.ship_fits --structures` (the served structures; tests/test_inference.py says so).
 ESTIMATOR_VERSION = 10
 # The method declarations (`peftbench.method_declarations`: names, families, defaults, architectures) that
 # cached feasibility answers depend on. A method's own `MethodDeclaration.version` covers what it trains.

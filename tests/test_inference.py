@@ -220,7 +220,9 @@ def test_served_structures_are_shipped_for_the_presets_and_equal_a_fresh_build(m
     monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path))
     shipped = json.loads(inference.SHIPPED_STRUCTURES.read_text())
     for method in ("lora", "ia3", "prompt_tuning"):
-        entry = shipped[inference.structure_key("qwen2.5-0.5b", method, None, "bf16")]
+        key = inference.structure_key("qwen2.5-0.5b", method, None, "bf16")
+        assert key in shipped, "stale: python -m peftbench.estimate.ship_fits --structures"
+        entry = shipped[key]
         shape, counts = inference.compute_structure("qwen2.5-0.5b", method, None, "bf16")
         assert entry["shape"] == dataclasses.asdict(shape) and entry["counts"] == counts
     # A model with no shipped structure is built once, then read back: the second call builds nothing.
