@@ -22,6 +22,7 @@ Kept cheap (a few examples, a few tokens, two timed rounds): sized to add ~10-20
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import time
 from collections.abc import Callable
@@ -253,7 +254,7 @@ def _interleaved(variants: dict[str, Any], workload: _Workload, rounds: int, dev
                 timings[name].setdefault(i, []).append(workload.single(variants[name], i))
     out = {}
     for name, model in variants.items():  # one batched pass each, warm by now: throughput and peak memory
-        seconds, memory = _peak_growth(lambda m=model: workload.batched(m), device)
+        seconds, memory = _peak_growth(functools.partial(workload.batched, model), device)
         out[name] = _figures(timings[name], seconds, memory, model, workload)
     return out
 
@@ -294,12 +295,12 @@ def _peak_growth(run: Callable[[], float], device: str) -> tuple[float, int | No
     from peftbench import telemetry
 
     reset = telemetry.reset_peak_rss()
-    before = telemetry.current_rss()
+    rss_before = telemetry.current_rss()
     seconds = run()
     peak = telemetry.peak_rss()
-    if not reset or peak is None or before is None:
+    if not reset or peak is None or rss_before is None:
         return seconds, None
-    return seconds, max(0, peak - before)
+    return seconds, max(0, peak - rss_before)
 
 
 def _weight_bytes(model: Any) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +102,7 @@ StepHook = Callable[[torch.nn.Module, int], None]
 
 
 def train_step(model: torch.nn.Module, micro_batches: Iterable[dict[str, torch.Tensor]],
-               optimizer: torch.optim.Optimizer, scheduler: Any, params: list[torch.Tensor], step: int,
+               optimizer: torch.optim.Optimizer, scheduler: Any, params: Sequence[torch.Tensor], step: int,
                max_grad_norm: float | None = 1.0, step_hook: StepHook | None = None,
                forward_context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
                on_phase_end: Callable[[str], None] | None = None,
@@ -159,12 +159,15 @@ def enable_gradient_checkpointing(model: torch.nn.Module, method_name: str) -> N
                                   "checkpointed layers drop the past key/values that hold the virtual tokens")
     if not getattr(model, "supports_gradient_checkpointing", True):
         raise MethodNotApplicable(f"{type(model).__name__} does not support gradient checkpointing")
+    # The methods below are transformers' (or peft's); nn.Module's stubs type every attribute as Tensor | Module.
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the old name warns, goes in v6)
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(  # type: ignore[operator]
+            activation_checkpointing_kwargs={"use_reentrant": False})
     else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(  # type: ignore[operator]
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     if method_name != "full" and hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
+        model.enable_input_require_grads()  # type: ignore[operator]
 
 
 def train(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,

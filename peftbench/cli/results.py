@@ -71,7 +71,9 @@ def main(args: argparse.Namespace) -> int:
 def _mean(group, column: str, scale: float = 1.0, digits: int | None = None) -> float | str:
     """The column's mean over a configuration's runs, rounded; blank where none of them recorded it (a record
     from before the field existed has none)."""
-    values = group[column].dropna() if column in group else []
+    if column not in group:
+        return ""
+    values = group[column].dropna()
     return round(values.mean() / scale, digits) if len(values) else ""
 
 
@@ -151,7 +153,9 @@ _INFERENCE_COLUMNS = {"infer_x": "inference.overhead_unmerged", "infer_x_merged"
 def _inference_columns(group) -> dict[str, str]:
     out = {}
     for name, column in _INFERENCE_COLUMNS.items():
-        values = group[column].dropna() if column in group else []
+        if column not in group:
+            continue
+        values = group[column].dropna()
         if len(values):
             out[name] = f"{values.astype(float).mean():+.3f}" if name == "forget_nats" else \
                 f"{values.astype(float).mean():.2f}"

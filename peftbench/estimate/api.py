@@ -109,9 +109,10 @@ def estimate_setting(model: str, method: str, *, overrides: dict | None = None, 
     from peftbench.estimate.front_cache import front_load, front_store
     from peftbench.models.configs import load_any_config
 
-    kwargs = dict(overrides=overrides, task_kind=task_kind, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
-                  mixed_precision=mixed_precision, optimizer=optimizer,
-                  gradient_checkpointing=gradient_checkpointing, hardware=hardware, num_labels=num_labels)
+    kwargs: dict[str, Any] = dict(overrides=overrides, task_kind=task_kind, batch_size=batch_size, seq_len=seq_len,
+                                  dtype=dtype, mixed_precision=mixed_precision, optimizer=optimizer,
+                                  gradient_checkpointing=gradient_checkpointing, hardware=hardware,
+                                  num_labels=num_labels)
     cached = front_load(model, method, kwargs)
     if cached is not None:
         return Estimate(**cached)

@@ -10,7 +10,7 @@ prompt tuning (both seen while building the estimator).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -137,7 +137,8 @@ def materialise_fake(model: nn.Module, fake_mode) -> None:
                     if hasattr(param, attr):
                         setattr(new, attr, getattr(param, attr))
                 memo[id(param)] = new
-            module._parameters[name] = memo[id(param)]
+            # a parameter's id maps to the Parameter made for it just above, never to a plain fake tensor
+            module._parameters[name] = cast(nn.Parameter, memo[id(param)])
         for name, buf in list(module._buffers.items()):
             if buf is not None:
                 module._buffers[name] = fake_like(buf)

@@ -105,8 +105,8 @@ def unit_sizes(config: dict[str, Any], total: int, trainable: int) -> Units:
     hidden = int(get("hidden_size") or get("d_model") or get("n_embd") or 0)
     vocab = int(get("vocab_size") or 0)
     inner = int(get("intermediate_size") or get("d_ff") or get("n_inner") or get("encoder_ffn_dim") or 4 * hidden)
-    stacks = [get(k) for k in ("num_layers", "num_decoder_layers") if isinstance(get(k), int)] or \
-             [get(k) for k in ("encoder_layers", "decoder_layers") if isinstance(get(k), int)] or \
+    stacks = [config[k] for k in ("num_layers", "num_decoder_layers") if isinstance(get(k), int)] or \
+             [config[k] for k in ("encoder_layers", "decoder_layers") if isinstance(get(k), int)] or \
              [int(get("num_hidden_layers") or get("n_layer") or 1)]
     layers = max(1, sum(stacks))
     tied = bool(get("tie_word_embeddings", True))

@@ -11,6 +11,8 @@ which `upcast_non_linear` reproduces: on a large vocabulary that is GBs, and fp3
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import torch
 from torch import nn
 
@@ -20,7 +22,7 @@ BLOCK = 64  # NF4 quantisation block (values per absmax)
 BLOCK2 = 256  # double quantisation block (absmax values per fp32 scale)
 
 
-def _quantised(name: str, module: nn.Module, keep: set[str] = frozenset()) -> bool:
+def _quantised(name: str, module: nn.Module, keep: AbstractSet[str] = frozenset()) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return isinstance(module, nn.Linear) and "lora_" not in name and not name.endswith(SKIP) \
         and leaf not in SKIP and not keep & set(name.split("."))
@@ -29,7 +31,8 @@ def _quantised(name: str, module: nn.Module, keep: set[str] = frozenset()) -> bo
 def kept_in_fp32(model: nn.Module) -> set[str]:
     """Modules transformers never quantises because the model keeps them in fp32 (T5's feed-forward output
     `wo`, whose input T5 casts to the weight's dtype: a packed uint8 weight would make it uint8)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # peft's wrapper method; nn.Module's stubs type every attribute as Tensor | Module
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
     return set(getattr(base, "_keep_in_fp32_modules", None) or ()) | \
         set(getattr(base, "_keep_in_fp32_modules_strict", None) or ())
 
@@ -63,7 +66,8 @@ class Linear4bit(nn.Module):
         numel = linear.weight.numel()
         device = linear.weight.device
         packed = nn.Parameter(torch.empty((numel + 1) // 2, dtype=torch.uint8, device=device), requires_grad=False)
-        packed.quant_state = True  # count_parameters counts two values per byte
+        # bitsandbytes' own marker on its 4-bit parameters, which torch's stubs do not declare
+        packed.quant_state = True  # type: ignore[attr-defined]  # count_parameters counts two values per byte
         self.weight = packed
         scales = -(-numel // BLOCK)
         self.register_buffer("absmax", torch.empty(scales + 4 * -(-scales // BLOCK2), dtype=torch.uint8,

@@ -113,7 +113,7 @@ def _depth_trace(fitted: dict[str, Any], b: int, s: int) -> dict[str, Any]:
         candidates = {}
         for t in CANDIDATE_TOKENS:
             scale = t / (b * s)
-            best = max(range(len(rows)), key=lambda i, scale=scale: split[i][0] + (split[i][1] - split[i][0]) * scale)
+            best = max(range(len(rows)), key=lambda i: split[i][0] + (split[i][1] - split[i][0]) * scale)
             candidates[str(t)] = dict(zip(CATEGORIES, rows[best], strict=True))
         trace["phases"][phase] = {**dict(zip(CATEGORIES, peak, strict=True)), "peak": sum(peak),
                                   "candidates": candidates}

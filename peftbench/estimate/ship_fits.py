@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     with gzip.open(SHIPPED_FITS, "rt") if SHIPPED_FITS.is_file() else open(os.devnull) as f:
         previous = json.loads(f.read() or "{}")
     kept = {} if args.rebuild else current_fits(previous, methods)
-    store = {"estimator_version": ESTIMATOR_VERSION, "methods": methods, "fits": kept}
+    store: dict[str, Any] = {"estimator_version": ESTIMATOR_VERSION, "methods": methods, "fits": kept}
     todo = []
     for model in args.models.split(","):
         for method in args.methods.split(","):

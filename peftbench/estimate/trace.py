@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,7 @@ def make_inputs(model, config, task_kind: str, shape: Shape) -> dict[str, torch.
     return inputs
 
 
-def make_optimizer(params: list[torch.Tensor], shape: Shape) -> torch.optim.Optimizer:
+def make_optimizer(params: Sequence[torch.Tensor], shape: Shape) -> torch.optim.Optimizer:
     foreach = shape.device.startswith("cuda")  # torch's default: foreach on CUDA, per-tensor on CPU
     if shape.optimizer == "sgd":
         return torch.optim.SGD(params, lr=1e-3, foreach=foreach)
@@ -81,7 +81,7 @@ def make_optimizer(params: list[torch.Tensor], shape: Shape) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=1e-3, foreach=foreach)
 
 
-def eight_bit_states(params: list[torch.Tensor]) -> int:
+def eight_bit_states(params: Sequence[torch.Tensor]) -> int:
     """bitsandbytes AdamW8bit: two 8-bit states with one fp32 absmax per 256 values; tensors under 4096
     values keep 32-bit states (bitsandbytes' `min_8bit_size`)."""
     total = 0
@@ -133,7 +133,9 @@ def _trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str,
     materialise_fake(model, fake_mode)
     model.train()
     if shape.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers' method; nn.Module's stubs type every attribute as Tensor | Module
+        model.gradient_checkpointing_enable(  # type: ignore[operator]
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     tracker = Tracker()
     notes: list[str] = []
@@ -152,7 +154,7 @@ def _trace_step(config, method, hyperparameters: dict[str, Any], task_kind: str,
                    on_phase_end=lambda name: _phase_end(name, model, tracker),
                    clip_foreach=shape.device.startswith("cuda"))
     events = {p: tracker.events(p) for p in PHASES if p in tracker.peaks}
-    phases = {p: {**tracker.breakdown(p), "peak": tracker.peaks[p].bytes} for p in events}
+    phases: dict[str, dict[str, Any]] = {p: {**tracker.breakdown(p), "peak": tracker.peaks[p].bytes} for p in events}
     if shape.device == "cpu":
         _shift(phases, events, "weights", -unread_mapped_bytes(tracker, checkpoint_dtype(config)))
     if shape.optimizer == "adamw8bit":

@@ -89,13 +89,17 @@ class Tracker(TorchDispatchMode):
         storage = tensor.untyped_storage()
         uid = self._by_storage.get(id(storage))
         ref = self._refs.get(uid) if uid is not None else None
-        if ref is not None and ref() is storage:
+        if uid is not None and ref is not None and ref() is storage:
             return uid
         uid = next(self._uids)
         nbytes = _rounded(storage.nbytes())
         self.size[uid] = nbytes
         self._by_storage[id(storage)] = uid
-        self._refs[uid] = weakref.ref(storage, lambda _r, u=uid: self._free(u))
+
+        def on_free(_ref: object, u: int = uid) -> None:
+            self._free(u)
+
+        self._refs[uid] = weakref.ref(storage, on_free)
         self.live += nbytes
         self._log.append((uid, nbytes))
         return uid
@@ -170,7 +174,7 @@ class Tracker(TorchDispatchMode):
             storage = t.untyped_storage()
             uid = self._by_storage.get(id(storage))
             ref = self._refs.get(uid) if uid is not None else None
-            if ref is None or ref() is not storage:
+            if uid is None or ref is None or ref() is not storage:
                 continue
             if lookup and i == 0:
                 self.lookup_rows[uid] += inputs[1].numel()

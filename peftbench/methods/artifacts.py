@@ -22,7 +22,7 @@ def save_trained(method: Method, model: nn.Module, directory: Path, hyperparamet
     """
     directory.mkdir(parents=True, exist_ok=True)
     if method.uses_peft or method.name == "full":
-        model.save_pretrained(str(directory))
+        model.save_pretrained(str(directory))  # type: ignore[operator]  # nn.Module types it as Tensor | Module
     elif method.name == "adapter":
         save_bottleneck(model, directory, {"reduction_factor": hyperparameters["reduction_factor"],
                                            "target_modules": hyperparameters.get("target_modules"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 
 def transformers_renamed_cache() -> bool:
@@ -24,7 +23,7 @@ def transformers_renamed_cache() -> bool:
     return "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
 
 
-def bridge_renamed_generation_cache(model: nn.Module) -> None:
+def bridge_renamed_generation_cache(model: Any) -> None:  # a peft model, whose methods are replaced here
     """Let peft's prompt-learning `generate` see the KV cache under the name transformers now uses.
 
     peft 0.21 looks for the cache in `past_key_values`; transformers 5 passes it as `cache`. Finding none,
@@ -55,7 +54,7 @@ def bridge_renamed_generation_cache(model: nn.Module) -> None:
     model.prepare_inputs_for_generation = prepare
 
 
-def bridge_prefix_generation(model: nn.Module) -> None:
+def bridge_prefix_generation(model: Any) -> None:  # a peft model, whose `generate` is replaced here
     """Make a prefix-tuned causal LM's `generate` attend to its prefix.
 
     peft hands the prefix to `generate` as `past_key_values`, which transformers 5 no longer reads there, so
@@ -72,7 +71,7 @@ def bridge_prefix_generation(model: nn.Module) -> None:
     def generate(*args: Any, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
         if args:
-            input_ids, *args = args
+            input_ids, args = args[0], args[1:]
         if input_ids is None:
             raise ValueError("prefix-tuned generation needs input_ids")
         virtual = model.active_peft_config.num_virtual_tokens

@@ -3,6 +3,7 @@ the defaults and their reasons are) with the applier that wraps a model through 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -45,7 +46,7 @@ _TABLES = {"LoraConfig": "LORA", "AdaLoraConfig": "ADALORA", "LoHaConfig": "LOHA
            "VeraConfig": "VERA", "OFTConfig": "OFT", "BOFTConfig": "BOFT", "IA3Config": "IA3"}
 
 
-def default_target_modules(config_name: str, model: nn.Module, ctx: MethodContext) -> list[str] | str | None:
+def default_target_modules(config_name: str, model: nn.Module, ctx: MethodContext) -> Sequence[str] | str | None:
     """peft's own per-architecture defaults (None: peft picks them), with fallbacks where its tables omit
     the architecture: LoRA's table (AdaLoRA's lacks Mistral), then `_FALLBACK_TARGETS`."""
     from peft.utils import constants
@@ -69,7 +70,8 @@ def norm_module_suffixes(model: nn.Module) -> list[str]:
 
 def _adalora_step(model: nn.Module, step: int) -> None:
     # AdaLoRA reallocates rank budget during training; without this call it degenerates to plain LoRA.
-    model.base_model.update_and_allocate(step)
+    # peft's AdaLoraModel method; nn.Module's stubs type every attribute as Tensor | Module
+    model.base_model.update_and_allocate(step)  # type: ignore[union-attr, operator]
 
 
 def _needs_kv_cache(ctx: MethodContext) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +21,7 @@ class PreparedTask:
 
     train_features: list[dict[str, list[int]]]
     eval_rows: list[dict[str, Any]]
-    collate: Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]
+    collate: Callable[[list[dict[str, list[int]]]], MutableMapping[str, torch.Tensor]]
     num_labels: int | None = None
     label_names: list[str] = field(default_factory=list)
     mean_input_tokens: float = 0.0
@@ -50,10 +50,11 @@ class TaskKind(Protocol):
                  prepared: PreparedTask, batch_size: int) -> Evaluation: ...
 
 
-def pad_collate(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]:
+def pad_collate(tokenizer: PreTrainedTokenizerBase
+                ) -> Callable[[list[dict[str, list[int]]]], MutableMapping[str, torch.Tensor]]:
     """Pad input ids and attention masks with the tokenizer; pad `labels` lists with -100 on the same side."""
 
-    def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    def collate(features: list[dict[str, list[int]]]) -> MutableMapping[str, torch.Tensor]:  # a BatchEncoding
         labels = [f["labels"] for f in features] if "labels" in features[0] else None
         inputs = [{k: v for k, v in f.items() if k != "labels"} for f in features]
         batch = tokenizer.pad(inputs, return_tensors="pt")

@@ -66,7 +66,8 @@ class Generation:
         predictions: list[str] = []
         for chunk in batches(prepared.eval_rows, batch_size):
             batch = tokenizer([r["prompt"] for r in chunk], return_tensors="pt", padding=True)
-            output = model.generate(**batch, max_new_tokens=task.max_target_length, do_sample=False,
+            output = model.generate(**batch,  # type: ignore[operator]  # nn.Module types it as Tensor | Module
+                                    max_new_tokens=task.max_target_length, do_sample=False,
                                     pad_token_id=tokenizer.pad_token_id)
             new_tokens = output[:, batch["input_ids"].shape[1]:]
             for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True):

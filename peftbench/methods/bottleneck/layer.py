@@ -46,7 +46,7 @@ class BottleneckAdapter(nn.Module):
     def weight(self) -> torch.Tensor:
         # Models read the wrapped projection's weight (T5's feed-forward casts to `wo.weight.dtype`), as
         # they do through peft's layers, which expose their base layer's weight the same way.
-        return self.base_layer.weight
+        return self.base_layer.weight  # type: ignore[return-value]  # nn.Module types it as Tensor | Module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.base_layer(x)
@@ -55,8 +55,8 @@ class BottleneckAdapter(nn.Module):
 
 def _out_features(layer: nn.Module) -> int:
     if hasattr(layer, "out_features"):
-        return int(layer.out_features)
-    return int(layer.weight.shape[-1])  # GPT-2's Conv1D stores (in, out)
+        return int(layer.out_features)  # type: ignore[arg-type]  # nn.Module types it as Tensor | Module
+    return int(layer.weight.shape[-1])  # type: ignore[index]  # GPT-2's Conv1D stores (in, out)
 
 
 def add_bottleneck_adapters(model: nn.Module, model_type: str, reduction_factor: int = 16,
