@@ -115,12 +115,12 @@ def _pooled_std(groups: Iterable[list[float]]) -> float | None:
     return math.sqrt(num / den) if den else None
 
 
-def assess(task: str, records: list[RunRecord], baselines: dict[str, float] | None = None) -> Informativeness:
+def assess(task: str, records: list[RunRecord], baselines: dict[str, Any] | None = None) -> Informativeness:
     """One task's informativeness from its ok records (one configuration per method label)."""
     metric = (baselines or {}).get("metric") or _primary(records)
     by_method: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        value = r.metrics.get(metric)
+        value = r.metrics.get(metric) if metric is not None else None
         if value is not None:
             by_method[_label(r, records)].append(float(value))
     if not by_method:
@@ -138,7 +138,7 @@ def assess(task: str, records: list[RunRecord], baselines: dict[str, float] | No
     sdd = None
     if eval_noise is not None or seed_noise is not None:
         sdd = Z95 * math.sqrt(2.0) * math.sqrt((eval_noise or 0.0) ** 2 + (seed_noise or 0.0) ** 2 / max(seeds, 1))
-    best_method = max(means, key=means.get)
+    best_method = max(means, key=means.__getitem__)
     best, spread = means[best_method], max(means.values()) - min(means.values())
     base = baselines or {}
     chance = base.get("chance", _recorded(records, "chance"))
@@ -148,6 +148,7 @@ def assess(task: str, records: list[RunRecord], baselines: dict[str, float] | No
     above_majority = None if majority is None or one_mean is None else best - majority > one_mean
     separates = None if sdd is None else (len(means) > 1 and spread > sdd)
     informative, reason = _verdict(separates, above_chance, above_majority, spread, sdd, len(means))
+    assert metric is not None  # by_method holds values read under it
     return Informativeness(task, metric, len(means), seeds, n, _r(eval_noise), _r(seed_noise), _r(sdd), best_method,
                            _r(best), _r(spread), chance, majority, above_chance, above_majority, separates,
                            informative, reason)
@@ -180,7 +181,7 @@ def _r(value: float | None) -> float | None:
 
 
 def task_informativeness(records: Iterable[RunRecord],
-                         baselines: dict[str, dict[str, float]] | None = None) -> dict[str, Informativeness]:
+                         baselines: dict[str, dict[str, Any]] | None = None) -> dict[str, Informativeness]:
     """Per task: can it tell methods apart? `records` are run records (any status; sweep runs ignored);
     `baselines` optionally gives {task: {"chance": pts, "majority": pts, "metric": primary}} where records do
     not carry them (`suite_baselines`).
@@ -216,7 +217,7 @@ def suite_baselines(suite: str) -> dict[str, dict[str, Any]]:
         spec = load_suite(suite)
     except (UserError, ImportError):
         return {}
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for task in spec.tasks:
         out[task.name] = {"metric": task.metrics[0]} if task.metrics else {}
         if task.kind not in ("classification", "multiple_choice"):

@@ -104,8 +104,8 @@ def _candidates(request: PilotRequest, facts: PilotData, answer: dict[str, Any])
     for cand in ranked:
         q, band = cand.get("predicted_relative_quality"), cand.get("quality_interval")
         prior = (q, (band[1] - band[0]) / 2 / 1.2816) if q is not None and band else None
-        full_run = {k: cand[k] for k in ("batch_size", "gradient_accumulation", "gradient_checkpointing", "gpus",
-                                         "override") if k in cand}
+        full_run: dict[str, Any] = {k: cand[k] for k in ("batch_size", "gradient_accumulation",
+                                                         "gradient_checkpointing", "gpus", "override") if k in cand}
         out.append(PilotCandidate(cand["method"], cand["hyperparameters"], _pilot_step_seconds(request, facts, cand),
                              full_run_gpu_hours=cand.get("gpu_hours"), prior=prior, full_run=full_run))
     return out
@@ -271,6 +271,7 @@ def _export(request: PilotRequest, plan: PilotPlan, verdict: PilotVerdict) -> li
     """The decision as the named tool reads it (`peftbench.export`), at the learning rate the pilot selected."""
     from peftbench.export import export, precision_from_override, setting_from_candidate
 
+    assert request.export is not None  # called only where the request names a tool to export for
     pick = verdict.decision.pick.method if verdict.decision else verdict.best_measured
     chosen = next(c for c in plan.candidates if c.method == pick)
     measured = verdict.measured.get(pick)

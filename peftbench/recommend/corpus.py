@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from peftbench.method_declarations import METHOD_NAMES
 from peftbench.paths import published_dir  # defined with the other shipped folders; readers import it from here
@@ -101,6 +101,11 @@ def _int(raw: str, path: Path | str, line: int, field: str, *, required: bool, m
     return value
 
 
+# Overloaded so that a required field reads as never None.
+@overload
+def _float(raw: str, path: Path | str, line: int, field: str, *, required: Literal[True]) -> float: ...
+@overload
+def _float(raw: str, path: Path | str, line: int, field: str, *, required: bool) -> float | None: ...
 def _float(raw: str, path: Path | str, line: int, field: str, *, required: bool) -> float | None:
     if raw == "":
         if required:
@@ -115,6 +120,13 @@ def _float(raw: str, path: Path | str, line: int, field: str, *, required: bool)
     return value
 
 
+# Overloaded so that a required field reads as never None.
+@overload
+def _enum(raw: str, allowed: Iterable[str], path: Path | str, line: int, field: str, *,
+          required: Literal[True]) -> str: ...
+@overload
+def _enum(raw: str, allowed: Iterable[str], path: Path | str, line: int, field: str, *,
+          required: bool) -> str | None: ...
 def _enum(raw: str, allowed: Iterable[str], path: Path | str, line: int, field: str, *, required: bool) -> str | None:
     if raw == "" and not required:
         return None

@@ -108,7 +108,7 @@ def decide(options: list[Option], margin: float = VALUE_MARGIN) -> Decision | No
 
 
 def options_for(methods: list[str], estimates: dict[str, QualityEstimate], sensitivity: dict[str, Sensitivity],
-                costs: dict[str, float | None], tuning_runs: int,
+                costs: Mapping[str, float | None], tuning_runs: int,
                 proxies: Mapping[str, str] | None = None) -> list[Option]:
     """Options for the methods that have an estimate, with who may lead by the recommender's lead rule (outright
     where any method may; else provisionally). `proxies`: methods whose quality and learning-rate behaviour are

@@ -28,7 +28,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from peftbench.method_declarations import PROXIES, RANKED
 from peftbench.recommend.decision import decide, options_for
@@ -70,8 +70,8 @@ class _Comparison:
         """Score of the measured configuration of a low-rank method nearest this rank (the method's mean if
         ranks are unknown): what a user following a rank advice would have got, not the average of a rank
         sweep (SVFT's table has DoRA at r=1, 4 and 16)."""
-        ranked = [(p.hyperparameters.get("r"), p) for p in self.by_method.get(method, [])]
-        ranked = [(r, p) for r, p in ranked if isinstance(r, (int, float)) and r > 0]
+        ranks = [(p.hyperparameters.get("r"), p) for p in self.by_method.get(method, [])]
+        ranked = [(r, p) for r, p in ranks if isinstance(r, (int, float)) and r > 0]
         if not ranked:
             return self.score.get(method)
         best = min(ranked, key=lambda rp: (abs(math.log2(rp[0] / rank)), rp[0]))[0]
@@ -361,15 +361,21 @@ def single_run_folds(points: list[Point], sweeps: list[Sweep]) -> list[Fold]:
     own_tasks = sorted({_sweep_task(w) for w in sweeps if w.source.startswith("own:")})
     for task in own_tasks:
         swept = {w.method: w for w in sweeps if _sweep_task(w) == task and w.untuned_rate}
-        held = [replace_score(p, swept[p.method].score_at(swept[p.method].untuned_rate))
-                for p in _first_config(points, lambda p, t=task: p.source.startswith("own:") and _task_name(p) == t)
-                if p.method in swept]
+
+        # A def, not a lambda: mypy cannot type a lambda with a default argument (python/mypy#15459).
+        def on_task(p: Point, t: str = task) -> bool:
+            return p.source.startswith("own:") and _task_name(p) == t
+
+        # Only sweeps with an untuned rate are in `swept`.
+        held = [replace_score(p, swept[p.method].score_at(cast(float, swept[p.method].untuned_rate)))
+                for p in _first_config(points, on_task) if p.method in swept]
         folds.append((f"{task} (one run)", [p for p in points if _task_name(p) != task], held,
                       [w for w in sweeps if _sweep_task(w) != task]))
     for source in sorted({w.source for w in sweeps if not w.source.startswith("own:")}):
         train = [p for p in points if p.source != source]
         suggested = suggested_rates(train)
-        held = [_sweep_point(w, w.score_at(suggested(w))) for w in sweeps if w.source == source]
+        # A published sweep's suggested rate is never None (`suggested_rates`: only own sweeps may lack one).
+        held = [_sweep_point(w, w.score_at(cast(float, suggested(w)))) for w in sweeps if w.source == source]
         folds.append((f"{source} (one run)", train, held, [w for w in sweeps if w.source != source]))
     return folds
 

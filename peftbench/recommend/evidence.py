@@ -64,7 +64,7 @@ class Run:
 @dataclass
 class Evidence:
     runs: list[Run]
-    failed: list[dict[str, Any]] = field(default_factory=list)  # status != ok, kept for the reasons
+    failed: list[RunRecord] = field(default_factory=list)  # status != ok, kept for the reasons
     files_hash: str = ""
     paths: list[Path] = field(default_factory=list)  # the runs files read
 
@@ -87,7 +87,7 @@ def results_hash(paths: Iterable[Path]) -> str:
 
 
 def _to_run(rec: RunRecord) -> Run | None:
-    kind = rec.task_kind
+    kind = rec.task_kind or ""  # a record without a kind names no metric below, so it gives no run
     metrics = rec.metrics
     score = metrics.get(PRIMARY_METRIC.get(kind, ""), metrics.get(FALLBACK_METRIC.get(kind, "")))
     if not rec.ok or score is None or (isinstance(score, float) and math.isnan(score)):
@@ -154,7 +154,7 @@ def seed_spread(runs: list[Run], max_examples: int) -> dict[str, tuple[float, li
     for (method, _), group in groups.items():
         if len(group) < 2:
             continue
-        values = [r.relative for r in group]
+        values = [r.relative for r in group if r.relative is not None]  # all of them: grouped only with one
         mean = sum(values) / len(values)
         per_method[method].append(math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)))
         ids[method].extend(r.run_id for r in group)

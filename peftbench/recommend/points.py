@@ -157,6 +157,7 @@ def corpus_points(rows: list[PublishedRow] | None = None) -> PointSet:
         excluded["another metric of the same comparison (one metric each)"] += sum(r.metric != metric for r in group)
         chosen = [r for r in group if r.metric == metric]
         for row in chosen:
+            assert row.method and row.full_ft_score  # rows without either were excluded above
             value = max(0.0, min(row.score / row.full_ft_score, 2.0))
             points.append(Point(
                 source=row.source_id, comparison=comparison, method=row.method, config=row.method_published,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,9 @@ class Limits:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high):
                 raise UserError(f"{flag} must be an integer from 1 to {high}, got {shown(value)}")
         number(self.epochs, "--epochs", low=0.0, low_open=True, high=1e6)
-        for flag, value in (("--max-hours", self.max_hours), ("--max-adapter-mb", self.max_adapter_mb)):
-            if value is not None:
-                number(value, flag, low=0.0, low_open=True, high=1e12)
+        for flag, limit in (("--max-hours", self.max_hours), ("--max-adapter-mb", self.max_adapter_mb)):
+            if limit is not None:
+                number(limit, flag, low=0.0, low_open=True, high=1e12)
 
 
 def resolve_task(task: str, runs: list[Run], data: Path | None = None, model: str | None = None) -> TaskQuery:
@@ -162,8 +163,8 @@ def _tokenizer(model: str | None, query: TaskQuery) -> Any:
     from peftbench.models.proxy_tokenizer import PROXY_NAME, proxy_tokenizer
 
     own = model if model in CATALOGUE or (model and is_dir(model)) else None
-    loaders = [(own, lambda: _load_tokenizer(own))] if own else []
-    for name, load in [*loaders, (PROXY_NAME, proxy_tokenizer)]:
+    loaders: list[tuple[str, Callable[[], Any]]] = [(own, lambda: _load_tokenizer(own))] if own else []
+    for name, load in loaders + [(PROXY_NAME, proxy_tokenizer)]:
         try:
             tokenizer = load()
         except Exception:  # noqa: BLE001 - any failure falls to the next counter, which the notes disclose

@@ -235,24 +235,24 @@ def fit(points: list[Point], regime: Regime) -> dict[str, QualityEstimate]:
     for method, obs in diffs.items():
         effect, se = _shrunk(obs, source_of, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN)
                              if method != "lora" else PRIOR_MEAN)
-        group = [(kernel(p, regime), p) for (c, m), ps in cells.items()
-                 if m == method and m not in tables[c].anchors for p in ps[:1]]
-        group.sort(key=lambda wp: -wp[0])
+        nearest = [(kernel(p, regime), p) for (c, m), ps in cells.items()
+                   if m == method and m not in tables[c].anchors for p in ps[:1]]
+        nearest.sort(key=lambda wp: -wp[0])
         near = [c for w, _, c in obs if w >= NEAR]
         # A source does not vouch independently for the method it introduced (or for a difference to LoRA when
         # it introduced LoRA): the first-place bar's sources are counted without it.
         independent = {source_of[c] for c in near if not tables[c].vouches_for_own(method)
                        and not _far_own_run(c, tables[c], regime)}
         estimates[method] = QualityEstimate(method, effect, se, sum(w for w, _, _ in obs),
-                                     len(near), len(obs), group[:3], len(independent),
+                                     len(near), len(obs), nearest[:3], len(independent),
                                      bool(regime.own_task) and any(c.startswith(f"own|{regime.own_task}|")
                                                                    for _, _, c in obs))
     for _, method in cells:  # methods measured only where nothing compares them
         if method not in estimates:
-            near = sorted(((kernel(p, regime), p) for p in points if p.method == method and not p.anchor),
-                          key=lambda wp: -wp[0])
+            nearest = sorted(((kernel(p, regime), p) for p in points if p.method == method and not p.anchor),
+                             key=lambda wp: -wp[0])
             estimates[method] = QualityEstimate(method, kin_prior.get(KIN.get(method, ""), PRIOR_MEAN), 1.0, 0.0, 0, 0,
-                                         near[:3])
+                                         nearest[:3])
     return estimates
 
 

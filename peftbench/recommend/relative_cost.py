@@ -13,7 +13,7 @@ import math
 from functools import cache
 
 CARD = "a100-80gb"
-REFERENCE_SHAPE = {"batch_size": 4, "seq_len": 512}
+REFERENCE_BATCH, REFERENCE_SEQ_LEN = 4, 512
 REFERENCE_PRESETS = ("qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-1.5b", "gemma-2-2b", "llama-3.2-3b", "phi-3-mini",
            "qwen2.5-7b", "mistral-7b", "llama-3.1-8b")
 
@@ -25,8 +25,12 @@ def _preset_sizes() -> dict[str, float]:
     from peftbench.models.configs import preset_for
     from peftbench.recommend.models import _approx_params
 
-    return {p: math.log10(_approx_params(json.loads((preset_for(p) / "config.json").read_text())))
-            for p in REFERENCE_PRESETS}
+    sizes = {}
+    for p in REFERENCE_PRESETS:
+        preset = preset_for(p)
+        assert preset is not None  # the reference presets all ship
+        sizes[p] = math.log10(_approx_params(json.loads((preset / "config.json").read_text())))
+    return sizes
 
 
 @cache
@@ -40,7 +44,8 @@ def gpu_seconds(method: str, preset: str) -> float | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = estimate_setting(preset, method, hardware=[CARD], **REFERENCE_SHAPE)
+            est = estimate_setting(preset, method, hardware=[CARD], batch_size=REFERENCE_BATCH,
+                                   seq_len=REFERENCE_SEQ_LEN)
     except (MethodNotApplicable, RuntimeError, ValueError):
         return None
     profile = est.profiles[CARD]

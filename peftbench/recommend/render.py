@@ -84,6 +84,8 @@ def run_warnings(target: RunTarget, mixed: str | None) -> list[str]:
 def quality_reasons(ranked: list[Candidate], estimates: dict[str, QualityEstimate], regime: Regime,
                     gpu: Gpu) -> list[str]:
     top = ranked[0]
+    # The first place has a quality estimate: its predicted quality, set with the interval, is formatted below.
+    assert top.quality_interval is not None
     # Methods predicted higher that may not lead (too few comparisons here, or one source's word).
     could_lead = lead_rule(ranked, lambda c: c.may_lead, lambda c: c.may_lead_provisionally)
     above = [c for c in ranked[1:] if not could_lead(c)

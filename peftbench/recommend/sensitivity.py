@@ -162,7 +162,7 @@ def own_sweeps(records: Iterable[RunRecord], informative: Callable[[str, str], b
     for rec in records:
         if not rec.is_sweep or not rec.ok:
             continue
-        kind = rec.task_kind
+        kind = rec.task_kind or ""  # a record without a kind names no metric below, so it is skipped
         metrics = rec.metrics
         score = metrics.get(PRIMARY_METRIC.get(kind, ""), metrics.get(FALLBACK_METRIC.get(kind, "")))
         rate = rec.hyperparameters.get("learning_rate")

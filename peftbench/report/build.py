@@ -74,6 +74,7 @@ def suite_context(suite: str, path: Path, options: Options | None = None) -> dic
                                   [], "recommender not requested (--no-estimates).")
     if options.estimates:
         shapes = predictions.suite_shapes(table, task_specs)
+        assert options.cache is not None and options.deadline is not None  # Options.__post_init__ sets both
         derived = predictions.derive(suite, shapes, path.parent.parent, options.cache, options.deadline,
                                      progress=options.progress)
     informs = _informativeness(suite, records)

@@ -8,7 +8,7 @@ the page stays one offline file and needs no script.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ def hover_text(name: str, values: dict[str, float], primary: str) -> str:
 
 
 def pareto_panels(summary: dict[str, dict[str, float]], primary: str, prefix: str, pick: str | None = None,
-                  task: str = "", shown_only: set[str] = frozenset()) -> list[str]:
+                  task: str = "", shown_only: Collection[str] = frozenset()) -> list[str]:
     """One SVG per cost with data: quality against peak memory, train time and adapter size, then inference
     latency where measured. `pick` names the configuration the recommender's pick stands for; `shown_only` the
     configurations drawn but not compared (hollow, off the front), as the tables' verdicts leave them out."""
@@ -65,7 +65,7 @@ def pareto_panels(summary: dict[str, dict[str, float]], primary: str, prefix: st
         points = []
         for name, values in sorted(summary.items()):
             x, y = values.get(field), values.get("quality")
-            if fmt.missing(x) or fmt.missing(y) or (log and x <= 0):
+            if x is None or y is None or fmt.missing(x) or fmt.missing(y) or (log and x <= 0):
                 continue
             x = x / 2**20 if field == "peak_memory_bytes" else x
             points.append(PlotPoint(x, y, values.get("quality_std") or 0.0, name, hover_text(name, values, primary),
@@ -78,7 +78,7 @@ def pareto_panels(summary: dict[str, dict[str, float]], primary: str, prefix: st
 
 
 def inference_panel(summary: dict[str, dict[str, float]], primary: str, prefix: str, pick: str | None = None,
-                    task: str = "", shown_only: set[str] = frozenset()) -> str | None:
+                    task: str = "", shown_only: Collection[str] = frozenset()) -> str | None:
     """Quality against inference latency relative to the base model: one point per configuration at its served
     latency (merged where it merges), a ring at the unmerged latency where that differs, the front of the served
     points. None without data."""
@@ -91,7 +91,7 @@ def inference_panel(summary: dict[str, dict[str, float]], primary: str, prefix: 
     def rings_and_base(ax) -> None:
         for point in points:
             unmerged = summary[point.name].get("inference_overhead_unmerged")
-            if not fmt.missing(unmerged) and abs(unmerged - point.x) > 1e-9:
+            if unmerged is not None and not fmt.missing(unmerged) and abs(unmerged - point.x) > 1e-9:
                 ax.plot(unmerged, point.y, "o", mfc="none", mec=MARKER, ms=6, alpha=0.6)
                 ax.plot([point.x, unmerged], [point.y, point.y], color=MARKER, lw=0.6, alpha=0.4)
         ax.axvline(1.0, color="#444", lw=0.8, ls=":", label="base model")
@@ -140,7 +140,8 @@ def _panel(points: list[PlotPoint], primary: str, xlabel: str, prefix: str, aria
         return figure_svg(fig, prefix, aria, titles, "plot pareto")
 
 
-def place_labels(ax, labelled: list[PlotPoint], points: list[PlotPoint], emphasised: set[str] = frozenset()) -> None:
+def place_labels(ax, labelled: list[PlotPoint], points: list[PlotPoint],
+                 emphasised: Collection[str] = frozenset()) -> None:
     """Label `labelled` in order, each at the nearest offset where it stays inside the axes, clear of every label
     placed before it and, where possible, of every point; a label with no clear place is left out (its point
     still names itself on hover). Measured in display space, so the layout must be final."""

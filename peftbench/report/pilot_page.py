@@ -95,7 +95,7 @@ def _candidate(plan_cand: dict[str, Any], runs: list[dict[str, Any]], decision: 
     for run in (r for r in mine if r["role"] == "sweep" and r["rate"] is not None):
         v, lo, hi = mean_interval(run["scores"]) if run["ok"] else (None, None, None)
         sweep.append({"rate": run["rate"], "score": v, "low": lo, "high": hi, "ok": run["ok"],
-                      "selected": bool(selected) and run["rate"] == selected["rate"],
+                      "selected": bool(selected and run["rate"] == selected["rate"]),
                       "text": "failed" if not run["ok"] else f"{v:.1f}" if v is not None else "—",
                       "interval": _interval_text(lo, hi)})
     sweep.sort(key=lambda p: p["rate"])

@@ -145,7 +145,9 @@ def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Dea
     timer = threading.Timer(remaining, kill) if remaining is not None else None
     # stderr is drained by a thread: a chatty child must not block on a full pipe while we read stdout.
     err_lines: list[str] = []
-    drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+    stderr = proc.stderr
+    assert stderr is not None  # opened with stderr=PIPE
+    drain = threading.Thread(target=lambda: err_lines.extend(stderr), daemon=True)
     bar = tqdm(total=len(jobs), desc=label, unit="answer", disable=not progress, file=sys.stderr)
     try:
         if timer:

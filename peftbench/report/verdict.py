@@ -31,7 +31,7 @@ def display(method: str) -> str:
 
 def settings_text(hyperparameters: dict[str, Any]) -> str:
     """The settings a reader would type, in short: learning rate and size; defaults (None) left out."""
-    parts = []
+    parts: list[str] = []
     for key, short in SETTING_NAMES.items():
         value = hyperparameters.get(key)
         if value is not None and short not in (p.split(" ")[0] for p in parts):
@@ -145,7 +145,7 @@ def _best_value(pick: dict[str, Any]) -> str:
     decision = pick.get("decision") or {}
     value = decision.get("best_value")
     option = (pick.get("alternatives") or {}).get(value) if value else None
-    if not option:
+    if not value or not option:
         return "."
     cost = gpu_cost_text(option.get("gpu_hours"), decision.get("cost_unit", "GPU-h"))
     return (f". Best value: {display(value)}, {cost}, within {decision.get('value_margin_points', 2):g} points of "

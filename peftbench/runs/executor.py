@@ -162,6 +162,7 @@ class LocalExecutor(Executor):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
         process.wait()
+        assert process.stdout is not None  # workers start with stdout=PIPE
         process.stdout.close()
         with self._live_lock:
             self._live.discard(process)
@@ -182,6 +183,7 @@ def _pump_events(process: subprocess.Popen, spec: RunSpec, started: float, timeo
     import selectors
 
     selector = selectors.DefaultSelector()
+    assert process.stdout is not None  # workers start with stdout=PIPE
     selector.register(process.stdout, selectors.EVENT_READ)
     while True:
         remaining = None if timeout_seconds is None else timeout_seconds - (time.monotonic() - started)

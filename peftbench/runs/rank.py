@@ -132,7 +132,8 @@ def transformer_layers(model: Any) -> list[Any]:
     stacks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 1]
     if not stacks:
         return []
-    return list(max(stacks, key=lambda m: sum(p.numel() for p in m.parameters())))
+    largest = max(stacks, key=lambda m: sum(p.numel() for p in m.parameters()))
+    return list(largest)
 
 
 def _mean_over_ranks(device: str, world: int) -> Any:

@@ -146,6 +146,7 @@ def sweep_data(data: Any, tune: dict[str, Any]) -> Any:
 
 def _with_rate(spec: RunSpec, factor: float, tune: dict[str, Any], seed: int) -> RunSpec:
     base = spec.train.learning_rate
+    assert base is not None  # a planned spec's rate is resolved (runs.plan: the method's default if unset)
     lr = float(f"{base * factor:.6g}")  # 3 x 4e-4 is 0.0012, not 0.0012000000000000001
     return spec.with_learning_rate(lr, seed=seed, tune={**tune, "factor": factor, "base_learning_rate": base})
 
@@ -173,15 +174,17 @@ def extension_specs(sweep: list[RunSpec], records: dict[str, RunRecord],
     if best is None or len(factors) < 2 or best not in (factors[0], factors[-1]):
         return []
     edge, neighbour = (factors[-1], factors[-2]) if best == factors[-1] else (factors[0], factors[1])
-    if merits[neighbour] is not None and merits[edge] <= merits[neighbour]:
+    edge_merit, neighbour_merit = merits[edge], merits[neighbour]
+    assert edge_merit is not None  # the edge is the best factor, which has a merit
+    if neighbour_merit is not None and edge_merit <= neighbour_merit:
         return []
-    outward = [s for s in sweep if s.tune.get("extension") and (s.tune["factor"] > 1) == (edge > 1)]
+    outward = [s for s in sweep if _tune(s).get("extension") and (_tune(s)["factor"] > 1) == (edge > 1)]
     if len(outward) >= most:
         return []
-    past = next(s for s in sweep if s.tune["factor"] == edge)
+    past = next(s for s in sweep if _tune(s)["factor"] == edge)
     factor = float(f"{edge * edge / neighbour:.6g}")  # the grid's ratio at that end, continued
-    tune = {k: v for k, v in past.tune.items() if k not in ("factor", "base_learning_rate")}
-    base_train = dataclasses.replace(past.train, learning_rate=past.tune["base_learning_rate"])
+    tune = {k: v for k, v in _tune(past).items() if k not in ("factor", "base_learning_rate")}
+    base_train = dataclasses.replace(past.train, learning_rate=_tune(past)["base_learning_rate"])
     base = dataclasses.replace(past, train=base_train)
     return [_with_rate(base, factor, {**tune, "extension": True}, past.seed)]
 
@@ -194,7 +197,13 @@ def select_factor(sweep: list[RunSpec], records: dict[str, RunRecord]) -> tuple[
 
 
 def _merits(sweep: list[RunSpec], records: dict[str, RunRecord]) -> dict[float, tuple[float, float] | None]:
-    return {spec.tune["factor"]: _merit(spec, records) for spec in sweep}
+    return {_tune(spec)["factor"]: _merit(spec, records) for spec in sweep}
+
+
+def _tune(spec: RunSpec) -> dict[str, Any]:
+    """A sweep spec's `tune` (`sweep_specs` and `extension_specs` always set it)."""
+    assert spec.tune is not None
+    return spec.tune
 
 
 def _best(merits: dict[float, tuple[float, float] | None]) -> float | None:
@@ -219,8 +228,7 @@ def record_merit(record: RunRecord | None, metric: str | None) -> tuple[float, f
     if record is None or value is None:
         return None
     loss = record.final_train_loss
-    finite = isinstance(loss, (int, float)) and math.isfinite(loss)
-    return float(value), -float(loss) if finite else -math.inf
+    return float(value), -float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else -math.inf
 
 
 def best_sweep_record(sweep: list[RunRecord], metric: str | None) -> RunRecord | None:

@@ -189,12 +189,15 @@ def run_training(spec: RunSpec, setup: _Setup, model: nn.Module, batches: Any,
     from peftbench import training
 
     train = spec.train
+    assert train.learning_rate is not None  # a planned spec's rate is resolved (runs.plan)
     optimizer, scheduler = training.make_optimizer(model, train.learning_rate, train.weight_decay,
                                                    train.max_steps, train.warmup_ratio)
     hook = setup.method.step_hook
     if hook is not None and model is not setup.model:
+        method_hook = hook
+
         def hook(_wrapper: Any, step: int) -> None:  # AdaLoRA's allocation reads the PEFT model, not DDP's
-            setup.method.step_hook(setup.model, step)
+            method_hook(setup.model, step)
     if report:
         emit("phase", name="train", total=train.max_steps)
 
