@@ -13,8 +13,8 @@ from peftbench import safe_yaml
 from peftbench.errors import UserError, shown
 
 TOP_LEVEL = ("suite", "model", "methods", "seeds", "tasks", "scale", "timeout", "device", "trust_remote_code", "jobs",
-             "save_adapters", "save_full_weights", "executor", "ray_address", "ray_retries", "artifacts_dir",
-             "tune", "gpus_per_run", "strategy", "offload")
+             "save_adapters", "save_full_weights", "measure_after_training", "executor", "ray_address", "ray_retries",
+             "artifacts_dir", "tune", "gpus_per_run", "strategy", "offload")
 
 
 @dataclass

@@ -39,7 +39,7 @@ TRAIN_KEYS = ["max_steps", "batch_size", "eval_batch_size", "learning_rate", "lr
 LORA_KEYS = ["r", "lora_alpha", "lora_dropout", "use_dora", "target_modules", "learning_rate", "init_lora_weights",
              "layers_to_transform", "use_rslora", "bias", "modules_to_save", "nosuch"]
 RUN_KEYS = (["model", "device", "seeds", "timeout", "trust_remote_code", "scale", "jobs", "save_adapters",
-             "methods", "tasks", "nosuch", "", "suite"]
+             "measure_after_training", "methods", "tasks", "nosuch", "", "suite"]
             + [f"train.{k}" for k in TRAIN_KEYS] + ["sizes.train", "sizes.eval", "sizes.nosuch"]
             + [f"methods.lora.{k}" for k in LORA_KEYS] + ["methods.ia3.target_modules", "methods..r"])
 # Each generated override list starts from a small valid plan (one task, one method, one seed), so that
@@ -55,6 +55,7 @@ SURE_BAD = ["seeds=-1", "device=cudaXYZ", "train.warmup_ratio=abc", "methods.lor
 GOOD_VALUES = {
     "model": ["minilm"], "device": ["cpu"], "seeds": ["0", "[0,1]", "4294967295"], "timeout": ["60", "0.5", "null"],
     "trust_remote_code": ["false"], "scale": ["default"], "jobs": ["1", "auto"], "save_adapters": ["true", "false"],
+    "measure_after_training": ["true", "false"],
     "methods": ["[lora]", "lora"], "tasks": ["[rt_sentiment]"], "suite": ["smoke"],
     "train.max_steps": ["1", "20", "2e1"], "train.batch_size": ["2"], "train.eval_batch_size": ["4"],
     "train.learning_rate": ["1e-4", "0.01", "null"], "train.lr_multiplier": ["0.5", "4"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import pytest
 from conftest import REPO, read_records
@@ -138,13 +137,9 @@ def smollm_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     suite = root / "inference-test.yaml"
     suite.write_text(SUITE)
-    previous = os.environ.get("PEFTBENCH_POST_TRAINING")
-    os.environ["PEFTBENCH_POST_TRAINING"] = "1"  # conftest turns it off for the other tests
-    try:
-        assert main(["run", f"suite={suite}", "methods=[lora,prompt_tuning]", "--no-progress",
-                     "--results", str(root)]) == 0
-    finally:
-        os.environ["PEFTBENCH_POST_TRAINING"] = previous or "0"
+    # conftest turns the measurements off by default (PEFTBENCH_POST_TRAINING=0): these runs ask for them
+    assert main(["run", f"suite={suite}", "methods=[lora,prompt_tuning]", "measure_after_training=true",
+                 "--no-progress", "--results", str(root)]) == 0
     return {r["method"]: r for r in read_records(root / "inference-test" / "runs.jsonl")}
 
 

@@ -105,3 +105,26 @@ def test_a_run_spec_crosses_processes_as_one_json_and_keeps_its_id():
                                              *extra])).specs
         again = RunSpec.from_json(spec.to_json())
         assert again == spec and again.run_id == spec.run_id and again.config_id == spec.config_id
+
+
+def test_skipping_the_after_training_measurements_travels_with_the_spec_and_keeps_the_run_id(monkeypatch):
+    """`measure_after_training=false` (what a pilot sets) reaches every worker through the spec, Ray's included,
+    and changes no run's identity: a pilot's runs resume under the same ids as a plain run of its suite."""
+    from peftbench.errors import UserError
+    from peftbench.overrides import parse_overrides
+    from peftbench.runs.plan import build_plan
+    from peftbench.runs.post_training import after_training
+    from peftbench.runs.spec import RunSpec
+
+    base = ["suite=smoke", "tasks=[rt_sentiment]", "methods=[lora]", "seeds=[0]"]
+    monkeypatch.setenv("PEFTBENCH_POST_TRAINING", "1")
+    [measured] = build_plan(parse_overrides(base)).specs
+    [skipped] = build_plan(parse_overrides([*base, "measure_after_training=false"])).specs
+    assert measured.measure_after_training and not skipped.measure_after_training
+    assert skipped.run_id == measured.run_id and skipped.config_id == measured.config_id
+    assert not RunSpec.from_json(skipped.to_json()).measure_after_training
+    assert after_training(skipped, setup=None, fields={}) == {}  # nothing is loaded or measured
+    monkeypatch.setenv("PEFTBENCH_POST_TRAINING", "0")  # the process-wide default
+    assert not build_plan(parse_overrides(base)).specs[0].measure_after_training
+    with pytest.raises(UserError, match="measure_after_training"):
+        build_plan(parse_overrides([*base, "measure_after_training=maybe"]))

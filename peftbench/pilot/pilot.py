@@ -9,10 +9,7 @@ any run: a rerun skips what is recorded, and reuses the saved plan); then the ve
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -191,7 +188,10 @@ def _overrides(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> list
     from peftbench.recommend.render import METHOD_KEYS, _yaml
 
     items = [f"suite={suite_path}", f"methods=[{','.join(c.method for c in plan.candidates)}]", "seeds=[0]",
-             f"device={request.device}", f"jobs={plan.jobs}", "tune=lr", "save_adapters=false"]
+             f"device={request.device}", f"jobs={plan.jobs}", "tune=lr", "save_adapters=false",
+             # the tuned model's inference cost and forgetting take a third of a small CPU run: the decision takes
+             # both from the recommender, and the full run measures them
+             "measure_after_training=false"]
     for c in plan.candidates:
         items.append(f"methods.{c.method}.learning_rate={c.hyperparameters['learning_rate']:g}")
         items += [f"methods.{c.method}.{k}={_yaml(c.hyperparameters[k])}" for k in METHOD_KEYS
@@ -213,25 +213,7 @@ def _train(request: PilotRequest, plan: PilotPlan, suite_path: Path, show_progre
     tune = dataclasses.replace(tune, extensions=1, confirm=False)
     harness_plan = build_plan(overrides)
     check_split_sizes(harness_plan, tune)
-    with _without_post_training():
-        run_tuned(harness_plan, tune, request.results, show_progress=show_progress)
-
-
-@contextmanager
-def _without_post_training() -> Iterator[None]:
-    """Pilot runs skip the tuned model's inference and forgetting measurements (a third of a small CPU run's time):
-    the decision takes serving cost and forgetting from the recommender, and the full run measures both."""
-    from peftbench.runs.post_training import POST_TRAINING_ENV_VAR
-
-    before = os.environ.get(POST_TRAINING_ENV_VAR)
-    os.environ[POST_TRAINING_ENV_VAR] = "0"  # the local executor's workers inherit it
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(POST_TRAINING_ENV_VAR, None)
-        else:
-            os.environ[POST_TRAINING_ENV_VAR] = before
+    run_tuned(harness_plan, tune, request.results, show_progress=show_progress)
 
 
 def _conclude(request: PilotRequest, plan: PilotPlan, suite_path: Path) -> PilotOutcome:

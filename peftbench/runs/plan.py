@@ -12,6 +12,7 @@ from typing import Any
 from peftbench.errors import UserError, shown
 from peftbench.overrides import Overrides, as_list
 from peftbench.runs.launch import multi_process_options
+from peftbench.runs.post_training import measure_by_default
 from peftbench.runs.ray_executor import RayOptions, ray_options
 from peftbench.runs.spec import Processes, RunSpec
 from peftbench.suites import Suite, TrainConfig, boolean, load_suite, number, seed
@@ -55,6 +56,7 @@ def build_plan(overrides: Overrides) -> Plan:
     trust_remote_code = _boolean(values, "trust_remote_code", False)
     save_adapters = _boolean(values, "save_adapters", True)
     save_full_weights = _boolean(values, "save_full_weights", False)
+    measure_after_training = _boolean(values, "measure_after_training", measure_by_default())
     threads = TrainConfig.build(suite.train, {}, overrides.train).threads
     jobs = _jobs(values.get("jobs", "auto"), device, threads * processes.get("world_size", 1))
     model_override = preflight.model_name(values["model"]) if "model" in values else None
@@ -67,6 +69,7 @@ def build_plan(overrides: Overrides) -> Plan:
     configs: dict[str, Any] = {}  # each model's config, read once per plan
     common = dict(suite=suite.name, scale=scale, device=device, trust_remote_code=trust_remote_code,
                   save_adapters=save_adapters, save_full_weights=save_full_weights,
+                  measure_after_training=measure_after_training,
                   processes=Processes(**processes) if processes else None)
     for task in tasks:
         train = TrainConfig.build(suite.train, task.train, overrides.train)

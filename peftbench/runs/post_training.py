@@ -2,7 +2,8 @@
 
 Called by the worker (`runs/worker.py`, `finish`) as the last step of a run, once nothing
 else needs the trained model. Neither measurement can fail the run: an error is recorded in its place.
-Set `PEFTBENCH_POST_TRAINING=0` to skip both (e.g. when only training figures matter).
+A run skips both when its spec says so (`measure_after_training=false`, e.g. when only training figures matter, as
+in a pilot); `PEFTBENCH_POST_TRAINING=0` makes that the default of every run planned in the process.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from typing import Any
 POST_TRAINING_ENV_VAR = "PEFTBENCH_POST_TRAINING"
 
 
+def measure_by_default() -> bool:
+    """The default of `measure_after_training` for the runs this process plans."""
+    return os.environ.get(POST_TRAINING_ENV_VAR, "1") != "0"
+
+
 def after_training(spec: Any, setup: Any, fields: dict[str, Any]) -> dict[str, Any]:
-    """`{"inference": ..., "forgetting": ...}` for the run record."""
-    if os.environ.get(POST_TRAINING_ENV_VAR, "1") == "0":
+    """`{"inference": ..., "forgetting": ...}` for the run record; nothing where the spec skips them."""
+    if not spec.measure_after_training:
         return {}
     from peftbench import telemetry
 

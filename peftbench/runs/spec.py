@@ -46,6 +46,10 @@ class RunSpec:
     # small and kept by default; full fine-tuned weights are the whole model (514 MB for SmolLM2-135M).
     save_adapters: bool = True
     save_full_weights: bool = False
+    # Whether the worker measures the tuned model's inference cost and forgetting after training
+    # (`runs.post_training`). Not part of the identity: it changes no training result, only which measurements
+    # the record carries. Carried by the spec so that every worker (subprocess, Ray, torchrun rank) sees it.
+    measure_after_training: bool = True
     # Learning-rate selection (`tune=lr`, peftbench.runs.tuning): None for a plain run; for a sweep run
     # {"role": "sweep", ...} (trains on the training rows outside a validation split, scores on that split);
     # for a selected run {"role": "selected", "selected_from": [run ids], ...}. Part of the identity when set.
