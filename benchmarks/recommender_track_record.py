@@ -45,7 +45,7 @@ def ship() -> None:
     from peftbench.recommend.store import SHIPPED_DIR, user_dir
 
     SHIPPED_DIR.mkdir(exist_ok=True)
-    for name in ("estimates.json", "corpus_points.json", "sweeps.json"):
+    for name in ("estimates.json", "corpus_points.json", "sweeps.json", "forgetting.json"):
         if (user_dir() / name).is_file():
             shutil.copy(user_dir() / name, SHIPPED_DIR / name)
     (SHIPPED_DIR / "fitted.json").unlink(missing_ok=True)  # the ridge fit is gone: nothing fitted is cached

@@ -85,3 +85,30 @@ def test_bad_budget_flags_are_refused_in_one_line(flags):
     proc = subprocess.run([sys.executable, "-m", "peftbench", "recommend", "--task", "summarization", "--gpu", "24GB",
                            *flags], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_forgetting_is_quoted_as_a_cost_of_full_fine_tuning_from_instruction_tuning_tables():
+    """Full fine-tuning's answer says how much more general ability it gave up than LoRA where a source measured
+    both after fine-tuning on examples (Biderman et al. 2024's instruction-tuning tables; their continued
+    pre-training tables, billions of tokens, are another regime); QLoRA quotes LoRA's measurement."""
+    import statistics
+
+    from peftbench.recommend.corpus import load_corpus
+    from peftbench.recommend.forgetting_evidence import FORGETTING_METRIC, forgetting_gaps
+
+    rows = [r for r in load_corpus() if r.metric == FORGETTING_METRIC]
+    examples = [r for r in rows if r.train_examples]
+    assert examples and len(examples) < len(rows)  # both regimes are in the corpus; only one is used
+    full = {(r.locator, r.training_length): r.score for r in examples if r.method == "full"}
+    paired = [100 * (r.score - full[(r.locator, r.training_length)]) for r in examples if r.method == "lora"]
+    gap = forgetting_gaps(load_corpus())["lora"]
+    assert gap.settings == len(paired) and gap.mean_points == round(statistics.mean(paired), 2) > 0
+    assert {"Table S6", "Table S8", "Table S13"} == set(gap.locators)
+
+    rec = recommend("generation", gpu="48GB", model="llama-3.2-3b", train_examples=20000).to_dict()
+    by_method = {c["method"]: c for c in rec["ranking"]}
+    [line] = [r for r in by_method["full"]["reasons"] if r.startswith("forgetting:")]
+    assert f"kept {gap.mean_points:.1f} points less" in line and "Table S8" in line and "Biderman" in line
+    assert any(r.startswith("forgetting: qlora kept") and "lora's measurement" in r
+               for r in by_method["qlora"]["reasons"])
+    assert not any(r.startswith("forgetting:") for r in by_method["ia3"]["reasons"])  # nothing measured it

@@ -28,6 +28,7 @@ from peftbench.recommend.evaluate import recommender_order
 from peftbench.recommend.evidence import seed_spread
 from peftbench.recommend.feasibility import Cost, CostModel, Gpu, resolve_gpu, search_in_parallel
 from peftbench.recommend.fitting import default_evidence, method_catalogue
+from peftbench.recommend.forgetting_evidence import cached_forgetting_gaps, forgetting_reasons
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
 from peftbench.recommend.multi_gpu import consider_multi_gpu
@@ -148,6 +149,9 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         decision = decide_candidates(ranked, estimates, cached_sweeps(own_evidence.paths), regime, evidence.points,
                                      tuning_runs, value_margin / 100, epochs,
                                      "CPU-h" if target.profile == "cpu" else "GPU-h")
+    forgetting = forgetting_reasons([c.method for c in ranked], cached_forgetting_gaps(), PROXIES)
+    for cand in ranked:  # a cost the quality prediction leaves out (`forgetting_evidence`)
+        cand.reasons += [forgetting[cand.method]] if cand.method in forgetting else []
     serving = None
     if deploy is not None and ranked:
         ranked, serving = serving_order(ranked, target, deploy, max_latency_overhead, adapters_per_base)
