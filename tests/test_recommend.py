@@ -118,6 +118,20 @@ def test_readme_first_query_picks_a_model_and_quotes_the_true_smallest_peak():
     assert any("micro-batch 1, gradient checkpointing" in r for r in lora.would_fit_with)
 
 
+def test_the_headline_question_answers_from_the_shipped_caches_alone(monkeypatch, tmp_path):
+    """A fresh install answers the headline question in about a second because every answer it needs ships: the
+    corpus's points, sweeps and forgetting gaps, and the memory estimates. Validating the corpus (seconds) or
+    tracing (minutes) on this path means a shipped cache went stale: rebuild with
+    `python benchmarks/recommender_track_record.py --ship`."""
+    from peftbench.recommend import corpus, feasibility
+
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(corpus, "load_corpus", lambda *a, **k: pytest.fail("read the corpus: a shipped cache is stale"))
+    monkeypatch.setattr(feasibility.CostModel, "_compute",
+                        lambda *a, **k: pytest.fail("traced: a shipped estimate is stale"))
+    assert recommend("summarization", gpu="16GB").ranking[0].method == "qlora"
+
+
 def test_one_source_in_the_regime_gives_a_labelled_provisional_answer_not_none(cli):
     """A 1B decoder with 300 examples (shipped cache): only the GPT-2 tables of one repository are near it.
     The answer ranks methods, led by one with >= 5 comparisons there, and says the first place is provisional."""
