@@ -285,10 +285,18 @@ def _matches(value: Any, hint: Any) -> bool:
     return True  # a type no command line can spell (a config object): peft checks it when the config is built
 
 
+def _union_order(hint: Any) -> tuple[int, str]:
+    """Plain types first, then containers, then null; by name within each."""
+    rank = 2 if hint is type(None) else 1 if typing.get_origin(hint) is not None else 0
+    return rank, str(hint)
+
+
 def _describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
+        # In a fixed order: typing caches unions that compare equal as sets, so the order of `args` depends on
+        # which spelling of the union the process met first, and the message would change with import order.
+        return " or ".join(_describe(a) for a in sorted(args, key=_union_order))
     if origin is typing.Literal:
         return "one of " + ", ".join(map(str, args))
     if origin in (list, tuple):

@@ -12,34 +12,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.method_declarations import PROXIES
-from peftbench.models.configs import canonical_model
-from peftbench.paths import check_input_dir
 from peftbench.recommend.choice import decide_candidates
 from peftbench.recommend.decision import VALUE_MARGIN
 from peftbench.recommend.deploy import serving_order
 from peftbench.recommend.evaluate import recommender_order
-from peftbench.recommend.evidence import seed_spread
 from peftbench.recommend.feasibility import Cost, CostModel, Gpu, resolve_gpu, search_in_parallel
 from peftbench.recommend.fitting import default_evidence, method_catalogue
-from peftbench.recommend.forgetting_evidence import cached_forgetting_gaps, forgetting_reasons
 from peftbench.recommend.hparams import suggest
 from peftbench.recommend.models import ModelInfo, candidate_models, model_architecture
 from peftbench.recommend.multi_gpu import consider_multi_gpu
+from peftbench.recommend.notes import annotate, edge_notes, precision_note, small_data_notes
 from peftbench.recommend.points import PointSet, cached_corpus_points, merge, own_points
-from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, resolve_task
+from peftbench.recommend.query import Limits, TaskQuery, apply_overrides, check_budget, check_flags, resolve_task
 from peftbench.recommend.regime import FIRST_PLACE_NEEDS, MIN_WEIGHT, QualityEstimate, Regime, fit, nearness, separated
 from peftbench.recommend.render import RunTarget, override_line, quality_reasons, run_warnings, separation_note
 from peftbench.recommend.sensitivity import cached_sweeps
-from peftbench.validation import check_recommend_task
 
-SMALL_DATA = 1000  # examples: where seed spread is measured and warned about
 FULL_SAVE_BYTES, ADAPTER_SAVE_BYTES = 2, 4  # full model saved in bf16; peft keeps adapter weights in fp32
 STATUSES = ("ranked", "not applicable", "does not fit", "over a limit", "no evidence at this scale",
             "too little evidence near this query to rank first")
@@ -115,8 +109,8 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
               adapters_per_base: int = 1, tuning_runs: int = 1, value_margin: float = 100 * VALUE_MARGIN
               ) -> Recommendation:
     Limits(top, batch_size, epochs, max_hours, max_adapter_mb, train_examples, seq_len).validate()
-    _check_budget(tuning_runs, value_margin)
-    model = _check_flags(task=task, gpu=gpu, hardware=hardware, model=model, mixed_precision=mixed_precision,
+    check_budget(tuning_runs, value_margin)
+    model = check_flags(task=task, gpu=gpu, hardware=hardware, model=model, mixed_precision=mixed_precision,
                          results=results)
     target = resolve_gpu(gpu, hardware)  # before the evidence is read: a bad card name costs nothing
     own_evidence = default_evidence(results)
@@ -135,31 +129,23 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
     params = max((c.trainable_params if c.method == "full" else 0) for c in cands) or chosen.approx_params
     regime = _regime(query, chosen, params, batch_size, epochs)
     estimates = fit(evidence.points, regime)
-    unstable = _unstable(runs) if query.train_examples and query.train_examples <= SMALL_DATA else {}
     for cand in cands:
         _judge(cand, estimates, regime, max_hours, max_adapter_mb, epochs)
-        if cand.method in unstable:
-            spread, ids = unstable[cand.method]
-            cand.warnings.append(f"unstable on small data: across seeds its score relative to full FT varies by "
-                                 f"±{spread:.0%} on benchmark tasks with <= {SMALL_DATA} examples (runs "
-                                 f"{', '.join(ids[:4])}); run several seeds")
+    annotate(cands, runs, query.train_examples)
     ranked = _rank(cands, estimates)
     decision = None
     if ranked:
         decision = decide_candidates(ranked, estimates, cached_sweeps(own_evidence.paths), regime, evidence.points,
                                      tuning_runs, value_margin / 100, epochs,
                                      "CPU-h" if target.profile == "cpu" else "GPU-h")
-    forgetting = forgetting_reasons([c.method for c in ranked], cached_forgetting_gaps(), PROXIES)
-    for cand in ranked:  # a cost the quality prediction leaves out (`forgetting_evidence`)
-        cand.reasons += [forgetting[cand.method]] if cand.method in forgetting else []
     serving = None
     if deploy is not None and ranked:
         ranked, serving = serving_order(ranked, target, deploy, max_latency_overhead, adapters_per_base)
     separates = _explain_first(ranked, estimates, regime, target, decision) if ranked else True
     notes = query.notes + model_notes + scale_notes + ([serving["summary"]] if serving else []) + \
-        _small_data_notes(query, epochs) + _edge_notes(deploy, cands) + [
+        small_data_notes(query, epochs) + edge_notes(deploy, cands) + [
         f"regime of this query: {regime.describe()}; evidence is weighted by closeness to it",
-        "precision assumed: " + _precision(mixed_precision)]
+        "precision assumed: " + precision_note(mixed_precision)]
     no_pick_reason = None
     if not ranked:
         thin = any(c.status == STATUSES[5] for c in cands)
@@ -170,55 +156,10 @@ def recommend(task: str, *, gpu: str | None = None, hardware: str | None = None,
         task={"query": query.label, "kind": query.kind, "train_examples": query.train_examples,
               "mean_input_tokens": query.mean_input_tokens, "seq_len": costs.seq_len, "epochs": epochs,
               "effective_batch": batch_size},
-        gpu=target.label, model=chosen.name, precision=_precision(mixed_precision), ranking=ranked[:top],
+        gpu=target.label, model=chosen.name, precision=precision_note(mixed_precision), ranking=ranked[:top],
         not_ranked=ranked[top:] + [c for c in cands if c.status != "ranked"], notes=notes,
         evidence_base={"points": len(evidence.points), "sources": evidence.sources(), "excluded": evidence.excluded},
         separates=separates, deploy=serving, no_pick_reason=no_pick_reason, decision=decision)
-
-
-def _small_data_notes(query: TaskQuery, epochs: float) -> list[str]:
-    """Little data changes the advice, and the answer says how."""
-    n = query.train_examples
-    if not n or n >= SMALL_DATA:
-        return []
-    return [f"{n:,.0f} training examples is little: methods with few trainable parameters ((IA)3, LoRA at r=8, "
-            "prompt tuning) are less prone to overfit it, and T-Few (Liu et al. 2022) trains (IA)3 for 1,000 steps "
-            f"on 20-70 examples, so {epochs:g} epochs ({math.ceil(epochs * n / 16):,} steps at batch 16) may be "
-            "too few: raise --epochs, and run several seeds (small-data runs vary by seed)"]
-
-
-EDGE_PARAMS = 3e9  # beyond this a base model is a poor fit for an edge device (phones, laptops, embedded GPUs)
-
-
-def _edge_notes(deploy: str | None, cands: list[Candidate]) -> list[str]:
-    total = max((c.total_params for c in cands), default=0)
-    if deploy != "edge" or total <= EDGE_PARAMS:
-        return []
-    return [f"--deploy edge with a {total / 1e9:.1f}B-parameter base: about {2 * total / 2**30:.0f} GiB in bf16 and "
-            f"{0.56 * total / 2**30:.0f} GiB at 4 bits before any activation; edge devices usually hold a 0.5-3B "
-            "model: consider --model qwen2.5-1.5b or llama-3.2-3b (peftbench models lists the presets)"]
-
-
-def _check_budget(tuning_runs: int, value_margin: float) -> None:
-    if isinstance(tuning_runs, bool) or not isinstance(tuning_runs, int) or not 1 <= tuning_runs <= 1000:
-        raise UserError(f"--tuning-runs must be an integer from 1 to 1000, got {tuning_runs!r}")
-    if not isinstance(value_margin, (int, float)) or not 0 <= value_margin <= 100 or value_margin != value_margin:
-        raise UserError(f"--value-margin must be a number of points from 0 to 100, got {value_margin!r}")
-
-
-def _check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str | None,
-                 mixed_precision: str | None, results: Path | None) -> str | None:
-    """Bad input is refused before any evidence is read or any estimate traced, and before torch or
-    transformers is imported: a mistyped name costs well under a second. Returns the model as the estimator
-    names it (a preset's hub id becomes the preset's name, so both spellings get the same answer)."""
-    if mixed_precision not in (None, "bf16", "fp16"):
-        raise UserError(f"--mixed-precision must be bf16 or fp16, got {mixed_precision!r}")
-    check_input_dir(results, "--results")
-    for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
-        if value is not None and not value.strip():
-            raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
-    check_recommend_task(task)
-    return None if model is None else canonical_model(model)
 
 
 def _explain_first(ranked: list[Candidate], estimates: dict[str, QualityEstimate], regime: Regime, target: Gpu,
@@ -238,22 +179,6 @@ def _explain_first(ranked: list[Candidate], estimates: dict[str, QualityEstimate
     if not separates:
         ranked[0].reasons.insert(0, separation_note(ranked[0], runner))
     return separates
-
-
-def _unstable(runs: list) -> dict[str, tuple[float, list[str]]]:
-    """Methods whose seed spread on small benchmark tasks is at least twice the methods' median spread."""
-    spreads = seed_spread(runs, SMALL_DATA)
-    if len(spreads) < 2:
-        return {}
-    median = statistics.median(s for s, _ in spreads.values())
-    return {m: v for m, v in spreads.items() if v[0] >= 2.0 * max(median, 1e-3)}
-
-
-def _precision(mixed: str | None) -> str:
-    if mixed:
-        return (f"{mixed} autocast with fp32 master weights and fp32 AdamW states (--mixed-precision {mixed}); "
-                "`peftbench run` itself trains in train.dtype without autocast")
-    return "pure bf16: weights, gradients and AdamW states in bf16 (--mixed-precision bf16 for fp32 master weights)"
 
 
 def _regime(query: TaskQuery, model: ModelInfo, params: float, batch: int, epochs: float) -> Regime:

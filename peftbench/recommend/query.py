@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError, shown
-from peftbench.paths import is_dir, is_file
+from peftbench.models.configs import canonical_model
+from peftbench.paths import check_input_dir, is_dir, is_file
 from peftbench.recommend.evidence import Run
 from peftbench.validation import check_recommend_task
 from peftbench.vocabulary import KIND_ALIASES
@@ -184,3 +185,25 @@ def _load_tokenizer(name: str) -> Any:
     from peftbench.models.loading import tokenizer_for
 
     return tokenizer_for(name)
+
+
+def check_budget(tuning_runs: int, value_margin: float) -> None:
+    if isinstance(tuning_runs, bool) or not isinstance(tuning_runs, int) or not 1 <= tuning_runs <= 1000:
+        raise UserError(f"--tuning-runs must be an integer from 1 to 1000, got {tuning_runs!r}")
+    if not isinstance(value_margin, (int, float)) or not 0 <= value_margin <= 100 or value_margin != value_margin:
+        raise UserError(f"--value-margin must be a number of points from 0 to 100, got {value_margin!r}")
+
+
+def check_flags(*, task: str, gpu: str | None, hardware: str | None, model: str | None,
+                 mixed_precision: str | None, results: Path | None) -> str | None:
+    """Bad input is refused before any evidence is read or any estimate traced, and before torch or
+    transformers is imported: a mistyped name costs well under a second. Returns the model as the estimator
+    names it (a preset's hub id becomes the preset's name, so both spellings get the same answer)."""
+    if mixed_precision not in (None, "bf16", "fp16"):
+        raise UserError(f"--mixed-precision must be bf16 or fp16, got {mixed_precision!r}")
+    check_input_dir(results, "--results")
+    for flag, value in (("--task", task), ("--gpu", gpu), ("--hardware", hardware), ("--model", model)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} needs a value (see peftbench recommend --help)")
+    check_recommend_task(task)
+    return None if model is None else canonical_model(model)
