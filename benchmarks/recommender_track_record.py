@@ -58,7 +58,8 @@ def main() -> int:
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--no-examples", action="store_true", help="only the track record")
     args = parser.parse_args()
-    from peftbench.recommend.evaluate import evaluate, format_table
+    from peftbench.recommend.evaluate import evaluate
+    from peftbench.recommend.track_record_table import format_table
 
     start = time.perf_counter()
     table = format_table(evaluate(results=args.results))

@@ -68,7 +68,8 @@ def main(args: argparse.Namespace) -> int:
 
     check_input_dir(args.results, "--results")
     if args.evaluate:
-        from peftbench.recommend.evaluate import evaluate, format_table
+        from peftbench.recommend.evaluate import evaluate
+        from peftbench.recommend.track_record_table import format_table
 
         report = evaluate(results=args.results)
         print(json.dumps(report, indent=1) if args.json else format_table(report))
