@@ -147,19 +147,37 @@ def _quality(c: dict[str, Any]) -> str:
 
 
 def render(rec: dict[str, Any]) -> str:
+    """The answer as printed: the pick, the table, each ranked method's reasons, what is not ranked and why."""
+    out = _header(rec) + _ranking_table(rec)
+    for i, c in enumerate(rec["ranking"], 1):
+        out += _details(rec, i, c)
+    out += _not_ranked(rec)
+    base = rec["evidence_base"]
+    out += ["", f"Evidence: {base['points']} points from {len(base['sources'])} sources (published corpus + "
+                "reference suites); left out: " + "; ".join(f"{k} ({v})" for k, v in base["excluded"].items())]
+    out += [f"Precision: {rec['precision']}"] + [f"Note: {n}" for n in rec["notes"] if not n.startswith("precision")]
+    return "\n".join(out)
+
+
+def _header(rec: dict[str, Any]) -> list[str]:
     task = rec["task"]
     size = f"{task['train_examples']:,.0f} examples" if task["train_examples"] else "size unknown"
     out = [f"Task: {task['query']} ({task['kind']}, {size}, {task['seq_len']} tokens, effective batch "
            f"{task['effective_batch']})   GPU: {rec['gpu']}   Model: {rec['model']}", ""]
-    # "step" is one optimizer step of the effective batch (micro-batch time x accumulation): methods given
-    # different micro-batches to fit are compared on the same work.
     decision = rec.get("decision")
     if decision:
         out += [f"Pick: {decision['pick']}. {decision['summary']}"]
         if decision["best_value"]:
             out.append(f"Best value: {decision['best_value']} (see below)")
         out.append("")
-    hours = "CPU-h" if str((decision or {}).get("cost_unit", "")).startswith("CPU-h") else "GPU-h"
+    return out
+
+
+def _ranking_table(rec: dict[str, Any]) -> list[str]:
+    # "step" is one optimizer step of the effective batch (micro-batch time x accumulation): methods given
+    # different micro-batches to fit are compared on the same work.
+    task, decision = rec["task"], rec.get("decision") or {}
+    hours = "CPU-h" if str(decision.get("cost_unit", "")).startswith("CPU-h") else "GPU-h"
     rows = [["#", "method", "vs full FT (80%)", "risk score", "evidence (eff./near)", "peak", "step", "epoch",
              hours, "saved"]]
     for i, c in enumerate(rec["ranking"], 1):
@@ -168,26 +186,32 @@ def render(rec: dict[str, Any]) -> str:
                      f"{c['evidence_weight']:.1f} / {c['near_comparisons']}", _fmt_size(c["peak_bytes"]),
                      _fmt_time(step), _fmt_time(c["epoch_seconds"]),
                      "?" if c.get("gpu_hours") is None else f"{c['gpu_hours']:.3g}", _fmt_size(c["adapter_bytes"])])
-    if len(rows) > 1:
-        unit = (decision or {}).get("cost_unit", "GPU-h")
-        cost = "the whole training" if unit == hours else unit
-        out += [_table(rows), f"(peak: per {'GPU' if hours == 'GPU-h' else 'process'}; step: one optimizer step of "
-                              f"the effective batch of {task['effective_batch']}; epoch: one pass over the data; "
-                              f"{hours}: {cost}{', every card counted' if hours == 'GPU-h' else ''}, "
-                              f"{task['epochs']:g} epochs)"]
-    else:
-        out.append("No method is ranked (see below).")
-    for i, c in enumerate(rec["ranking"], 1):
-        head = ("" if i > 1 else "provisional: one source's evidence" if not c.get("may_lead", True)
-                else "recommended" if rec["separates"] else "best by a hair")
-        out += ["", f"{i}. {c['method']}" + (f" ({head})" if head else "")]
-        out += [f"   - {r}" for r in (c["reasons"] if i == 1 else c["reasons"][:1])]
-        out += [f"   ! {w}" for w in c["warnings"]]
-        out.append(f"   run: {c['override']}")
-        out += [f"   evidence: {e}" for e in c["evidence"][: 3 if i == 1 else 1]]
+    if len(rows) == 1:
+        return ["No method is ranked (see below)."]
+    unit = decision.get("cost_unit", "GPU-h")
+    cost = "the whole training" if unit == hours else unit
+    return [_table(rows), f"(peak: per {'GPU' if hours == 'GPU-h' else 'process'}; step: one optimizer step of "
+                          f"the effective batch of {task['effective_batch']}; epoch: one pass over the data; "
+                          f"{hours}: {cost}{', every card counted' if hours == 'GPU-h' else ''}, "
+                          f"{task['epochs']:g} epochs)"]
+
+
+def _details(rec: dict[str, Any], i: int, c: dict[str, Any]) -> list[str]:
+    """One ranked method: all the first's reasons and three evidence lines, the first of each for the rest."""
+    head = ("" if i > 1 else "provisional: one source's evidence" if not c.get("may_lead", True)
+            else "recommended" if rec["separates"] else "best by a hair")
+    out = ["", f"{i}. {c['method']}" + (f" ({head})" if head else "")]
+    out += [f"   - {r}" for r in (c["reasons"] if i == 1 else c["reasons"][:1])]
+    out += [f"   ! {w}" for w in c["warnings"]]
+    out.append(f"   run: {c['override']}")
+    return out + [f"   evidence: {e}" for e in c["evidence"][: 3 if i == 1 else 1]]
+
+
+def _not_ranked(rec: dict[str, Any]) -> list[str]:
     by_status: dict[str, list[dict[str, Any]]] = {}
     for c in rec["not_ranked"]:
         by_status.setdefault(c["status"], []).append(c)
+    out = []
     below = by_status.pop("ranked", [])  # ranked past --top: their places and predictions, in order
     if below:
         out += ["", f"Below the top {len(rec['ranking'])}:"]
@@ -204,8 +228,4 @@ def render(rec: dict[str, Any]) -> str:
             out.append(f"  - {c['method']}{guess}: {c['excluded_because'] or status}{fix}")
             if status.startswith(("no evidence", "too little")) and c["evidence"]:
                 out.append(f"      nearest: {c['evidence'][0]}")
-    base = rec["evidence_base"]
-    out += ["", f"Evidence: {base['points']} points from {len(base['sources'])} sources (published corpus + "
-                "reference suites); left out: " + "; ".join(f"{k} ({v})" for k, v in base["excluded"].items())]
-    out += [f"Precision: {rec['precision']}"] + [f"Note: {n}" for n in rec["notes"] if not n.startswith("precision")]
-    return "\n".join(out)
+    return out
