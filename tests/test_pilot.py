@@ -207,7 +207,8 @@ def test_pilot_end_to_end_resumes_after_a_kill(tmp_path):
     args = ["--data", str(data), "--task", "classification", "--text-column", "review", "--label-column",
             "sentiment", "--model", "minilm", "--budget", "20m", "--candidates", "2", "--results",
             str(tmp_path / "res"), "--no-progress"]
-    env = {**os.environ, "PEFTBENCH_CACHE": str(tmp_path / "cache")}
+    # Measurements after training on by default (conftest turns them off): the pilot's own runs must skip them.
+    env = {**os.environ, "PEFTBENCH_CACHE": str(tmp_path / "cache"), "PEFTBENCH_POST_TRAINING": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "peftbench", "pilot", *args], cwd=tmp_path, env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = tmp_path / "res" / "pilot_reviews" / "runs.jsonl"
@@ -218,7 +219,8 @@ def test_pilot_end_to_end_resumes_after_a_kill(tmp_path):
     proc.wait()
     before = [json.loads(line)["run_id"] for line in runs.read_text().splitlines() if line.strip()]
     assert len(before) >= 2
-    done = _pilot(*args, cwd=tmp_path, env={"PEFTBENCH_CACHE": str(tmp_path / "cache")}, timeout=1800)
+    done = _pilot(*args, cwd=tmp_path, env={"PEFTBENCH_CACHE": str(tmp_path / "cache"), "PEFTBENCH_POST_TRAINING": "1"},
+                  timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     after = [json.loads(line)["run_id"] for line in runs.read_text().splitlines() if line.strip()]
     assert len(after) == len(set(after)) and set(before) <= set(after)
@@ -227,6 +229,8 @@ def test_pilot_end_to_end_resumes_after_a_kill(tmp_path):
     assert decision["scored_on"] == "validation" and decision["pick"] in decision["measured"]
     roles = [json.loads(line).get("role") for line in runs.read_text().splitlines() if line.strip()]
     assert set(roles) == {"sweep"}  # judged on the sweep: no run repeats a selected rate
+    records = [json.loads(line) for line in runs.read_text().splitlines() if line.strip()]
+    assert not any(r.get("inference") or r.get("forgetting") for r in records)  # measure_after_training=false
     page = (tmp_path / "res" / "pilot_reviews" / "report.html").read_text()
     assert 'id="full-run-command"' in page and "validation rows" in page
 
