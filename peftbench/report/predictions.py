@@ -117,6 +117,22 @@ def derive(suite: str, shapes: list[RunShape], root: Path, cache: DerivedCache, 
     return Derived(matrix, picks, f"recommender: {notes}" if notes else "", problems)
 
 
+def _exchange(proc: subprocess.Popen[str], jobs: dict[str, dict[str, Any]], cache: DerivedCache, bar: Any) -> None:
+    """Send the worker its jobs and store each answer as it arrives, until it exits (or is killed)."""
+    assert proc.stdin is not None and proc.stdout is not None  # opened with stdin=PIPE, stdout=PIPE
+    proc.stdin.write(json.dumps(jobs))
+    proc.stdin.close()
+    for line in proc.stdout:
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if isinstance(item, dict) and item.get("key") in jobs:
+            cache.put(item["key"], item["answer"])
+            bar.update(1)
+    proc.wait()
+
+
 def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Deadline, label: str = "answers",
              progress: bool = False) -> str:
     """Run jobs in a child process, storing each answer as it arrives; say why any are missing."""
@@ -153,18 +169,7 @@ def _compute(jobs: dict[str, dict[str, Any]], cache: DerivedCache, deadline: Dea
         if timer:
             timer.start()
         drain.start()
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(jobs))
-        proc.stdin.close()
-        for line in proc.stdout:
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by the kill
-            if isinstance(item, dict) and item.get("key") in jobs:
-                cache.put(item["key"], item["answer"])
-                bar.update(1)
-        proc.wait()
+        _exchange(proc, jobs, cache, bar)
     except BaseException:
         kill_group()
         raise
