@@ -22,6 +22,7 @@ compares them with CPU measurements; they are not validated on a GPU.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,15 @@ def structure_key(model: str, method: str, overrides: dict | None, dtype: str) -
     return key_of(meaning_key("estimates", "methods"), _config_content(model), method, declared, sized, dtype)
 
 
+@cache
+def _shipped_structures() -> dict[str, Any]:
+    """The shipped store, parsed once per process (a deploy answer reads it for every candidate)."""
+    from peftbench.cache import read_json
+
+    shipped = read_json(SHIPPED_STRUCTURES)
+    return shipped if isinstance(shipped, dict) else {}
+
+
 def _structure_store() -> Path:
     from peftbench.cache import cache_root
 
@@ -119,8 +129,8 @@ def served_structure(model: str, method: str, overrides: dict | None, dtype: str
     from peftbench.cache import read_json, write_json_atomic
 
     key = structure_key(model, method, overrides, dtype)
-    for store in (_structure_store(), SHIPPED_STRUCTURES):
-        known = (read_json(store) or {}).get(key)
+    for entries in (read_json(_structure_store()) or {}, _shipped_structures()):
+        known = entries.get(key)
         if isinstance(known, dict):
             return _Shape(**known["shape"]), known["counts"]
     shape, counts = compute_structure(model, method, overrides, dtype)

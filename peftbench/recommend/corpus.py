@@ -12,11 +12,13 @@ test of the estimator and the recommender.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -227,6 +229,17 @@ def load_source(path: Path) -> list[PublishedRow]:
     if not rows:
         raise CorpusError(f"{path.name}: no rows")
     return rows
+
+
+@cache
+def corpus_digest() -> str:
+    """The shipped corpus files' names and bytes, as 16 hex digits: what every cache of something derived from
+    the corpus (its points, sweeps, forgetting gaps) is keyed by. Once per process: the files are package data,
+    and a recommendation reads three such caches."""
+    digest = hashlib.sha256()
+    for path in sorted(published_dir().glob("*.csv")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def load_corpus(directory: Path | None = None) -> list[PublishedRow]:

@@ -83,15 +83,10 @@ def forgetting_gaps(rows: Iterable[Any]) -> dict[str, ForgettingGap]:
 def cached_forgetting_gaps() -> dict[str, ForgettingGap]:
     """`forgetting_gaps` of the corpus through the recommender's JSON cache, keyed like the corpus points (the
     recommender's version and the corpus files' bytes): validating the corpus costs seconds on a cold call."""
-    import hashlib
-
-    from peftbench.recommend.corpus import load_corpus, published_dir
+    from peftbench.recommend.corpus import corpus_digest, load_corpus
     from peftbench.recommend.store import meaning_key, read_json, write_json
 
-    digest = hashlib.sha256()
-    for path in sorted(published_dir().glob("*.csv")):
-        digest.update(path.name.encode() + path.read_bytes())
-    key = f"{meaning_key('recommender')}:{digest.hexdigest()[:16]}"
+    key = f"{meaning_key('recommender')}:{corpus_digest()}"
     cached = read_json("forgetting.json").get(key)
     if cached is not None:
         return {m: ForgettingGap(**{**g, "sources": tuple(g["sources"]), "models": tuple(g["models"]),

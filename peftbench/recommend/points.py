@@ -248,15 +248,11 @@ def cached_corpus_points() -> PointSet:
     """`corpus_points()` through the recommender's JSON cache, keyed by the corpus files' bytes: validating
     1,945 rows costs ~1-3 s on a busy CPU, reading the cached points ~0.1 s."""
     import dataclasses
-    import hashlib
 
-    from peftbench.recommend.corpus import published_dir
+    from peftbench.recommend.corpus import corpus_digest
     from peftbench.recommend.store import meaning_key, read_json, write_json
 
-    digest = hashlib.sha256()
-    for path in sorted(published_dir().glob("*.csv")):
-        digest.update(path.name.encode() + path.read_bytes())
-    key = f"{meaning_key('recommender')}:{digest.hexdigest()[:16]}"
+    key = f"{meaning_key('recommender')}:{corpus_digest()}"
     cached = read_json("corpus_points.json").get(key)
     if cached:
         return PointSet([Point(**p) for p in cached["points"]], cached["excluded"])

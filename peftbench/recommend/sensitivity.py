@@ -302,16 +302,12 @@ def cached_sweeps(paths: list[Path]) -> list[Sweep]:
     (keyed by what the recommender means, the corpus files' bytes and the runs files' bytes): reading every sweep
     run and validating the corpus cost seconds, reading the cached sweeps milliseconds."""
     import dataclasses
-    import hashlib
 
-    from peftbench.recommend.corpus import load_corpus, published_dir
+    from peftbench.recommend.corpus import corpus_digest, load_corpus
     from peftbench.recommend.evidence import results_hash
     from peftbench.recommend.store import meaning_key, read_json, write_json
 
-    digest = hashlib.sha256()
-    for path in sorted(published_dir().glob("*.csv")):
-        digest.update(path.name.encode() + path.read_bytes())
-    key = f"{meaning_key('recommender')}:{digest.hexdigest()[:16]}:{results_hash(paths)}"
+    key = f"{meaning_key('recommender')}:{corpus_digest()}:{results_hash(paths)}"
     cached = read_json("sweeps.json").get(key)
     if cached is not None:
         return [Sweep(**{**s, "scores": tuple(tuple(x) for x in s["scores"])}) for s in cached]
