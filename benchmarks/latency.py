@@ -8,7 +8,8 @@
 install pays, shipped fits and shipped answers included. "Cached" is the same call again. Each question runs once
 cold and once cached (these are seconds-to-minutes calls on a 2-core machine; the spread between runs is in the
 notes of the markdown it writes). An un-preset model is a Llama-2-7B-shaped config.json written to a temporary
-folder: no preset and no shipped fit matches it, so it is traced.
+folder: no preset and no shipped fit matches it, so it is traced. A local config of a preset's model is
+Llama-3.1-8B-Instruct's config.json as the hub ships it: it builds the preset's model (`models.config_identity`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ LLAMA2_7B = {"architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_toke
              "max_position_embeddings": 4096, "model_type": "llama", "num_attention_heads": 32,
              "num_hidden_layers": 32, "num_key_value_heads": 32, "rms_norm_eps": 1e-05, "rope_scaling": None,
              "tie_word_embeddings": False, "torch_dtype": "float16", "vocab_size": 32000}
+# Llama-3.1-8B-Instruct's config.json as the hub ships it (defaults spelled out, the instruct model's token ids): a
+# local copy of a preset's model, which builds the preset's model and is answered from its shipped fits.
+LLAMA31_8B_INSTRUCT = {
+    "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 128000,
+    "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+    "intermediate_size": 14336, "max_position_embeddings": 131072, "mlp_bias": False, "model_type": "llama",
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "pretraining_tp": 1,
+    "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                            "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "transformers_version": "4.43.0.dev0", "use_cache": True, "vocab_size": 128256}
 CSV = "text,label\n" + "".join(f"\"the filing {i} claims breach of contract and seeks damages\","
                                f"{'yes' if i % 3 else 'no'}\n" for i in range(400))
 
@@ -36,6 +48,9 @@ def questions(work: Path) -> list[tuple[str, list[str]]]:
     config = work / "llama2-7b" / "config.json"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps(LLAMA2_7B))
+    instruct = work / "Llama-3.1-8B-Instruct" / "config.json"
+    instruct.parent.mkdir(parents=True, exist_ok=True)
+    instruct.write_text(json.dumps(LLAMA31_8B_INSTRUCT))
     data = work / "claims.csv"
     data.write_text(CSV)
     return [
@@ -52,6 +67,10 @@ def questions(work: Path) -> list[tuple[str, list[str]]]:
         ("recommend, --deploy edge", ["recommend", "--gpu", "24GB", "--task", "summarization", "--deploy", "edge"]),
         ("recommend, un-preset 7B config", ["recommend", "--gpu", "24GB", "--task", "summarization", "--model",
                                             str(config)]),
+        ("estimate, local config of a preset's model", ["estimate", "--model", str(instruct.parent), "--method",
+                                                         "lora"]),
+        ("recommend, local config of a preset's model", ["recommend", "--gpu", "24GB", "--task", "summarization",
+                                                          "--model", str(instruct.parent)]),
         ("refusal, misspelt method", ["estimate", "--model", "llama-3.1-8b", "--method", "lorra"]),
     ]
 

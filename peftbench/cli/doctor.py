@@ -10,7 +10,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor", help="check the shipped estimator answers against the installed torch/transformers/peft",
         description="Re-traces a handful of shipped shape fits (the canaries) with the installed libraries and "
-                    "says whether the shipped answers still hold. Exit code 0: still valid; 1: drifted.")
+                    "says whether the shipped answers still hold, and whether the architecture defaults that match a "
+                    "local config to a preset are still transformers'. Exit code 0: still valid; 1: drifted.")
     parser.set_defaults(func=run_doctor)
 
 
@@ -32,7 +33,22 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(f"{r.model + ' ' + r.method:<28} {_gib(r.fit_peak):>10} {_gib(r.traced_peak):>10} {r.peak_drift:>8.3%}"
               + ("" if r.holds else "  DRIFTED"))
     print(canary.verdict(results))
-    return 0 if all(r.holds for r in results) else 1
+    drifted = _architecture_defaults()
+    return 0 if all(r.holds for r in results) and not drifted else 1
+
+
+def _architecture_defaults() -> list[str]:
+    """Whether a local config still matches a preset as today's transformers would build it: the shipped
+    architecture defaults (`models.config_identity`) against the installed ones."""
+    from peftbench.models import config_identity
+
+    drifted = config_identity.defaults_drift()
+    if drifted:
+        print(f"architecture defaults: drifted for {', '.join(drifted)}: rewrite them with "
+              f"{config_identity.REWRITE_DEFAULTS}")
+    else:
+        print("architecture defaults: still valid (local configs are matched to presets as transformers builds them)")
+    return drifted
 
 
 def _gib(value: int | None) -> str:

@@ -114,8 +114,8 @@ def estimate_setting(model: str, method: str, *, overrides: dict | None = None, 
                                   gradient_checkpointing=gradient_checkpointing, hardware=hardware,
                                   num_labels=num_labels)
     cached = front_load(model, method, kwargs)
-    if cached is not None:
-        return Estimate(**cached)
+    if cached is not None:  # keyed by the model the config builds: the label is the caller's
+        return Estimate(**{**cached, "model": model})
     fitted = _from_shape_fit(model, method, kwargs)
     if fitted is not None:
         return fitted
@@ -151,17 +151,19 @@ def estimate_config(config, label: str, method: str, *, overrides: dict | None =
 def single_gpu_trace(model: str, method: str, **kwargs: Any) -> dict[str, Any]:
     """The CUDA trace `estimate` answers from (the shipped shape fit where it covers the call, else the
     cached trace), for models built on top of it (`distributed`). Same arguments as `estimate`."""
-    from peftbench.estimate.core import traced
     from peftbench.estimate.front_cache import load_fit
     from peftbench.estimate.shape_fit import evaluate
-    from peftbench.estimate.trace import Shape
-    from peftbench.methods import get_method
-    from peftbench.models.configs import load_any_config
 
     entry = load_fit(model, method, kwargs, "cuda")
     if entry is not None and "not_applicable" not in entry and entry["seq_range"] and \
             entry["seq_range"][0] <= kwargs["seq_len"] <= entry["seq_range"][1]:
         return evaluate(entry["fit"], kwargs["batch_size"], kwargs["seq_len"])
+    # Tracing: torch and transformers are imported only here (seconds), not on the shipped fit's path above.
+    from peftbench.estimate.core import traced
+    from peftbench.estimate.trace import Shape
+    from peftbench.methods import get_method
+    from peftbench.models.configs import load_any_config
+
     m = get_method(method)
     shape = Shape(kwargs["batch_size"], kwargs["seq_len"], kwargs["dtype"], kwargs["mixed_precision"],
                   kwargs["optimizer"], kwargs["gradient_checkpointing"], device="cuda",
@@ -189,6 +191,8 @@ def _from_shape_fit(model: str, method: str, kwargs: dict[str, Any]) -> Estimate
     trace = evaluate(entry["fit"], kwargs["batch_size"], kwargs["seq_len"])
     source = f"shape fit (checked against traces at {len(entry['checked'])} shapes, max error " \
              f"{entry['max_error']:.3%})"
+    if entry.get("model", model) != model:
+        source += f"; {model} builds the same model as the preset {entry['model']} (models.config_identity)"
     settings = {k: kwargs[k] for k in ("task_kind", "batch_size", "seq_len", "dtype", "mixed_precision",
                                        "optimizer", "gradient_checkpointing")}
     return _compose(model, method, entry["hyperparameters"], {"cuda": trace}, resolve(kwargs["hardware"]),

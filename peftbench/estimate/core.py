@@ -23,7 +23,7 @@ CPU_OVERHEAD_BYTES = 24_000_000  # RSS beyond tensors: libtorch code pages a ste
 
 
 def _cache_key(config, method, hp: dict[str, Any], task_kind: str, shape: Shape) -> str:
-    from peftbench.estimate.front_cache import canonical_config
+    from peftbench.models.config_identity import canonical_config
 
     return key_of(ESTIMATOR_VERSION, canonical_config(config.to_dict()), method.name, method.version, hp, task_kind,
                   asdict(shape))

@@ -26,8 +26,6 @@ _FIT_SETTINGS = ("overrides", "task_kind", "dtype", "mixed_precision", "optimize
                  "num_labels")
 
 
-# Config fields that name or date a checkpoint without changing the model built from it.
-_CONFIG_LABELS = ("_name_or_path", "transformers_version", "_commit_hash", "architectures")
 # Hyper-parameters that change no tensor's size or count: a learning rate, and the scalar alpha a low-rank
 # update is multiplied by (the multiply runs whatever its value).
 MEMORY_NEUTRAL = ("learning_rate", "lora_alpha", "alpha")
@@ -36,27 +34,19 @@ MEMORY_NEUTRAL = ("learning_rate", "lora_alpha", "alpha")
 FIT_LABELS_UP_TO = 128
 
 
-def canonical_config(config: dict[str, Any]) -> str:
-    """A config as the model it builds: sorted keys, without the fields that only label a checkpoint, so that
-    a local copy of a preset's config.json (or its hub id) is the same model to every cache."""
-    return json.dumps({k: v for k, v in config.items() if k not in _CONFIG_LABELS}, sort_keys=True, default=str)
-
-
 def _config_content(model: str) -> str:
+    """The config `model` names, as the model it builds (`models.config_identity`): a preset's, for the preset,
+    its hub id or a local config that builds the same model; a local config's own; the name for a packaged
+    model or a hub id (the name stands for the config)."""
+    from peftbench.models.config_identity import canonical_config, preset_built_by, read_config_file
     from peftbench.models.configs import preset_for
-    from peftbench.paths import is_dir, is_file
 
     preset = preset_for(model)
-    path = preset / "config.json" if preset else Path(model).expanduser()
-    if is_dir(path):
-        path = path / "config.json"
-    if not is_file(path):
-        return model  # packaged / hub: the name stands for the config
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return model  # unreadable here: the tracing path reports it
-    return canonical_config(raw) if isinstance(raw, dict) else model
+    raw = read_config_file(str(preset) if preset else model)
+    if raw is None:
+        return model
+    built = None if preset else preset_built_by(raw)
+    return _config_content(built) if built else canonical_config(raw)
 
 
 def _key(model: str, method: str, kwargs: dict[str, Any]) -> str | None:

@@ -97,8 +97,10 @@ class CostModel:
         self.new: dict[str, Any] = {}
 
     def _key(self, model: str, method: str, overrides: dict[str, Any], batch: int, checkpointing: bool) -> str:
+        from peftbench.models.config_identity import model_identity
+
         shape = {k: v for k, v in overrides.items() if k != "learning_rate"}  # the lr changes no memory
-        return key_of(self.fingerprint, model, method, shape, self.task_kind, batch, self.seq_len,
+        return key_of(self.fingerprint, model_identity(model), method, shape, self.task_kind, batch, self.seq_len,
                       checkpointing, self.num_labels, self.dtype, self.mixed_precision)
 
     def is_cached(self, model: str, method: str, overrides: dict[str, Any], batch: int) -> bool:
@@ -306,8 +308,10 @@ def multi_gpu_fit(model: str, method: str, gpu: Gpu, task_kind: str, seq_len: in
     if gpu.custom or gpu.profile == "cpu":
         return None  # a stated memory size borrows another card's profile: no interconnect to speak of
     # Stored like the one-card estimates: a warm call must not import torch to search strategies again.
-    key = key_of(meaning_key("estimates", "methods"), "multi_gpu", model, method, gpu.profile, task_kind,
-                 seq_len, batch, max_gpus, num_labels)
+    from peftbench.models.config_identity import model_identity
+
+    key = key_of(meaning_key("estimates", "methods"), "multi_gpu", model_identity(model), method, gpu.profile,
+                 task_kind, seq_len, batch, max_gpus, num_labels)
     stored = read_json("estimates.json").get(key)
     if stored is not None:
         return stored.get("fit")
