@@ -29,6 +29,20 @@ def test_the_pick_says_what_it_costs_and_why(answer_8b_24gb):
     assert any(r.startswith("learning rate:") for r in first["reasons"])
 
 
+def test_without_a_data_size_methods_are_costed_per_optimizer_step_of_the_same_effective_batch():
+    """GPU-h per 1,000 steps counts optimizer steps of the effective batch, as the table's step column does: the
+    methods fit different micro-batches (QLoRA 1 x 16, LoRA 4 x 4 on a 24 GB card), so 1,000 micro-steps would
+    cost QLoRA a quarter of LoRA's work."""
+    rec = recommend("summarization", gpu="24GB", model="llama-3.1-8b").to_dict()
+    assert rec["decision"]["cost_unit"] == "GPU-h per 1,000 steps"
+    accumulations = set()
+    for c in rec["ranking"]:
+        optimizer_step = c["step_seconds"] * c["gradient_accumulation"]
+        assert c["gpu_hours"] == pytest.approx(optimizer_step * 1000 * c["gpus"] / 3600, rel=1e-3), c["method"]
+        accumulations.add(c["gradient_accumulation"])
+    assert len(accumulations) > 1  # the case that matters: methods at different micro-batches
+
+
 def test_the_run_line_runs_as_printed_on_the_card(answer_8b_24gb):
     line = answer_8b_24gb["ranking"][0]["override"]
     assert line.startswith("peftbench run suite=YOUR_SUITE model=meta-llama/Llama-3.1-8B device=cuda methods=[")

@@ -192,8 +192,8 @@ def _ranking_table(rec: dict[str, Any]) -> list[str]:
     cost = "the whole training" if unit == hours else unit
     return [_table(rows), f"(peak: per {'GPU' if hours == 'GPU-h' else 'process'}; step: one optimizer step of "
                           f"the effective batch of {task['effective_batch']}; epoch: one pass over the data; "
-                          f"{hours}: {cost}{', every card counted' if hours == 'GPU-h' else ''}, "
-                          f"{task['epochs']:g} epochs)"]
+                          f"{hours}: {cost}{', every card counted' if hours == 'GPU-h' else ''}"
+                          + (f", {task['epochs']:g} epochs)" if unit == hours else ")")]
 
 
 def _details(rec: dict[str, Any], i: int, c: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from peftbench.recommend.sensitivity import Sensitivity, Sweep, at_scale, expect
 if TYPE_CHECKING:
     from peftbench.recommend.engine import Candidate
 
-STEPS_WHEN_UNKNOWN = 1000  # optimizer steps costed where the data size is not given
+STEPS_WHEN_UNKNOWN = 1000  # optimizer steps (of the effective batch) costed where the data size is not given
 NEAR_SWEEPS = 1.0  # effective sweeps at the query's size below which no method is called fragile or robust
 
 
@@ -23,7 +23,9 @@ def gpu_hours(cand: Candidate, epochs: float) -> float | None:
     if cand.epoch_seconds is not None:
         return cand.epoch_seconds * epochs * cand.gpus / 3600
     if cand.step_seconds is not None:
-        return cand.step_seconds * STEPS_WHEN_UNKNOWN * cand.gpus / 3600
+        # step_seconds is one micro-batch; an optimizer step accumulates several. Methods fit different
+        # micro-batches for the same effective batch, so micro-steps are not a cost two methods can share.
+        return cand.step_seconds * cand.gradient_accumulation * STEPS_WHEN_UNKNOWN * cand.gpus / 3600
     return None
 
 
