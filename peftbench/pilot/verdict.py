@@ -92,12 +92,24 @@ def _measured(rec: RunRecord, rates_tried: int) -> Measured:
                     max(baselines) if baselines else None, rates_tried)
 
 
+def mean_interval(values: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-row values and its 80% percentile-bootstrap interval (scipy.stats.bootstrap, `BOOTSTRAP`
+    resamples of the rows); a single row has no interval (its mean, twice)."""
+    from scipy.stats import bootstrap
+
+    data = np.asarray(values, dtype=float)
+    mean = float(data.mean())
+    if len(data) < 2 or np.all(data == data[0]):
+        return mean, mean, mean  # nothing to resample: every resample has this mean
+    ci = bootstrap((data,), np.mean, n_resamples=BOOTSTRAP, confidence_level=0.8, method="percentile",
+                   rng=np.random.default_rng(seed)).confidence_interval
+    return mean, float(ci.low), float(ci.high)
+
+
 def paired_interval(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float]:
-    """Mean of a - b over the same rows, and its 80% bootstrap interval."""
-    diff = np.asarray(a) - np.asarray(b)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(BOOTSTRAP, len(diff)))].mean(axis=1)
-    return float(diff.mean()), float(np.quantile(means, 0.1)), float(np.quantile(means, 0.9))
+    """Mean of a - b over the same rows, and its 80% bootstrap interval: resampling rows, not runs, so a row
+    both find hard counts once (paired)."""
+    return mean_interval((np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).tolist(), seed)
 
 
 def combine(measured: tuple[float, float], prior: tuple[float, float] | None) -> tuple[float, float]:

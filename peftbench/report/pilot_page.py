@@ -67,17 +67,13 @@ def _runs(folder: Path) -> list[dict[str, Any]]:
 
 def mean_interval(scores: list[float]) -> tuple[float | None, float | None, float | None]:
     """Mean of per-row scores and its 80% bootstrap interval, as the pilot's verdict resamples its rows."""
-    import numpy as np
-
-    from peftbench.pilot.verdict import BOOTSTRAP
+    from peftbench.pilot.verdict import mean_interval as resampled
 
     if not scores:
         return None, None, None
-    values = np.asarray(scores, dtype=float)
-    if len(values) < 2:
-        return float(values.mean()), None, None
-    means = values[np.random.default_rng(0).integers(0, len(values), size=(BOOTSTRAP, len(values)))].mean(axis=1)
-    return float(values.mean()), float(np.quantile(means, 0.1)), float(np.quantile(means, 0.9))
+    if len(scores) < 2:
+        return float(scores[0]), None, None
+    return resampled(scores)
 
 
 def _interval_text(low: float | None, high: float | None, sign: str = "") -> str:
