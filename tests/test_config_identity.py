@@ -123,3 +123,11 @@ def test_the_shipped_architecture_defaults_are_the_installed_transformers():
     """Stale defaults could let a config that leaves a field out pass for one that sets the old default:
     `peftbench doctor` reports the same check, and `python -m peftbench.models.config_identity` rewrites them."""
     assert config_identity.defaults_drift() == []
+
+
+def test_a_changed_default_is_reported_and_an_added_field_is_not(monkeypatch):
+    shipped = json.loads(config_identity.CONFIG_DEFAULTS.read_text())
+    shipped["llama"]["attention_dropout"] = 0.5  # a release that changed this default
+    del shipped["qwen2"]["use_cache"]  # a field this release added: both sides are completed without it
+    monkeypatch.setattr(config_identity, "shipped_defaults", lambda: shipped)
+    assert config_identity.defaults_drift() == ["llama.attention_dropout"]

@@ -44,7 +44,7 @@ def _architecture_defaults() -> list[str]:
 
     drifted = config_identity.defaults_drift()
     if drifted:
-        print(f"architecture defaults: drifted for {', '.join(drifted)}: rewrite them with "
+        print(f"architecture defaults: transformers changed {', '.join(drifted)}: rewrite them with "
               f"{config_identity.REWRITE_DEFAULTS}")
     else:
         print("architecture defaults: still valid (local configs are matched to presets as transformers builds them)")

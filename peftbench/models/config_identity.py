@@ -17,7 +17,7 @@ would give a wrong answer.
 
 The defaults are transformers' (`AutoConfig.for_model`), shipped in data/config_defaults.json for the presets'
 architectures so that a cold `estimate` reads no transformers; `peftbench doctor` says whether the installed
-transformers still has them (`python -m peftbench.models.config_identity` rewrites the file).
+transformers changed one of them (`python -m peftbench.models.config_identity` rewrites the file).
 """
 
 from __future__ import annotations
@@ -123,10 +123,16 @@ def preset_model_types() -> list[str]:
 
 
 def defaults_drift() -> list[str]:
-    """Architectures whose shipped defaults differ from the installed transformers' (empty: still valid)."""
+    """`model_type.field` for every default the installed transformers changed (empty: still valid).
+
+    Only a changed value can match two different models: a config that sets the old default would pass for a
+    preset that leaves the field out, which today's transformers builds with the new one. A field added or
+    removed since cannot: both sides are completed from the same shipped table, and a config that sets a
+    field the table lacks is told apart."""
     now = json.loads(json.dumps(defaults_now(preset_model_types()), default=str))
     shipped = shipped_defaults()
-    return [t for t in sorted(now) if shipped.get(t) != now[t]]
+    return [f"{t}.{k}" for t in sorted(now) for k in sorted(now[t])
+            if k in shipped.get(t, {}) and shipped[t][k] != now[t][k]]
 
 
 def main() -> int:
