@@ -60,13 +60,21 @@ def test_recommend_for_the_hubs_config_of_a_presets_model_traces_nothing(monkeyp
 
 @pytest.mark.parametrize("field, value", [("intermediate_size", 11008), ("num_key_value_heads", 32),
                                           ("vocab_size", 32000), ("tie_word_embeddings", True),
-                                          ("max_position_embeddings", 4096), ("some_new_field", 1)])
+                                          ("max_position_embeddings", 4096), ("some_new_field", 1),
+                                          ("torch_dtype", "float32"), ("dtype", "float16")])
 def test_a_config_that_differs_in_what_it_builds_is_not_the_preset(tmp_path, field, value):
-    """A changed shape, and a field the shipped defaults do not know: a missed match costs a trace, a false one
-    would give a wrong answer."""
+    """A changed shape, a field the shipped defaults do not know, and another saved dtype (a CPU estimate counts
+    the weights that stay memory-mapped from the checkpoint): a missed match costs a trace, a false one would
+    give a wrong answer."""
     changed = _write(tmp_path / "m", {**HUB_STYLE_LLAMA_31_8B_INSTRUCT, field: value})
     assert config_identity.preset_built_by(json.loads((Path(changed) / "config.json").read_text())) is None
     assert config_identity.model_identity(changed) != "llama-3.1-8b"
+
+
+def test_the_saved_dtype_under_either_name_is_one_field():
+    """transformers 5 writes `dtype` where older versions wrote `torch_dtype`."""
+    renamed = {k: v for k, v in HUB_STYLE_LLAMA_31_8B_INSTRUCT.items() if k != "torch_dtype"}
+    assert config_identity.preset_built_by({**renamed, "dtype": "bfloat16"}) == "llama-3.1-8b"
 
 
 def test_editing_a_local_config_is_a_new_model_to_the_recommenders_cache(tmp_path):
@@ -101,9 +109,8 @@ def test_value_only_fields_change_no_traced_byte(tmp_path, preset):
     from peftbench.models.configs import load_any_config
 
     raw = json.loads((PRESETS_DIR / preset / "config.json").read_text())
-    changed_values = {"bos_token_id": 7, "eos_token_id": [5, 6], "initializer_range": 0.5, "torch_dtype": "float32",
-                      "dtype": "float16", "rms_norm_eps": 0.25, "layer_norm_eps": 0.25, "layer_norm_epsilon": 0.25,
-                      "rope_theta": 1234.0}
+    changed_values = {"bos_token_id": 7, "eos_token_id": [5, 6], "initializer_range": 0.5, "rms_norm_eps": 0.25,
+                      "layer_norm_eps": 0.25, "layer_norm_epsilon": 0.25, "rope_theta": 1234.0}
     assert set(changed_values) == set(config_identity.VALUE_ONLY_FIELDS)
     changed = {**raw, **changed_values}  # changed where the preset sets them, added where it does not
     method = get_method("lora")

@@ -9,9 +9,8 @@ Two configs build the same model when they agree on every field once each is com
 architecture's defaults, except
 - fields that only label a checkpoint (its name, the transformers version that wrote it), and
 - fields that set a value the model computes with but no tensor's shape and no op: token ids, an
-  initialiser's scale, a norm's epsilon, rotary embeddings' base frequency, the dtype the checkpoint was
-  saved in (the estimator traces in the dtype it is asked for). tests/test_config_identity.py traces a
-  preset with each of them changed and gets the same step, to the byte.
+  initialiser's scale, a norm's epsilon, rotary embeddings' base frequency. tests/test_config_identity.py
+  traces a preset with each of them changed and gets the same step, to the byte.
 A field the defaults do not know keeps two configs apart: a missed match only costs a trace, a false one
 would give a wrong answer.
 
@@ -30,8 +29,11 @@ from typing import Any
 from peftbench.paths import is_dir, is_file
 
 LABEL_FIELDS = ("_name_or_path", "transformers_version", "_commit_hash", "architectures")
-VALUE_ONLY_FIELDS = ("bos_token_id", "eos_token_id", "initializer_range", "torch_dtype", "dtype", "rms_norm_eps",
-                     "layer_norm_eps", "layer_norm_epsilon", "rope_theta")
+VALUE_ONLY_FIELDS = ("bos_token_id", "eos_token_id", "initializer_range", "rms_norm_eps", "layer_norm_eps",
+                     "layer_norm_epsilon", "rope_theta")
+# Not value-only: the dtype a checkpoint is saved in. A CPU estimate counts which weights stay memory-mapped
+# from the file, and that depends on it (`estimate.trace.unread_mapped_bytes`). transformers 5 writes `dtype`
+# where older versions wrote `torch_dtype`: one field under either name.
 CONFIG_DEFAULTS = Path(__file__).parent / "data" / "config_defaults.json"
 REWRITE_DEFAULTS = "python -m peftbench.models.config_identity"
 
@@ -69,8 +71,10 @@ def completed(config: dict[str, Any]) -> dict[str, Any] | None:
     defaults = shipped_defaults().get(str(config.get("model_type")))
     if defaults is None:
         return None
-    ignored = {*LABEL_FIELDS, *VALUE_ONLY_FIELDS}
-    return {k: v for k, v in {**defaults, **config}.items() if k not in ignored}
+    ignored = {*LABEL_FIELDS, *VALUE_ONLY_FIELDS, "torch_dtype"}
+    saved_dtype = config.get("dtype", config.get("torch_dtype"))
+    merged = {**defaults, **config, "dtype": saved_dtype if saved_dtype is not None else defaults.get("dtype")}
+    return {k: v for k, v in merged.items() if k not in ignored}
 
 
 @cache
