@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                 key = fit_key(model, method, setting, "cuda", methods[method]["hyperparameters"])
                 if key not in store["fits"]:
                     todo.append((key, model, method, setting))
+    # Generation first (most questions are about it), so that a build stopped early has shipped what is
+    # asked most; within a task kind, the models' order.
+    todo.sort(key=lambda item: item[3]["task_kind"] != "generation")
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(_entry, model, method, setting): (key, model, method)
                    for key, model, method, setting in todo}
