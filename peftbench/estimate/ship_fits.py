@@ -164,14 +164,16 @@ def main(argv: list[str] | None = None) -> int:
                 key = fit_key(model, method, setting, "cuda", methods[method]["hyperparameters"])
                 if key not in store["fits"]:
                     todo.append((key, model, method, setting))
+                else:  # the setting as it affects memory, recorded for whoever reads the file
+                    store["fits"][key]["setting"] = fit_settings(method, setting, methods[method]["hyperparameters"])
     # Generation first (most questions are about it), so that a build stopped early has shipped what is
     # asked most; within a task kind, the models' order.
     todo.sort(key=lambda item: item[3]["task_kind"] != "generation")
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(_entry, model, method, setting): (key, model, method)
+        futures = {pool.submit(_entry, model, method, setting): (key, model, method, setting)
                    for key, model, method, setting in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="shape fits", unit="setting"):
-            key, model, method = futures[future]
+            key, model, method, setting = futures[future]
             entry = future.result()
             if "error" in entry:
                 tqdm.write(f"{model} {method}: not shipped, the estimator failed ({entry['error']})")
