@@ -185,3 +185,29 @@ def test_shipped_8b_fit_agrees_with_the_trace(method):
     assert fast.peak_bytes == pytest.approx(slow.peak_bytes, rel=0.005)
     assert fast.flops_per_step == pytest.approx(slow.flops_per_step, rel=0.005)
     assert (fast.trainable_params, fast.total_params) == (slow.trainable_params, slow.total_params)
+
+
+def _stub_entry(model: str, method: str, setting: dict) -> dict:
+    """What `ship_fits._entry` returns, without tracing: the setting it was asked for, to check it is recorded."""
+    return {"fit": {"asked": setting}, "checked": [], "max_error": 0.0, "max_flops_error": 0.0, "seq_range": [1, 2],
+            "hyperparameters": {}, "extra_notes": [], "computed_with": {}}
+
+
+def test_ship_fits_records_each_fits_own_setting(monkeypatch, tmp_path):
+    """Every shipped fit says which setting it answers (overrides, task kind, checkpointing), the one it was
+    traced for, and a rebuild that keeps a fit keeps its record right."""
+    import gzip
+
+    from peftbench.estimate import ship_fits
+    from peftbench.estimate.front_cache import fit_settings
+
+    monkeypatch.setattr(ship_fits, "SHIPPED_FITS", tmp_path / "fits.json.gz")
+    monkeypatch.setattr(ship_fits, "_entry", _stub_entry)
+    assert ship_fits.main(["--models", "qwen2.5-0.5b", "--methods", "lora", "--jobs", "1"]) == 0
+    with gzip.open(tmp_path / "fits.json.gz", "rt") as f:
+        fits = json.load(f)["fits"]
+    defaults = ship_fits.method_metadata()["lora"]["hyperparameters"]
+    assert len(fits) == len(ship_fits.settings_for("lora")) == 20
+    for fit in fits.values():
+        assert fit["setting"] == fit_settings("lora", fit["fit"]["asked"], defaults)
+    assert len({json.dumps(f["setting"], sort_keys=True) for f in fits.values()}) == 20
