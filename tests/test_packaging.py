@@ -32,6 +32,14 @@ def installed(tmp_path_factory) -> Path:
     wheel = next((root / "dist").glob("peftbench-*.whl"))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    if sys.prefix != sys.base_prefix:
+        # Run from a virtual environment, --system-site-packages reaches the base interpreter's site, not the one
+        # holding the dependencies: name it (a path entry; the .pth files there, an editable install's, stay off).
+        import site
+
+        purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                  "['purelib'])"], check=True, capture_output=True, text=True).stdout.strip()
+        (Path(purelib) / "_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     # --ignore-installed: a peftbench already in the interpreter's site (an editable install of a checkout)
     # must not satisfy the requirement in place of the wheel under test.
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "-q", "--ignore-installed",
