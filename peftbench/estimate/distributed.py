@@ -87,16 +87,12 @@ def check_plan(gpus: int | None, strategy: str | None, offload: str | None) -> D
 # ---- what the model is made of -------------------------------------------------------------------------
 def config_dict(model: str) -> dict[str, Any]:
     """The model's config as a dict: a preset's JSON without importing transformers, else via transformers."""
-    from peftbench.models.config_identity import preset_built_by, read_config_file
-    from peftbench.models.configs import load_any_config, preset_for
+    from peftbench.models.config_identity import preset_of
+    from peftbench.models.configs import PRESETS_DIR, load_any_config
 
-    preset = preset_for(model)
-    if preset is None:  # a local config that builds a preset's model: the preset's, without transformers
-        raw = read_config_file(model)
-        built = preset_built_by(raw) if raw is not None else None
-        preset = preset_for(built) if built else None
+    preset = preset_of(model)  # a local config that builds a preset's model too: no transformers
     if preset is not None:
-        return json.loads((preset / "config.json").read_text())
+        return json.loads((PRESETS_DIR / preset / "config.json").read_text())
     return load_any_config(model).to_dict()
 
 

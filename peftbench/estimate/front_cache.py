@@ -38,15 +38,12 @@ def _config_content(model: str) -> str:
     """The config `model` names, as the model it builds (`models.config_identity`): a preset's, for the preset,
     its hub id or a local config that builds the same model; a local config's own; the name for a packaged
     model or a hub id (the name stands for the config)."""
-    from peftbench.models.config_identity import canonical_config, preset_built_by, read_config_file
-    from peftbench.models.configs import preset_for
+    from peftbench.models.config_identity import canonical_config, preset_of, read_config_file
+    from peftbench.models.configs import PRESETS_DIR
 
-    preset = preset_for(model)
-    raw = read_config_file(str(preset) if preset else model)
-    if raw is None:
-        return model
-    built = None if preset else preset_built_by(raw)
-    return _config_content(built) if built else canonical_config(raw)
+    preset = preset_of(model)
+    raw = read_config_file(str(PRESETS_DIR / preset) if preset else model)
+    return model if raw is None else canonical_config(raw)
 
 
 def _key(model: str, method: str, kwargs: dict[str, Any]) -> str | None:

@@ -97,19 +97,26 @@ def preset_built_by(config: dict[str, Any]) -> str | None:
     return None if built is None else _presets_by_build().get(json.dumps(built, sort_keys=True, default=str))
 
 
-def model_identity(model: str) -> str:
-    """What `model` stands for in a cache key: a preset's name (for the preset, its hub id, or a local config
-    that builds its model), a local config's canonical content (so that editing the file is a new model), or
-    the name itself (a packaged model or a hub id: the name stands for the config)."""
+def preset_of(model: str) -> str | None:
+    """The preset `model` is: named, by its hub id, or a local config that builds its model; None otherwise."""
     from peftbench.models.configs import preset_for
 
     preset = preset_for(model)
     if preset is not None:
         return preset.name
     raw = read_config_file(model)
-    if raw is None:
-        return model
-    return preset_built_by(raw) or canonical_config(raw)
+    return None if raw is None else preset_built_by(raw)
+
+
+def model_identity(model: str) -> str:
+    """What `model` stands for in a cache key: a preset's name (`preset_of`), a local config's canonical content
+    (so that editing the file is a new model), or the name itself (a packaged model or a hub id: the name stands
+    for the config)."""
+    preset = preset_of(model)
+    if preset is not None:
+        return preset
+    raw = read_config_file(model)
+    return model if raw is None else canonical_config(raw)
 
 
 def defaults_now(model_types: list[str]) -> dict[str, dict[str, Any]]:
